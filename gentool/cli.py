@@ -1,0 +1,317 @@
+"""The gentool command line: parse, call ``gentool.api``, print. Nothing else lives here.
+
+Results go to stdout, progress and warnings to stderr. A ``GentoolError`` raised anywhere
+becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGroup``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gentool import __version__, api
+from gentool.errors import EXIT_INTERRUPTED, GentoolError
+from gentool.family import GENERATE_TEXT, SCORE_TEXT, GenerationRequest
+from gentool.options import json_option, print_json, print_table, run_argument, sampling_options
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class GentoolGroup(click.Group):
+    """The top-level group: adds plugin commands lazily and converts errors at one place."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            self._plugins_added = True
+            from gentool.plugins import add_plugin_commands
+
+            add_plugin_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GentoolError as err:
+            raise click.ClickException(str(err)) from err
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=GentoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gentool")
+def cli() -> None:
+    """Train and sample generative models from the shell.
+
+    \b
+    Quick start:
+      gentool train ngram                  # trains on the embedded sample text
+      gentool generate runs/ngram -n 3 --seed 1
+
+    Exit codes: 0 success, 1 an error explained in one 'Error:' line,
+    2 command-line misuse, 130 interrupted.
+    """
+
+
+# -- what is installed --------------------------------------------------------------------
+
+
+@cli.command()
+@json_option
+def plugins(as_json: bool) -> None:
+    """List installed plugins, their hooks, and load errors.
+
+    \b
+    Example:
+      gentool plugins --json
+    """
+    from gentool.plugins import get_registry, plugin_infos
+
+    get_registry()  # registering models can surface more errors
+    infos = plugin_infos()
+    if as_json:
+        print_json([p.as_json() for p in infos])
+        return
+    rows = [[p.name, p.distribution, p.version, ",".join(p.hooks) or "-", p.error or "ok"]
+            for p in infos]
+    print_table(rows, ["plugin", "distribution", "version", "hooks", "status"])
+
+
+@cli.command()
+@json_option
+def models(as_json: bool) -> None:
+    """List model families and the tasks they support.
+
+    \b
+    Example:
+      gentool models
+    """
+    from gentool.plugins import get_registry
+
+    registry = get_registry()
+    found = [
+        {
+            "name": name,
+            "description": family.description,
+            "tasks": list(family.tasks),
+            "export_formats": list(family.export_formats),
+            "import_formats": list(family.import_formats),
+            "plugin": registry.owners[name].name,
+            "distribution": registry.owners[name].distribution,
+        }
+        for name, family in sorted(registry.families.items())
+    ]
+    if as_json:
+        print_json(found)
+        return
+    print_table([[f["name"], ",".join(f["tasks"]), f["description"]] for f in found],
+                ["family", "tasks", "description"])
+
+
+@cli.command("recipes")
+@json_option
+def list_recipes(as_json: bool) -> None:
+    """List the recipes shipped with gentool.
+
+    \b
+    Example:
+      gentool recipes
+      gentool train --recipe ngram-shakespeare-word3 --data input.txt
+    """
+    from gentool.recipes import shipped_recipes
+
+    found = shipped_recipes()
+    if as_json:
+        print_json([{"name": r.name, "family": r.family, "description": r.description,
+                     "path": str(r.path)} for r in found])
+        return
+    print_table([[r.name, r.family, r.description] for r in found],
+                ["recipe", "family", "description"])
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("family", required=False)
+@click.option("--recipe", "-r", metavar="FILE|NAME", help="A TOML recipe, or a shipped one's name.")
+@click.option("--data", "-d", multiple=True, metavar="PATH",
+              help="Training data (repeatable); default: the family's embedded sample.")
+@click.option("--val", metavar="PATH", help="Held-out data, evaluated after training.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a recipe value, e.g. --set model.order=5 (repeatable).")
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="Run directory to write [default: runs/FAMILY].")
+@click.option("--force", is_flag=True, help="Replace an existing run directory.")
+@click.option("--seed", type=int, help="Random seed [default: the recipe's, or 0].")
+@json_option
+def train(family: str | None, recipe: str | None, data: tuple[str, ...], val: str | None,
+          overrides: tuple[str, ...], out: Path | None, force: bool, seed: int | None,
+          as_json: bool) -> None:
+    """Train a model of FAMILY (or the recipe's) and write a run directory.
+
+    \b
+    Examples:
+      gentool train ngram
+      gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
+      gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
+    """
+    run = api.train(family, recipe=recipe, overrides=overrides, data=data, val=val,
+                    seed=seed, out=out, force=force, log=log)
+    if as_json:
+        print_json({"run": str(run.path), "family": run.family,
+                    "metrics": run.meta.get("metrics", {})})
+    else:
+        log(f"wrote {run.path}; try: gentool generate {run.path}")
+        click.echo(str(run.path))
+
+
+@cli.command("import")
+@click.argument("family")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", help="The file's format [default: from its suffix].")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="Run directory to write.")
+@click.option("--force", is_flag=True, help="Replace an existing run directory.")
+@json_option
+def import_(family: str, path: Path, fmt: str | None, out: Path, force: bool,
+            as_json: bool) -> None:
+    """Make a run directory from a model in another tool's format.
+
+    \b
+    Example (sample from a KenLM model):
+      gentool import ngram model.arpa --out runs/kenlm
+      gentool generate runs/kenlm --seed 1
+    """
+    run = api.import_model(family, path, fmt or path.suffix.lstrip("."), out, force)
+    if as_json:
+        print_json({"run": str(run.path), "family": run.family})
+    else:
+        click.echo(str(run.path))
+
+
+# -- using a run ------------------------------------------------------------------------------
+
+
+@cli.command()
+@run_argument
+@sampling_options
+@json_option
+def generate(run: str, prompt: str, num_samples: int, max_tokens: int, temperature: float,
+             top_k: int | None, top_p: float | None, seed: int | None, as_json: bool) -> None:
+    """Sample from the model in RUN.
+
+    \b
+    Examples:
+      gentool generate runs/ngram --seed 1
+      gentool generate runs/ngram --prompt "ROMEO :" -n 5 --temperature 0.8 --top-k 40
+    """
+    model = api.load(run)
+    api.require(model, GENERATE_TEXT, "generate text")
+    request = GenerationRequest(prompt=prompt, num_samples=num_samples, max_tokens=max_tokens,
+                                temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    samples = model.generate(request)
+    if as_json:
+        print_json({"run": run, "samples": samples})
+    else:
+        for sample in samples:
+            click.echo(sample)
+
+
+@cli.command()
+@run_argument
+@click.option("--data", "-d", multiple=True, required=True, metavar="PATH",
+              help="Held-out data to score (repeatable).")
+@json_option
+def evaluate(run: str, data: tuple[str, ...], as_json: bool) -> None:
+    """Score held-out data with the model in RUN (perplexity, bits per token).
+
+    \b
+    Example:
+      gentool evaluate runs/ngram --data test.txt --json
+    """
+    model = api.load(run)
+    api.require(model, SCORE_TEXT, "be evaluated on text")
+    metrics = model.evaluate([Path(p) for p in data])
+    if as_json:
+        print_json({"run": run, "data": list(data), "metrics": metrics})
+    else:
+        print_table([[k, _fmt(v)] for k, v in metrics.items()], ["metric", "value"])
+
+
+@cli.command()
+@run_argument
+@json_option
+def info(run: str, as_json: bool) -> None:
+    """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
+
+    \b
+    Example:
+      gentool info runs/ngram
+    """
+    model = api.load(run)
+    from gentool.runs import RunDirectory
+
+    meta = RunDirectory(run).meta
+    details = {"run": run, **{k: v for k, v in meta.items() if k != "files"},
+               "model": model.describe()}
+    if as_json:
+        print_json(details)
+        return
+    for key, value in details.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {_fmt(v)}")
+        else:
+            click.echo(f"{key}: {_fmt(value)}")
+
+
+@cli.command()
+@run_argument
+@click.option("--format", "fmt", required=True, help="Output format, e.g. arpa.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File to write.")
+def export(run: str, fmt: str, output: Path) -> None:
+    """Write the model in RUN in another tool's format.
+
+    \b
+    Example (an n-gram model for KenLM):
+      gentool export runs/ngram --format arpa -o model.arpa
+    """
+    model = api.load(run)
+    if fmt not in model.export_formats:
+        valid = ", ".join(model.export_formats) or "none"
+        raise GentoolError(f"'{model.name}' models cannot export '{fmt}'; they export: {valid}")
+    model.export(fmt, output)
+    log(f"wrote {output}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        import json
+
+        return json.dumps(value)
+    return str(value)
+
+
+def main() -> None:
+    cli(prog_name="gentool")

@@ -1,0 +1,13 @@
+"""Readers for the data families train on, and simple text tokenizers."""
+
+from gentool.data.text import default_text_path, read_text, read_lines
+from gentool.data.tokenizers import TOKENIZERS, Tokenizer, get_tokenizer
+
+__all__ = [
+    "TOKENIZERS",
+    "Tokenizer",
+    "default_text_path",
+    "get_tokenizer",
+    "read_lines",
+    "read_text",
+]

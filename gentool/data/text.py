@@ -1,0 +1,55 @@
+"""Reading text corpora: UTF-8 (optionally gzip), with errors that say where and how to fix."""
+
+from __future__ import annotations
+
+import gzip
+from importlib import resources
+from pathlib import Path
+
+from gentool.errors import DataError
+
+DEFAULT_TEXT = "shakespeare.txt"
+
+
+def default_text_path() -> Path:
+    """The small public-domain corpus shipped inside the package (see gentool/_data/README.md)."""
+    return Path(str(resources.files("gentool._data").joinpath(DEFAULT_TEXT)))
+
+
+def read_text(path: str | Path) -> str:
+    """Return the whole file as text, or raise DataError naming the file and the fix.
+
+    Files ending in ``.gz`` are decompressed. A NUL byte or invalid UTF-8 is reported
+    with its byte offset, so the user can find it (``cmp``, ``xxd -s OFFSET``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file '{path}' does not exist; check the path")
+    if path.is_dir():
+        raise DataError(f"data path '{path}' is a directory; give a text file")
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as err:
+        raise DataError(f"data file '{path}' cannot be read: {err}") from err
+    if not raw.strip():
+        raise DataError(f"data file '{path}' is empty; give a file with some text")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataError(
+            f"data file '{path}' is binary, not text (NUL byte at offset {nul}); "
+            "give a UTF-8 text file"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"data file '{path}' is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
+            f"{err.start}); convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from err
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The file's lines, without line endings; a trailing newline adds no empty line."""
+    return read_text(path).splitlines()

@@ -1,0 +1,33 @@
+"""Errors the user can act on, and the exit codes the CLI maps them to.
+
+Every expected failure (bad data, a bad recipe, a missing or broken run) is raised as a
+``GentoolError`` anywhere in gentool or a plugin, and converted to one ``Error: ...`` line
+and exit code 1 at a single boundary: ``gentool.cli``. A traceback always means a bug.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # a clear, expected failure: one "Error: ..." line on stderr
+EXIT_USAGE = 2  # command-line misuse (click's UsageError)
+EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM, after saving what can be saved
+
+
+class GentoolError(Exception):
+    """An expected failure. The message names the offending thing and the fix."""
+
+
+class DataError(GentoolError):
+    """Training or evaluation data that cannot be used."""
+
+
+class RecipeError(GentoolError):
+    """A recipe or a ``--set`` override that does not fit the family's config."""
+
+
+class RunError(GentoolError):
+    """A run directory that is missing, incomplete, corrupt, or of another family."""
+
+
+class PluginError(GentoolError):
+    """A family that is unknown, duplicated, or cannot do what was asked."""

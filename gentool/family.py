@@ -1,0 +1,122 @@
+"""The base class a model family implements, and the requests the CLI passes to it.
+
+The CLI never asks which family it is talking to: it asks what the family can do
+(``Family.tasks``) and calls the matching method. A family is registered through the
+``register_models`` hook (see ``gentool.hookspecs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from gentool.errors import PluginError
+
+# Task names a family may declare. The generic commands map onto them.
+GENERATE_TEXT = "generate-text"
+SCORE_TEXT = "score-text"  # evaluate: perplexity, bits per token
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What ``gentool generate`` asks for; families ignore options that do not apply."""
+
+    prompt: str = ""
+    num_samples: int = 1
+    max_tokens: int = 100
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class TrainingContext:
+    """What the core hands to ``Family.train`` besides the typed config.
+
+    ``data`` are the training files (``--data`` or the recipe's ``[data] train``; the
+    family's embedded default when neither is given), ``val`` an optional held-out
+    file, ``seed`` the run's seed, ``log`` a function that prints progress to stderr
+    (on the main process only).
+    """
+
+    data: list[Path]
+    val: Path | None
+    seed: int
+    train: dict[str, Any] = field(default_factory=dict)
+    log: Any = print
+
+
+class Family:
+    """A model family: its name, what it can do, its config, and how it trains and loads.
+
+    Subclasses set the class attributes and implement ``train``, ``save`` and ``load``,
+    plus one method per declared task:
+
+    ==================  ==========================================
+    task                method
+    ==================  ==========================================
+    ``generate-text``   ``generate(request) -> list[str]``
+    ``score-text``      ``evaluate(paths) -> dict`` (metrics)
+    ==================  ==========================================
+
+    ``export_formats`` lists what ``gentool export --format`` accepts (``export``), and
+    ``import_formats`` what ``gentool import`` reads (``import_model``).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ()
+    config_class: ClassVar[type]  # a dataclass: the recipe's [model] table
+    export_formats: ClassVar[tuple[str, ...]] = ()
+    import_formats: ClassVar[tuple[str, ...]] = ()
+    #: The embedded training data used when no --data is given (None: --data required).
+    default_data: ClassVar[Path | None] = None
+
+    # -- training and persistence -------------------------------------------------
+    @classmethod
+    def train(cls, config: Any, context: TrainingContext) -> Family:
+        raise NotImplementedError
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the model's files into ``directory`` (a fresh temporary directory that
+        becomes the run once complete). Return the metrics summary for gentool.json."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: Path, config: Any) -> Family:
+        raise NotImplementedError
+
+    # -- tasks ----------------------------------------------------------------------
+    def generate(self, request: GenerationRequest) -> list[str]:
+        raise NotImplementedError
+
+    def evaluate(self, paths: Sequence[Path]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``gentool info``: sizes, vocabulary, statistics (JSON-serialisable)."""
+        return {}
+
+    def export(self, fmt: str, path: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def import_model(cls, fmt: str, path: Path) -> tuple[Family, Any]:
+        """Read a model in a foreign format; return it and the config it corresponds to."""
+        raise NotImplementedError
+
+
+def check_family(obj: object) -> type[Family]:
+    """Validate what a plugin passed to ``register``; raise PluginError saying what is wrong."""
+    if not (isinstance(obj, type) and issubclass(obj, Family)):
+        raise PluginError(f"register() takes a gentool.family.Family subclass, got {obj!r}")
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PluginError(f"family {obj.__qualname__} needs a `name` that is an identifier")
+    if not dataclasses.is_dataclass(getattr(obj, "config_class", None)):
+        raise PluginError(f"family '{name}' needs a dataclass `config_class`")
+    return obj

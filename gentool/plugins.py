@@ -1,0 +1,181 @@
+"""Finding plugins through entry points, isolating broken ones, and the family registry.
+
+Nothing is loaded at import time: ``get_plugin_manager()`` loads the entry points of the
+``gentool`` group the first time it is called. A plugin that fails to import, or whose
+hook raises, is recorded in ``load_errors()``, reported once on stderr, and skipped;
+every other plugin keeps working.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata as metadata
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from gentool import hookspecs
+from gentool.errors import PluginError
+from gentool.family import Family, check_family
+
+ENTRY_POINT_GROUP = "gentool"
+
+
+@dataclass
+class PluginInfo:
+    """One entry point of the ``gentool`` group, loaded or not."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": self.hooks,
+            "error": self.error,
+        }
+
+
+class Registry:
+    """The families registered by the loaded plugins, keyed by family name."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, type[Family]] = {}
+        self.owners: dict[str, PluginInfo] = {}
+        self.conflicts: dict[str, list[PluginInfo]] = {}
+
+    def get(self, name: str) -> type[Family]:
+        if name in self.conflicts:
+            owners = " and ".join(
+                f"'{p.distribution}' (entry point '{p.name}')" for p in self.conflicts[name]
+            )
+            raise PluginError(
+                f"family '{name}' is registered by both {owners}; uninstall one, or choose "
+                "with GENTOOL_LOAD_PLUGINS"
+            )
+        if name not in self.families:
+            known = ", ".join(sorted(self.families)) or "none (see 'gentool plugins')"
+            raise PluginError(f"family '{name}' is unknown; installed families: {known}")
+        return self.families[name]
+
+
+class _Manager:
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("gentool")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: list[PluginInfo] = []
+        self._load_entry_points()
+        self.pm.check_pending()
+
+    def _load_entry_points(self) -> None:
+        selection = os.environ.get("GENTOOL_LOAD_PLUGINS")
+        wanted = None if selection is None else {s.strip() for s in selection.split(",") if s}
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if wanted is not None and ep.name not in wanted:
+                continue
+            dist = ep.dist
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist.name if dist else "?",
+                version=dist.version if dist else "?",
+            )
+            if any(p.name == ep.name for p in self.plugins):
+                continue  # the same distribution seen twice on sys.path
+            self.plugins.append(info)
+            try:
+                module = ep.load()
+                self.pm.register(module, name=ep.name)
+                info.hooks = sorted(
+                    hc.name for hc in self.pm.get_hookcallers(module) or ()
+                )
+            except Exception as err:  # a broken plugin must not break gentool
+                self._fail(info, "failed to load", err)
+
+    def _fail(self, info: PluginInfo, what: str, err: BaseException) -> None:
+        if info.error is None:
+            info.error = f"{type(err).__name__}: {err}"
+            print(
+                f"gentool: warning: plugin '{info.name}' ({info.distribution}) {what}: "
+                f"{info.error}; it is skipped",
+                file=sys.stderr,
+            )
+        if self.pm.is_registered(self.pm.get_plugin(info.name)):
+            self.pm.unregister(name=info.name)
+
+    def call_each(self, hook_name: str, arguments: Callable[[PluginInfo], dict[str, Any]]) -> None:
+        """Call ``hook_name`` on every plugin separately, so one failure stays local.
+
+        ``arguments(plugin)`` gives the hook's arguments for that plugin (so a
+        ``register`` callback knows whom it registers for).
+        """
+        by_name = {p.name: p for p in self.plugins}
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            info = by_name[impl.plugin_name]
+            try:
+                args = arguments(info)
+                impl.function(**{name: args[name] for name in impl.argnames})
+            except Exception as err:
+                self._fail(info, f"failed in {hook_name}", err)
+
+
+@functools.cache
+def get_plugin_manager() -> _Manager:
+    """The process-wide plugin manager, loading entry points on first use."""
+    return _Manager()
+
+
+def plugin_infos() -> list[PluginInfo]:
+    return get_plugin_manager().plugins
+
+
+@functools.cache
+def get_registry() -> Registry:
+    """Every family registered by the loaded plugins (``register_models`` is called once)."""
+    manager = get_plugin_manager()
+    registry = Registry()
+
+    def register_for(info: PluginInfo) -> Callable[[type[Family]], None]:
+        def register(family: type[Family]) -> None:
+            check_family(family)
+            name = family.name
+            if name in registry.families or name in registry.conflicts:
+                registry.conflicts.setdefault(name, [registry.owners[name]]).append(info)
+                owners = " and ".join(f"'{p.distribution}'" for p in registry.conflicts[name])
+                print(
+                    f"gentool: warning: family '{name}' is registered by both {owners}; "
+                    "it cannot be used until one is uninstalled",
+                    file=sys.stderr,
+                )
+                return
+            registry.families[name] = family
+            registry.owners[name] = info
+
+        return register
+
+    manager.call_each("register_models", lambda info: {"register": register_for(info)})
+    for name, owner in list(registry.owners.items()):
+        # A conflict makes the name unusable; a plugin that failed half-way is skipped whole.
+        if name in registry.conflicts or owner.error is not None:
+            registry.families.pop(name, None)
+    return registry
+
+
+def get_family(name: str) -> type[Family]:
+    return get_registry().get(name)
+
+
+def add_plugin_commands(cli: Any) -> None:
+    """Let plugins add commands (``register_commands``) to the click group ``cli``."""
+    get_plugin_manager().call_each("register_commands", lambda info: {"cli": cli})

@@ -1,0 +1,213 @@
+"""Recipes: a TOML file (or just a family name) plus ``--set`` overrides -> typed configs.
+
+A recipe has a ``family``, an optional ``seed``, and three tables: ``[model]`` (the
+family's config dataclass), ``[train]`` (its training config) and ``[data]``::
+
+    family = "ngram"
+    [model]
+    order = 3
+    [data]
+    train = ["corpus.txt"]
+
+Every key is checked against the dataclass it fills: an unknown key or a value of the
+wrong type is a RecipeError naming the key and what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from gentool.errors import RecipeError
+
+SECTIONS = ("model", "train", "data")
+TOP_LEVEL = ("family", "seed", *SECTIONS)
+
+
+@dataclass
+class DataConfig:
+    """The recipe's [data] table: training files and an optional held-out file."""
+
+    train: list[str] = field(default_factory=list)
+    val: str | None = None
+
+
+@dataclass
+class NoTrainingOptions:
+    """The [train] table of a family that has no training options."""
+
+
+@dataclass
+class Recipe:
+    family: str
+    seed: int
+    model: Any
+    train: Any
+    data: DataConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved recipe, as stored in gentool.json (and loadable by ``resolve``)."""
+        return {
+            "family": self.family,
+            "seed": self.seed,
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "data": dataclasses.asdict(self.data),
+        }
+
+
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise RecipeError(
+            f"recipe '{path}' does not exist; see 'gentool recipes' for the shipped ones"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"recipe '{path}' is not valid TOML: {err}") from None
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value); the value is read as TOML if it
+    parses (numbers, booleans, lists, quoted strings) and as a bare string otherwise."""
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise RecipeError(
+            f"--set '{text}' is not of the form section.key=value (e.g. model.order=5)"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def resolve(
+    raw: dict[str, Any],
+    model_class: type,
+    train_class: type = NoTrainingOptions,
+    overrides: list[str] = (),  # type: ignore[assignment]
+) -> Recipe:
+    """Check and type a raw recipe (from TOML or gentool.json), applying ``--set`` overrides."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    unknown = sorted(set(raw) - set(TOP_LEVEL))
+    if unknown:
+        raise RecipeError(
+            f"recipe key '{unknown[0]}' is unknown; valid top-level keys: {', '.join(TOP_LEVEL)}"
+        )
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SECTIONS:
+            raise RecipeError(
+                f"--set '{text}': section '{section}' is unknown; valid: {', '.join(SECTIONS)}"
+            )
+        raw.setdefault(section, {})[key] = value
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise RecipeError(f"recipe key 'seed' must be an integer, got {seed!r}")
+    return Recipe(
+        family=str(raw.get("family", "")),
+        seed=seed,
+        model=build_config(model_class, raw.get("model", {}), "model"),
+        train=build_config(train_class, raw.get("train", {}), "train"),
+        data=build_config(DataConfig, raw.get("data", {}), "data"),
+    )
+
+
+def build_config(cls: type, values: Any, section: str) -> Any:
+    """Instantiate the dataclass ``cls`` from ``values``, checking keys and types."""
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe '{section}' must be a table, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            valid = ", ".join(fields) or "(none)"
+            raise RecipeError(f"recipe key '{section}.{key}' is unknown; valid keys: {valid}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"recipe '{section}': {err}") from None
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, name)
+            except RecipeError as err:
+                errors.append(str(err))
+        raise RecipeError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            valid = ", ".join(str(a) for a in args)
+            raise RecipeError(f"recipe key '{name}' is {value!r}; valid values: {valid}")
+        return value
+    if origin in (list, tuple):
+        items = value if isinstance(value, list) else [value] if origin is list else None
+        if items is None:
+            raise RecipeError(f"recipe key '{name}' must be a list, got {value!r}")
+        item_hint = args[0] if args else Any
+        coerced = [_coerce(item, item_hint, name) for item in items]
+        return coerced if origin is list else tuple(coerced)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    # bool is a subclass of int, but `order = true` is a mistake, not the number 1.
+    if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+        raise RecipeError(f"recipe key '{name}' must be {hint.__name__}, got {value!r}")
+    return value
+
+
+# -- shipped recipes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    name: str
+    path: Path
+    family: str
+    description: str
+
+
+def shipped_recipes() -> list[RecipeFile]:
+    """The recipes in the repository's recipes/ folder (installed as the data package gentool_recipes)."""
+    found = []
+    for entry in sorted(resources.files("gentool_recipes").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        path = Path(str(entry))
+        text = path.read_text(encoding="utf-8")
+        comments = [ln.lstrip("# ").rstrip() for ln in text.splitlines() if ln.startswith("#")]
+        family = tomllib.loads(text).get("family", "")
+        found.append(RecipeFile(path.stem, path, family, comments[0] if comments else ""))
+    return found
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """A recipe path, or the name of a shipped recipe (``ngram-shakespeare-word3``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".toml" or "/" in name_or_path:
+        return path
+    for recipe in shipped_recipes():
+        if recipe.name == name_or_path:
+            return recipe.path
+    return path

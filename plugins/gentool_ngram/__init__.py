@@ -1,0 +1,16 @@
+"""The ``ngram`` family: count-based Markov chains with Kneser-Ney smoothing.
+
+Registered through the ``gentool`` entry-point group like any third-party plugin.
+"""
+
+from collections.abc import Callable
+
+import gentool
+from gentool_ngram.family import NGramConfig, NGramFamily
+
+__all__ = ["NGramConfig", "NGramFamily"]
+
+
+@gentool.hookimpl
+def register_models(register: Callable[[type], None]) -> None:
+    register(NGramFamily)

@@ -1,0 +1,1 @@
+"""The recipes shipped with gentool (installed as the data package ``gentool_recipes``)."""
