@@ -1,9 +1,9 @@
 """The Python API behind the CLI: each command is a thin shell over one function here.
 
-    from gentool import api
-    run = api.train("ngram", overrides=["model.order=4"], out="runs/ng4")
-    model = api.load(run)
-    print(model.generate(GenerationRequest(seed=1))[0])
+from gentool import api
+run = api.train("ngram", overrides=["model.order=4"], out="runs/ng4")
+model = api.load(run)
+print(model.generate(GenerationRequest(seed=1))[0])
 """
 
 from __future__ import annotations
@@ -177,8 +177,10 @@ def model_card(model: Family, meta: dict[str, Any]) -> str:
     lines = [f"# {model.name} model", "", model.description, ""]
     if meta.get("data", {}).get("train"):
         lines += ["## Data", ""]
-        lines += [f"- `{d['path']}` ({d['bytes']} bytes, sha256 `{d['sha256']}`)"
-                  for d in meta["data"]["train"]]
+        lines += [
+            f"- `{d['path']}` ({d['bytes']} bytes, sha256 `{d['sha256']}`)"
+            for d in meta["data"]["train"]
+        ]
         lines.append("")
     if "imported_from" in meta:
         source = meta["imported_from"]

@@ -88,8 +88,10 @@ def plugins(as_json: bool) -> None:
     if as_json:
         print_json([p.as_json() for p in infos])
         return
-    rows = [[p.name, p.distribution, p.version, ",".join(p.hooks) or "-", p.error or "ok"]
-            for p in infos]
+    rows = [
+        [p.name, p.distribution, p.version, ",".join(p.hooks) or "-", p.error or "ok"]
+        for p in infos
+    ]
     print_table(rows, ["plugin", "distribution", "version", "hooks", "status"])
 
 
@@ -105,7 +107,7 @@ def models(as_json: bool) -> None:
     from gentool.plugins import get_registry
 
     registry = get_registry()
-    found = [
+    found: list[dict[str, Any]] = [
         {
             "name": name,
             "description": family.description,
@@ -120,8 +122,10 @@ def models(as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    print_table([[f["name"], ",".join(f["tasks"]), f["description"]] for f in found],
-                ["family", "tasks", "description"])
+    print_table(
+        [[f["name"], ",".join(f["tasks"]), f["description"]] for f in found],
+        ["family", "tasks", "description"],
+    )
 
 
 @cli.command("recipes")
@@ -138,11 +142,21 @@ def list_recipes(as_json: bool) -> None:
 
     found = shipped_recipes()
     if as_json:
-        print_json([{"name": r.name, "family": r.family, "description": r.description,
-                     "path": str(r.path)} for r in found])
+        print_json(
+            [
+                {
+                    "name": r.name,
+                    "family": r.family,
+                    "description": r.description,
+                    "path": str(r.path),
+                }
+                for r in found
+            ]
+        )
         return
-    print_table([[r.name, r.family, r.description] for r in found],
-                ["recipe", "family", "description"])
+    print_table(
+        [[r.name, r.family, r.description] for r in found], ["recipe", "family", "description"]
+    )
 
 
 # -- training -------------------------------------------------------------------------------
@@ -151,19 +165,41 @@ def list_recipes(as_json: bool) -> None:
 @cli.command()
 @click.argument("family", required=False)
 @click.option("--recipe", "-r", metavar="FILE|NAME", help="A TOML recipe, or a shipped one's name.")
-@click.option("--data", "-d", multiple=True, metavar="PATH",
-              help="Training data (repeatable); default: the family's embedded sample.")
+@click.option(
+    "--data",
+    "-d",
+    multiple=True,
+    metavar="PATH",
+    help="Training data (repeatable); default: the family's embedded sample.",
+)
 @click.option("--val", metavar="PATH", help="Held-out data, evaluated after training.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override a recipe value, e.g. --set model.order=5 (repeatable).")
-@click.option("--out", "-o", type=click.Path(path_type=Path),
-              help="Run directory to write [default: runs/FAMILY].")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a recipe value, e.g. --set model.order=5 (repeatable).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Run directory to write [default: runs/FAMILY].",
+)
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @click.option("--seed", type=int, help="Random seed [default: the recipe's, or 0].")
 @json_option
-def train(family: str | None, recipe: str | None, data: tuple[str, ...], val: str | None,
-          overrides: tuple[str, ...], out: Path | None, force: bool, seed: int | None,
-          as_json: bool) -> None:
+def train(
+    family: str | None,
+    recipe: str | None,
+    data: tuple[str, ...],
+    val: str | None,
+    overrides: tuple[str, ...],
+    out: Path | None,
+    force: bool,
+    seed: int | None,
+    as_json: bool,
+) -> None:
     """Train a model of FAMILY (or the recipe's) and write a run directory.
 
     \b
@@ -172,11 +208,21 @@ def train(family: str | None, recipe: str | None, data: tuple[str, ...], val: st
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
     """
-    run = api.train(family, recipe=recipe, overrides=overrides, data=data, val=val,
-                    seed=seed, out=out, force=force, log=log)
+    run = api.train(
+        family,
+        recipe=recipe,
+        overrides=overrides,
+        data=data,
+        val=val,
+        seed=seed,
+        out=out,
+        force=force,
+        log=log,
+    )
     if as_json:
-        print_json({"run": str(run.path), "family": run.family,
-                    "metrics": run.meta.get("metrics", {})})
+        print_json(
+            {"run": str(run.path), "family": run.family, "metrics": run.meta.get("metrics", {})}
+        )
     else:
         log(f"wrote {run.path}; try: gentool generate {run.path}")
         click.echo(str(run.path))
@@ -186,12 +232,14 @@ def train(family: str | None, recipe: str | None, data: tuple[str, ...], val: st
 @click.argument("family")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", help="The file's format [default: from its suffix].")
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-              help="Run directory to write.")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Run directory to write."
+)
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @json_option
-def import_(family: str, path: Path, fmt: str | None, out: Path, force: bool,
-            as_json: bool) -> None:
+def import_(
+    family: str, path: Path, fmt: str | None, out: Path, force: bool, as_json: bool
+) -> None:
     """Make a run directory from a model in another tool's format.
 
     \b
@@ -213,8 +261,17 @@ def import_(family: str, path: Path, fmt: str | None, out: Path, force: bool,
 @run_argument
 @sampling_options
 @json_option
-def generate(run: str, prompt: str, num_samples: int, max_tokens: int, temperature: float,
-             top_k: int | None, top_p: float | None, seed: int | None, as_json: bool) -> None:
+def generate(
+    run: str,
+    prompt: str,
+    num_samples: int,
+    max_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
     """Sample from the model in RUN.
 
     \b
@@ -224,8 +281,15 @@ def generate(run: str, prompt: str, num_samples: int, max_tokens: int, temperatu
     """
     model = api.load(run)
     api.require(model, GENERATE_TEXT, "generate text")
-    request = GenerationRequest(prompt=prompt, num_samples=num_samples, max_tokens=max_tokens,
-                                temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    request = GenerationRequest(
+        prompt=prompt,
+        num_samples=num_samples,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+    )
     samples = model.generate(request)
     if as_json:
         print_json({"run": run, "samples": samples})
@@ -236,8 +300,14 @@ def generate(run: str, prompt: str, num_samples: int, max_tokens: int, temperatu
 
 @cli.command()
 @run_argument
-@click.option("--data", "-d", multiple=True, required=True, metavar="PATH",
-              help="Held-out data to score (repeatable).")
+@click.option(
+    "--data",
+    "-d",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Held-out data to score (repeatable).",
+)
 @json_option
 def evaluate(run: str, data: tuple[str, ...], as_json: bool) -> None:
     """Score held-out data with the model in RUN (perplexity, bits per token).
@@ -269,8 +339,11 @@ def info(run: str, as_json: bool) -> None:
     from gentool.runs import RunDirectory
 
     meta = RunDirectory(run).meta
-    details = {"run": run, **{k: v for k, v in meta.items() if k != "files"},
-               "model": model.describe()}
+    details = {
+        "run": run,
+        **{k: v for k, v in meta.items() if k != "files"},
+        "model": model.describe(),
+    }
     if as_json:
         print_json(details)
         return
@@ -286,8 +359,13 @@ def info(run: str, as_json: bool) -> None:
 @cli.command()
 @run_argument
 @click.option("--format", "fmt", required=True, help="Output format, e.g. arpa.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="File to write.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write.",
+)
 def export(run: str, fmt: str, output: Path) -> None:
     """Write the model in RUN in another tool's format.
 

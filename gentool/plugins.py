@@ -97,9 +97,7 @@ class _Manager:
             try:
                 module = ep.load()
                 self.pm.register(module, name=ep.name)
-                info.hooks = sorted(
-                    hc.name for hc in self.pm.get_hookcallers(module) or ()
-                )
+                info.hooks = sorted(hc.name for hc in self.pm.get_hookcallers(module) or ())
             except Exception as err:  # a broken plugin must not break gentool
                 self._fail(info, "failed to load", err)
 

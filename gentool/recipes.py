@@ -189,7 +189,7 @@ class RecipeFile:
 
 
 def shipped_recipes() -> list[RecipeFile]:
-    """The recipes in the repository's recipes/ folder (installed as the data package gentool_recipes)."""
+    """The recipes in the repository's recipes/ folder (the data package gentool_recipes)."""
     found = []
     for entry in sorted(resources.files("gentool_recipes").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".toml"):

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def create_run(out: Path, force: bool, fill: Callable[[Path], dict[str, Any]]) -
         meta = {
             "format_version": FORMAT_VERSION,
             **meta,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": library_versions(),
             "files": {
                 p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
@@ -217,7 +217,7 @@ def load_tensors(path: Path, family: str) -> dict[str, Any]:
                 raise RunError(
                     f"'{path}' holds a '{found}' model, not '{family}'; give a {family} run"
                 )
-            return {name: f.get_tensor(name) for name in f.keys()}
+            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
     except FileNotFoundError:
         raise RunError(f"'{path}' is missing; retrain the run") from None
     except (SafetensorError, OSError, ValueError) as err:

@@ -1,6 +1,6 @@
 """Readers for the data families train on, and simple text tokenizers."""
 
-from gentool.data.text import default_text_path, read_text, read_lines
+from gentool.data.text import default_text_path, read_lines, read_text
 from gentool.data.tokenizers import TOKENIZERS, Tokenizer, get_tokenizer
 
 __all__ = [

@@ -130,7 +130,9 @@ class NGramFamily(Family):
             meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["lm"]
             lm = NGramLM.from_tensors(tensors, vocab, meta)
         except (OSError, ValueError, KeyError) as err:
-            raise RunError(f"run '{directory}' is incomplete or corrupt ({err}); retrain it") from None
+            raise RunError(
+                f"run '{directory}' is incomplete or corrupt ({err}); retrain it"
+            ) from None
         return cls(lm, config, directory)
 
     # -- tasks --------------------------------------------------------------------------

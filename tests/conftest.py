@@ -1,0 +1,91 @@
+"""Shared fixtures: drive gentool as a user does, in-process (CliRunner) or as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from gentool.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own directory with every installed plugin loaded."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GENTOOL_LOAD_PLUGINS", raising=False)
+
+
+def invoke(*args: str, ok: bool = True) -> Result:
+    """Run ``gentool ARGS`` in-process; with ok=True, fail the test unless it exits 0."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}{result.stderr}"
+    return result
+
+
+def invoke_json(*args: str) -> object:
+    return json.loads(invoke(*args, "--json").stdout)
+
+
+def run_gentool(
+    *args: str, env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m gentool ARGS`` in a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "gentool", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def assert_error(result: Result | subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Exit code 1 and exactly one 'Error: ...' line on stderr containing every fragment."""
+    code = result.exit_code if isinstance(result, Result) else result.returncode
+    stderr = result.stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error: ")]
+    assert code == 1, f"exit {code}; stderr:\n{stderr}"
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(
+        textwrap.dedent("""\
+            the cat sat on the mat .
+            the dog sat on the log .
+            a cat and a dog sat together .
+            the cat saw the dog .
+            the dog saw a cat on the mat .
+        """),
+        encoding="utf-8",
+    )
+    return path
+
+
+def fake_distribution(site: Path, name: str, module_source: str, entry_name: str) -> None:
+    """Make an installed-looking distribution in ``site`` (a dist-info with an entry point),
+    so that a subprocess with ``PYTHONPATH=site`` finds the plugin as pip would install it."""
+    module = name.replace("-", "_")
+    (site / f"{module}.py").write_text(textwrap.dedent(module_source), encoding="utf-8")
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[gentool]\n{entry_name} = {module}\n")

@@ -1,0 +1,71 @@
+"""A small but real third-party family: characters drawn from their training frequencies.
+
+It exercises both hooks exactly as an outside author would: a family through
+``register_models`` and a command through ``register_commands``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+import gentool
+from gentool.data import read_text
+from gentool.family import GENERATE_TEXT, Family, GenerationRequest, TrainingContext
+
+
+@dataclass
+class HelloConfig:
+    lowercase: bool = False
+
+
+class HelloFamily(Family):
+    name = "hello"
+    description = "character unigram model (a test plugin)"
+    tasks = (GENERATE_TEXT,)
+    config_class = HelloConfig
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    @classmethod
+    def train(cls, config: HelloConfig, context: TrainingContext) -> HelloFamily:
+        text = "".join(read_text(p) for p in context.data)
+        if config.lowercase:
+            text = text.lower()
+        return cls(dict(Counter(text.replace("\n", ""))))
+
+    def save(self, directory: Path) -> dict[str, int]:
+        (directory / "counts.json").write_text(json.dumps(self.counts, sort_keys=True))
+        return {"characters": sum(self.counts.values())}
+
+    @classmethod
+    def load(cls, directory: Path, config: HelloConfig) -> HelloFamily:
+        return cls(json.loads((directory / "counts.json").read_text()))
+
+    def generate(self, request: GenerationRequest) -> list[str]:
+        rng = random.Random(request.seed)
+        chars, weights = zip(*sorted(self.counts.items()), strict=True)
+        return [
+            request.prompt + "".join(rng.choices(chars, weights, k=request.max_tokens))
+            for _ in range(request.num_samples)
+        ]
+
+
+@gentool.hookimpl
+def register_models(register):
+    register(HelloFamily)
+
+
+@gentool.hookimpl
+def register_commands(cli):
+    @cli.command()
+    @click.argument("name", default="world")
+    def hello(name: str) -> None:
+        """Say hello (a command added by the gentool-hello test plugin)."""
+        click.echo(f"Hello, {name}!")

@@ -1,0 +1,116 @@
+"""The plugin system, tested through real entry points and real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from conftest import assert_error, fake_distribution, invoke, invoke_json, run_gentool
+
+BROKEN_ON_IMPORT = """
+raise RuntimeError("this plugin is broken on purpose")
+"""
+
+BROKEN_ON_REGISTER = """
+import gentool
+
+@gentool.hookimpl
+def register_models(register):
+    raise ValueError("registration exploded")
+"""
+
+SECOND_NGRAM = """
+import gentool
+from gentool_ngram import NGramFamily
+
+class Impostor(NGramFamily):
+    pass
+
+@gentool.hookimpl
+def register_models(register):
+    register(Impostor)
+"""
+
+
+def _with_site(site: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_plugin_is_installed() -> None:
+    plugins = {p["name"]: p for p in invoke_json("plugins")}
+    assert plugins["hello"]["distribution"] == "gentool-hello"
+    assert plugins["hello"]["hooks"] == ["register_commands", "register_models"]
+    assert plugins["ngram"]["distribution"] == "gentool"
+    assert all(p["error"] is None for p in plugins.values())
+
+
+def test_third_party_family_found_through_entry_point_in_subprocess(tmp_path: Path) -> None:
+    models = json.loads(run_gentool("models", "--json").stdout)
+    assert {"hello", "ngram"} <= {m["name"] for m in models}
+    (tmp_path / "t.txt").write_text("abcabc\n")
+    assert run_gentool("train", "hello", "--data", "t.txt", "--out", "h").returncode == 0
+    first = run_gentool("generate", "h", "--seed", "3", "--max-tokens", "20").stdout
+    assert first == run_gentool("generate", "h", "--seed", "3", "--max-tokens", "20").stdout
+    assert set(first.strip()) <= set("abc") and len(first.strip()) == 20
+
+
+def test_plugin_command_is_added() -> None:
+    assert invoke("hello", "plugin").stdout == "Hello, plugin!\n"
+
+
+def test_load_plugins_selects_by_name() -> None:
+    result = run_gentool("models", "--json", env={"GENTOOL_LOAD_PLUGINS": "ngram"})
+    assert [m["name"] for m in json.loads(result.stdout)] == ["ngram"]
+    result = run_gentool("plugins", "--json", env={"GENTOOL_LOAD_PLUGINS": ""})
+    assert json.loads(result.stdout) == []
+    result = run_gentool("train", "ngram", env={"GENTOOL_LOAD_PLUGINS": "hello"})
+    assert_error(result, "family 'ngram' is unknown", "hello")
+
+
+def test_broken_plugin_is_reported_and_skipped(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "gentool-broken", BROKEN_ON_IMPORT, "broken")
+    fake_distribution(site, "gentool-badreg", BROKEN_ON_REGISTER, "badreg")
+    env = _with_site(site)
+
+    result = run_gentool("plugins", "--json", env=env)
+    assert result.returncode == 0
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["broken"]["error"] == "RuntimeError: this plugin is broken on purpose"
+    assert plugins["badreg"]["error"] == "ValueError: registration exploded"
+    assert plugins["ngram"]["error"] is None
+    assert "plugin 'broken' (gentool-broken) failed to load" in result.stderr
+
+    # Every other command keeps working.
+    result = run_gentool("train", "ngram", "--out", "r", env=env)
+    assert result.returncode == 0, result.stderr
+    assert run_gentool("generate", "r", "--seed", "1", env=env).stdout.strip()
+
+
+def test_two_families_with_one_name_name_both_distributions(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "gentool-impostor", SECOND_NGRAM, "impostor")
+    result = run_gentool("train", "ngram", env=_with_site(site))
+    assert_error(result, "family 'ngram' is registered by both", "'gentool'", "'gentool-impostor'")
+    # Families without a conflict still work.
+    assert run_gentool("models", "--json", env=_with_site(site)).returncode == 0
+
+
+def test_help_and_plugins_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from gentool.cli import cli\n"
+        "for args in (['--help'], ['plugins'], ['models'], ['train', '--help']):\n"
+        "    assert CliRunner().invoke(cli, args).exit_code == 0\n"
+        "heavy = [m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
