@@ -70,13 +70,14 @@ class Registry:
         return self.families[name]
 
 
-class _Manager:
+class LoadedPlugins:
+    """The pluggy manager with the entry points loaded, and what became of each."""
+
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("gentool")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
         self._load_entry_points()
-        self.pm.check_pending()
 
     def _load_entry_points(self) -> None:
         selection = os.environ.get("GENTOOL_LOAD_PLUGINS")
@@ -97,6 +98,7 @@ class _Manager:
             try:
                 module = ep.load()
                 self.pm.register(module, name=ep.name)
+                self.pm.check_pending()  # a misspelled hook name fails this plugin only
                 info.hooks = sorted(hc.name for hc in self.pm.get_hookcallers(module) or ())
             except Exception as err:  # a broken plugin must not break gentool
                 self._fail(info, "failed to load", err)
@@ -109,7 +111,7 @@ class _Manager:
                 f"{info.error}; it is skipped",
                 file=sys.stderr,
             )
-        if self.pm.is_registered(self.pm.get_plugin(info.name)):
+        if self.pm.get_plugin(info.name) is not None:
             self.pm.unregister(name=info.name)
 
     def call_each(self, hook_name: str, arguments: Callable[[PluginInfo], dict[str, Any]]) -> None:
@@ -129,9 +131,9 @@ class _Manager:
 
 
 @functools.cache
-def get_plugin_manager() -> _Manager:
+def get_plugin_manager() -> LoadedPlugins:
     """The process-wide plugin manager, loading entry points on first use."""
-    return _Manager()
+    return LoadedPlugins()
 
 
 def plugin_infos() -> list[PluginInfo]:
@@ -175,5 +177,16 @@ def get_family(name: str) -> type[Family]:
 
 
 def add_plugin_commands(cli: Any) -> None:
-    """Let plugins add commands (``register_commands``) to the click group ``cli``."""
+    """Let plugins add commands (``register_commands``) to the click group ``cli``.
+
+    A plugin may add verbs but not replace gentool's own: those are restored, with a warning.
+    """
+    builtin = dict(cli.commands)
     get_plugin_manager().call_each("register_commands", lambda info: {"cli": cli})
+    for name, command in builtin.items():
+        if cli.commands.get(name) is not command:
+            cli.commands[name] = command
+            print(
+                f"gentool: warning: a plugin tried to replace the command '{name}'; kept gentool's",
+                file=sys.stderr,
+            )

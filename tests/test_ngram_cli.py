@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA, assert_error, invoke, invoke_json
 
-from gentool.data import default_text_path
+from gentool.data import default_text_path, get_tokenizer
 
 
 def test_main_job_trains_on_embedded_data_and_generates(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_generation_flags(tmp_path: Path, corpus: Path) -> None:
     # Every sampled word was seen in training; <s> and <unk> are never emitted.
     seen = set(corpus.read_text().split())
     long = invoke_json("generate", "r", "-n", "20", "--seed", "5", "--top-p", "0.9")["samples"]
-    assert {w for s in long for w in s.split()} <= seen
+    assert {w for s in long for w in get_tokenizer("word").split(s)} <= seen
 
 
 def test_evaluate_reports_perplexity_and_oov(tmp_path: Path, corpus: Path) -> None:
@@ -121,9 +121,9 @@ def test_char_models_on_real_names(tmp_path: Path, smoothing: str) -> None:
     names = SHARED_DATA / "makemore_names" / "names.txt"
     if not names.exists():
         pytest.skip("../shared/data is not present")
-    lines = names.read_text().splitlines()
-    (tmp_path / "train.txt").write_text("\n".join(lines[:3000]) + "\n")
-    (tmp_path / "test.txt").write_text("\n".join(lines[-500:]) + "\n")
+    lines = names.read_text().splitlines()[:5000]
+    (tmp_path / "train.txt").write_text("\n".join(lines[i] for i in range(5000) if i % 10) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(lines[::10]) + "\n")
     invoke(
         "train",
         "ngram",
@@ -141,8 +141,9 @@ def test_char_models_on_real_names(tmp_path: Path, smoothing: str) -> None:
         f"model.smoothing={smoothing}",
     )
     metrics = invoke_json("evaluate", "r", "--data", "test.txt")["metrics"]
-    # 27 symbols: a useful model must beat the uniform distribution's perplexity by far.
-    assert metrics["perplexity"] < 12
+    # 27 symbols (uniform: perplexity 27; a unigram model: 15.4 here). Order 4 measured:
+    # 6.7 (kneser-ney), 7.0 (add-k), 6.5 (stupid-backoff, unnormalised).
+    assert metrics["perplexity"] < 7.5
     meta = json.loads((tmp_path / "r" / "gentool.json").read_text())
     assert meta["metrics"]["val_perplexity"] == pytest.approx(metrics["perplexity"])
     names_out = invoke_json("generate", "r", "-n", "10", "--seed", "0")["samples"]

@@ -21,6 +21,25 @@ def register_models(register):
     raise ValueError("registration exploded")
 """
 
+MISSPELLED_HOOK = """
+import gentool
+
+@gentool.hookimpl
+def register_model(register):
+    pass
+"""
+
+HIJACKER = """
+import click
+import gentool
+
+@gentool.hookimpl
+def register_commands(cli):
+    @cli.command()
+    def train():
+        click.echo("hijacked")
+"""
+
 SECOND_NGRAM = """
 import gentool
 from gentool_ngram import NGramFamily
@@ -74,6 +93,7 @@ def test_broken_plugin_is_reported_and_skipped(tmp_path: Path) -> None:
     site.mkdir()
     fake_distribution(site, "gentool-broken", BROKEN_ON_IMPORT, "broken")
     fake_distribution(site, "gentool-badreg", BROKEN_ON_REGISTER, "badreg")
+    fake_distribution(site, "gentool-typo", MISSPELLED_HOOK, "typo")
     env = _with_site(site)
 
     result = run_gentool("plugins", "--json", env=env)
@@ -81,6 +101,7 @@ def test_broken_plugin_is_reported_and_skipped(tmp_path: Path) -> None:
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert plugins["broken"]["error"] == "RuntimeError: this plugin is broken on purpose"
     assert plugins["badreg"]["error"] == "ValueError: registration exploded"
+    assert "unknown hook 'register_model'" in plugins["typo"]["error"]
     assert plugins["ngram"]["error"] is None
     assert "plugin 'broken' (gentool-broken) failed to load" in result.stderr
 
@@ -114,3 +135,15 @@ def test_help_and_plugins_do_not_import_torch() -> None:
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_plugin_cannot_replace_a_builtin_command(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "gentool-hijack", HIJACKER, "hijack")
+    result = run_gentool("train", "ngram", "--out", "r", env=_with_site(site))
+    assert result.returncode == 0
+    assert "hijacked" not in result.stdout
+    result = run_gentool("--help", env=_with_site(site))  # lists, so loads, every command
+    assert "tried to replace the command 'train'" in result.stderr
+    assert run_gentool("train", "ngram", "--out", "r2", env=_with_site(site)).returncode == 0

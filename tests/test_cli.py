@@ -1,0 +1,67 @@
+"""The generic commands: help texts, listings, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import invoke, invoke_json, run_gentool
+from gentool.cli import cli
+
+COMMANDS = sorted(cli.list_commands(None))  # type: ignore[arg-type]
+
+
+def test_every_builtin_command_is_listed() -> None:
+    builtin = {
+        "plugins",
+        "models",
+        "recipes",
+        "train",
+        "generate",
+        "evaluate",
+        "info",
+        "export",
+        "import",
+    }
+    assert builtin <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"hello"}))
+def test_help_has_an_example(command: str) -> None:
+    text = invoke(command, "--help").stdout
+    assert "Example" in text
+    assert f"gentool {command}" in text
+
+
+def test_top_level_help_and_version() -> None:
+    assert "gentool train ngram" in invoke("--help").stdout
+    assert invoke("--version").stdout.startswith("gentool, version ")
+
+
+def test_models_lists_tasks() -> None:
+    models = {m["name"]: m for m in invoke_json("models")}
+    assert models["ngram"]["tasks"] == ["generate-text", "score-text"]
+    assert models["ngram"]["export_formats"] == ["arpa"]
+    assert "ngram" in invoke("models").stdout
+
+
+def test_python_dash_m_works_like_the_script() -> None:
+    result = run_gentool("recipes", "--json")
+    assert result.returncode == 0
+    assert "ngram-shakespeare-word3" in result.stdout
+
+
+def test_interrupt_exits_130_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gentool_ngram import NGramFamily
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(NGramFamily, "train", classmethod(interrupted))
+    result = invoke("train", "ngram", ok=False)
+    assert result.exit_code == 130
+    assert "Interrupted" in result.stderr
+    assert list(tmp_path.iterdir()) == []
