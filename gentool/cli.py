@@ -15,6 +15,7 @@ from gentool import __version__, api
 from gentool.errors import EXIT_INTERRUPTED, GentoolError
 from gentool.family import GENERATE_TEXT, SCORE_TEXT, GenerationRequest
 from gentool.options import json_option, print_json, print_table, run_argument, sampling_options
+from gentool.runs import RunDirectory
 
 
 def log(message: str) -> None:
@@ -335,10 +336,9 @@ def info(run: str, as_json: bool) -> None:
     Example:
       gentool info runs/ngram
     """
-    model = api.load(run)
-    from gentool.runs import RunDirectory
-
-    meta = RunDirectory(run).meta
+    run_dir = RunDirectory(run)
+    model = api.load(run_dir)
+    meta = run_dir.meta
     details = {
         "run": run,
         **{k: v for k, v in meta.items() if k != "files"},

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import invoke, invoke_json, run_gentool
+
 from gentool.cli import cli
 
 COMMANDS = sorted(cli.list_commands(None))  # type: ignore[arg-type]

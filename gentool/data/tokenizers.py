@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from gentool.errors import RecipeError
 
-# A word keeps inner apostrophes and hyphens ("don't", "well-met"); every other
-# non-space, non-word character is a token of its own.
-_WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]", re.UNICODE)
-_NO_SPACE_BEFORE = re.compile(r" ([,.;:!?%)\]}'’])")
+# A word keeps inner apostrophes and hyphens ("don't", "well-met") and an elided
+# lower-case start ("'tis", "'em"); every other non-space, non-word character is a token.
+_WORD = re.compile(r"(?:(?<!\w)['’](?=[a-z]))?\w+(?:['’-]\w+)*|[^\w\s]", re.UNICODE)
+_NO_SPACE_BEFORE = re.compile(r" ([,.;:!?%)\]}]|['’](?!\w))")
 _NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
 
 
