@@ -96,7 +96,7 @@ def train(
 
     def fill(directory: Path) -> dict[str, Any]:
         metrics = model.save(directory)
-        runs.write_text(directory / runs.METRICS_FILE, json.dumps(metrics) + "\n")
+        runs.write_text(directory / runs.METRICS_FILE, runs.dumps_json(metrics, indent=None) + "\n")
         meta = {
             "family": family_class.name,
             "tasks": list(family_class.tasks),

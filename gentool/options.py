@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from gentool.runs import dumps_json
 
 F = Callable[..., Any]
 
@@ -65,7 +66,7 @@ def sampling_options(f: F) -> F:
 
 
 def print_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    click.echo(dumps_json(obj))
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:

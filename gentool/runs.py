@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -54,8 +55,24 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def dumps_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict, readable JSON. A number that is infinite or NaN (a perplexity with an
+    impossible token, say) becomes null: JSON has no such numbers."""
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    write_text(path, dumps_json(obj) + "\n")
 
 
 def sha256_file(path: Path) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -33,8 +34,17 @@ def invoke(*args: str, ok: bool = True) -> Result:
     return result
 
 
-def invoke_json(*args: str) -> object:
-    return json.loads(invoke(*args, "--json").stdout)
+def strict_json(text: str) -> Any:
+    """Parse JSON as any strict parser would: NaN and Infinity are not JSON."""
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"{constant} is not valid JSON")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def invoke_json(*args: str) -> Any:
+    return strict_json(invoke(*args, "--json").stdout)
 
 
 def run_gentool(

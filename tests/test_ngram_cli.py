@@ -82,7 +82,7 @@ def test_evaluate_reports_perplexity_and_oov(tmp_path: Path, corpus: Path) -> No
 def test_arpa_export_import_round_trip(tmp_path: Path, corpus: Path) -> None:
     invoke("train", "ngram", "--data", corpus, "--out", "r", "--set", "model.tokens=whitespace")
     invoke("export", "r", "--format", "arpa", "-o", "m.arpa")
-    assert (tmp_path / "m.arpa").read_text().startswith("\n\\data\\\n")
+    assert (tmp_path / "m.arpa").read_text().startswith("\\data\\\n")
     invoke("import", "ngram", "m.arpa", "--out", "back")
     original = invoke_json("evaluate", "r", "--data", corpus)["metrics"]
     imported = invoke_json("evaluate", "back", "--data", corpus)["metrics"]
@@ -149,3 +149,21 @@ def test_char_models_on_real_names(tmp_path: Path, smoothing: str) -> None:
     names_out = invoke_json("generate", "r", "-n", "10", "--seed", "0")["samples"]
     assert all(name.isalpha() and name.islower() for name in names_out if name)
     assert math.isfinite(metrics["bits_per_token"])
+
+
+def test_json_stays_strict_when_a_perplexity_is_infinite(tmp_path: Path, corpus: Path) -> None:
+    invoke(
+        "train", "ngram", "--data", corpus, "--out", "sb", "--set", "model.smoothing=stupid-backoff"
+    )
+    (tmp_path / "t.txt").write_text("the zebra sat\n")
+    metrics = invoke_json("evaluate", "sb", "--data", "t.txt")["metrics"]  # strict json.loads
+    assert metrics["oov"] == 1 and metrics["normalized"] is False
+    assert metrics["perplexity"] is None  # unknown words score 0 under stupid backoff
+    assert metrics["perplexity_excluding_oov"] > 1
+
+
+def test_char_model_export_explains_why_not(corpus: Path) -> None:
+    invoke("train", "ngram", "--data", corpus, "--out", "c", "--set", "model.tokens=char")
+    result = invoke("export", "c", "--format", "arpa", "-o", "c.arpa", ok=False)
+    assert_error(result, "token ' ' cannot be written to an ARPA file", "word or whitespace")
+    assert not Path("c.arpa").exists()
