@@ -6,6 +6,7 @@ where it is installed (set KENLM_BIN to the directory holding lmplz), skipped ot
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -20,7 +21,10 @@ import pytest
 from gentool_ngram.arpa import read_arpa, write_arpa
 from gentool_ngram.lm import BOS, EOS, UNK, NGramLM, Scores
 
+from gentool.data import default_text_path
 from gentool.errors import DataError, GentoolError
+
+KENLM_MODELS = Path(__file__).parent / "data" / "kenlm"
 
 # <s> a b a </s> / <s> b a </s> / <s> a </s>   ids: <unk> 0, <s> 1, </s> 2, a 3, b 4
 WORKED = [["a", "b", "a"], ["b", "a"], ["a"]]
@@ -427,3 +431,19 @@ def test_kenlm_reads_our_arpa(tmp_path: Path, smoothing: str) -> None:
     np.testing.assert_allclose(scores.logprobs, expected, atol=1e-5)
     oov = [o for s in test for _, _, o in model.full_scores(" ".join(s))]
     np.testing.assert_array_equal(scores.oov, oov)
+
+
+# -- committed lmplz models: the reference, also where KenLM is not installed -------------
+@pytest.mark.parametrize(("order", "fallback_orders"), [(3, []), (5, [5])])
+def test_kneser_ney_matches_committed_lmplz_models(
+    tmp_path: Path, order: int, fallback_orders: list[int]
+) -> None:
+    lines = default_text_path().read_text(encoding="utf-8").splitlines()[:400]
+    arpa = tmp_path / "kenlm.arpa"
+    arpa.write_bytes(gzip.decompress((KENLM_MODELS / f"kenlm-o{order}.arpa.gz").read_bytes()))
+    lm = NGramLM.estimate([line.split() for line in lines], order=order)
+    assert lm.discount_fallback_orders == fallback_orders
+    theirs, ours = arpa_entries(read_arpa(arpa)), arpa_entries(lm)
+    assert theirs.keys() == ours.keys()
+    keys = list(theirs)
+    np.testing.assert_allclose([ours[k] for k in keys], [theirs[k] for k in keys], atol=1e-6)
