@@ -12,7 +12,7 @@ def sample_token(
     top_k: int | None = None,
     top_p: float | None = None,
 ) -> int:
-    """Draw one id from ``logprobs`` (V,) (any log base; -inf = impossible).
+    """Draw one id from ``logprobs`` (V,) in log10 (-inf = impossible).
 
     Temperature 0 is greedy. Top-k keeps the k most likely ids; top-p keeps the smallest
     set of most likely ids whose probability reaches p. Both apply after temperature.
@@ -21,13 +21,14 @@ def sample_token(
     if temperature == 0:
         return int(np.argmax(logits))
     logits = logits / temperature
-    order = np.argsort(-logits, kind="stable")  # most likely first
-    if top_k is not None:
-        order = order[:top_k]
-    probs = np.exp(logits[order] - logits[order[0]])
+    if top_k is None and top_p is None:  # no need to sort the vocabulary
+        probs = np.exp(logits - logits.max())
+        return int(rng.choice(probs.size, p=probs / probs.sum()))
+    candidates = np.argsort(-logits, kind="stable")[:top_k]  # most likely first
+    probs = np.exp(logits[candidates] - logits[candidates[0]])
     probs /= probs.sum()
     if top_p is not None:
         # Keep every id up to and including the one that brings the mass to top_p.
         keep = int(np.searchsorted(np.cumsum(probs), top_p) + 1)
-        order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
-    return int(order[rng.choice(len(order), p=probs)])
+        candidates, probs = candidates[:keep], probs[:keep] / probs[:keep].sum()
+    return int(candidates[rng.choice(candidates.size, p=probs)])
