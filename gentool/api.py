@@ -45,8 +45,9 @@ def plan(
         )
     raw["family"] = name
     family_class = get_family(str(name))
-    train_class = getattr(family_class, "train_config_class", recipes.NoTrainingOptions)
-    resolved = recipes.resolve(raw, family_class.config_class, train_class, list(overrides))
+    resolved = recipes.resolve(
+        raw, family_class.config_class, family_class.train_config_class, list(overrides)
+    )
     if data:
         resolved.data.train = [str(p) for p in data]
     if val is not None:
@@ -93,25 +94,26 @@ def train(
     model = family_class.train(resolved.model, context)
     recipe_dict = resolved.as_dict()
     recipe_dict["data"]["train"] = [str(p) for p in train_paths]
+    fingerprints = {
+        "train": [runs.fingerprint(p) for p in train_paths],
+        "val": runs.fingerprint(context.val) if context.val else None,
+    }
+    return _save_run(
+        model, out_path, force, recipe=recipe_dict, seed=resolved.seed, data=fingerprints
+    )
+
+
+def _save_run(model: Family, out: Path, force: bool, **meta: Any) -> runs.RunDirectory:
+    """Write ``model`` as a complete run directory at ``out``; ``meta`` goes to gentool.json."""
 
     def fill(directory: Path) -> dict[str, Any]:
         metrics = model.save(directory)
         runs.write_text(directory / runs.METRICS_FILE, runs.dumps_json(metrics, indent=None) + "\n")
-        meta = {
-            "family": family_class.name,
-            "tasks": list(family_class.tasks),
-            "recipe": recipe_dict,
-            "seed": resolved.seed,
-            "data": {
-                "train": [runs.fingerprint(p) for p in train_paths],
-                "val": runs.fingerprint(context.val) if context.val else None,
-            },
-            "metrics": metrics,
-        }
-        runs.write_text(directory / "README.md", model_card(model, meta))
-        return meta
+        full = {"family": model.name, "tasks": list(model.tasks), **meta, "metrics": metrics}
+        runs.write_text(directory / "README.md", model_card(model, full))
+        return full
 
-    return runs.RunDirectory(runs.create_run(out_path, force, fill))
+    return runs.RunDirectory(runs.create_run(out, force, fill))
 
 
 def load(run: str | Path | runs.RunDirectory) -> Family:
@@ -119,8 +121,9 @@ def load(run: str | Path | runs.RunDirectory) -> Family:
     run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
     family_class = get_family(run_dir.family)
     run_dir.verify()
-    train_class = getattr(family_class, "train_config_class", recipes.NoTrainingOptions)
-    resolved = recipes.resolve(run_dir.recipe, family_class.config_class, train_class)
+    resolved = recipes.resolve(
+        run_dir.recipe, family_class.config_class, family_class.train_config_class
+    )
     return family_class.load(run_dir.path, resolved.model)
 
 
@@ -149,27 +152,15 @@ def import_model(
     out_path = Path(out)
     runs.check_new_run(out_path, force)
     model, config = family_class.import_model(fmt, path)
-    train_class = getattr(family_class, "train_config_class", recipes.NoTrainingOptions)
-
-    def fill(directory: Path) -> dict[str, Any]:
-        metrics = model.save(directory)
-        meta = {
-            "family": family_class.name,
-            "tasks": list(family_class.tasks),
-            "recipe": {
-                "family": family_class.name,
-                "seed": 0,
-                "model": dataclasses.asdict(config),
-                "train": dataclasses.asdict(train_class()),
-                "data": {"train": [], "val": None},
-            },
-            "imported_from": {"format": fmt, **runs.fingerprint(path)},
-            "metrics": metrics,
-        }
-        runs.write_text(directory / "README.md", model_card(model, meta))
-        return meta
-
-    return runs.RunDirectory(runs.create_run(out_path, force, fill))
+    recipe = {
+        "family": family_class.name,
+        "seed": 0,
+        "model": dataclasses.asdict(config),
+        "train": dataclasses.asdict(family_class.train_config_class()),
+        "data": {"train": [], "val": None},
+    }
+    imported_from = {"format": fmt, **runs.fingerprint(path)}
+    return _save_run(model, out_path, force, recipe=recipe, imported_from=imported_from)
 
 
 def model_card(model: Family, meta: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gentool.errors import PluginError
+from gentool.recipes import NoTrainingOptions
 
 # Task names a family may declare. The generic commands map onto them.
 GENERATE_TEXT = "generate-text"
@@ -71,6 +72,7 @@ class Family:
     description: ClassVar[str] = ""
     tasks: ClassVar[tuple[str, ...]] = ()
     config_class: ClassVar[type]  # a dataclass: the recipe's [model] table
+    train_config_class: ClassVar[type] = NoTrainingOptions  # the recipe's [train] table
     export_formats: ClassVar[tuple[str, ...]] = ()
     import_formats: ClassVar[tuple[str, ...]] = ()
     #: The embedded training data used when no --data is given (None: --data required).
