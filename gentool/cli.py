@@ -278,7 +278,7 @@ def generate(
     \b
     Examples:
       gentool generate runs/ngram --seed 1
-      gentool generate runs/ngram --prompt "ROMEO :" -n 5 --temperature 0.8 --top-k 40
+      gentool generate runs/ngram --prompt "I would" -n 5 --temperature 0.8 --top-k 40
     """
     model = api.load(run)
     api.require(model, GENERATE_TEXT, "generate text")

@@ -82,7 +82,15 @@ class LoadedPlugins:
     def _load_entry_points(self) -> None:
         selection = os.environ.get("GENTOOL_LOAD_PLUGINS")
         wanted = None if selection is None else {s.strip() for s in selection.split(",") if s}
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        for name in sorted((wanted or set()) - {ep.name for ep in entry_points}):
+            installed = ", ".join(ep.name for ep in entry_points) or "none"
+            print(
+                f"gentool: warning: GENTOOL_LOAD_PLUGINS names '{name}', which is not "
+                f"installed; installed plugins: {installed}",
+                file=sys.stderr,
+            )
+        for ep in entry_points:
             if wanted is not None and ep.name not in wanted:
                 continue
             dist = ep.dist

@@ -86,6 +86,9 @@ def test_load_plugins_selects_by_name() -> None:
     assert json.loads(result.stdout) == []
     result = run_gentool("train", "ngram", env={"GENTOOL_LOAD_PLUGINS": "hello"})
     assert_error(result, "family 'ngram' is unknown", "hello")
+    result = run_gentool("models", env={"GENTOOL_LOAD_PLUGINS": "ngarm,ngram"})
+    assert result.returncode == 0
+    assert "GENTOOL_LOAD_PLUGINS names 'ngarm', which is not installed" in result.stderr
 
 
 def test_broken_plugin_is_reported_and_skipped(tmp_path: Path) -> None:
