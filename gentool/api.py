@@ -46,7 +46,7 @@ def plan(
     raw["family"] = name
     family_class = get_family(str(name))
     resolved = recipes.resolve(
-        raw, family_class.config_class, family_class.train_config_class, list(overrides)
+        raw, family_class.config_class, family_class.train_config_class, overrides
     )
     if data:
         resolved.data.train = [str(p) for p in data]

@@ -8,7 +8,7 @@ The CLI never asks which family it is talking to: it asks what the family can do
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,7 +48,7 @@ class TrainingContext:
     val: Path | None
     seed: int
     train: dict[str, Any] = field(default_factory=dict)
-    log: Any = print
+    log: Callable[[str], None] = print
 
 
 class Family:

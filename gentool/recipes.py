@@ -19,6 +19,7 @@ import dataclasses
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -95,7 +96,7 @@ def resolve(
     raw: dict[str, Any],
     model_class: type,
     train_class: type = NoTrainingOptions,
-    overrides: list[str] = (),  # type: ignore[assignment]
+    overrides: Sequence[str] = (),
 ) -> Recipe:
     """Check and type a raw recipe (from TOML or gentool.json), applying ``--set`` overrides."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
