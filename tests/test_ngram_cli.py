@@ -37,6 +37,9 @@ def test_main_job_trains_on_embedded_data_and_generates(tmp_path: Path) -> None:
     assert first == invoke("generate", run, "--seed", "1", "-n", "3").stdout
     assert first != invoke("generate", run, "--seed", "2", "-n", "3").stdout
     assert len(first.splitlines()) == 3
+    # A quarter of the sample's lines are blank, but a sample is never empty.
+    samples = invoke_json("generate", run, "-n", "50", "--seed", "3")["samples"]
+    assert all(sample.strip() for sample in samples)
 
 
 def test_generation_flags(tmp_path: Path, corpus: Path) -> None:

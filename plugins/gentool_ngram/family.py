@@ -149,6 +149,8 @@ class NGramFamily(Family):
                 history = context[max(0, len(context) - self.lm.order + 1) :]
                 logprobs = self.lm.next_token_logprobs(history)
                 logprobs[banned] = -np.inf
+                if len(context) == 1:  # blank lines are sentences too; a sample is not one
+                    logprobs[EOS] = -np.inf
                 token = sample_token(
                     logprobs, rng, request.temperature, request.top_k, request.top_p
                 )
