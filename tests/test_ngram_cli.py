@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, assert_error, invoke, invoke_json
+from conftest import SHARED_DATA, assert_error, invoke, invoke_json, strict_json
 
 from gentool.data import default_text_path, get_tokenizer
 
@@ -170,3 +170,22 @@ def test_char_model_export_explains_why_not(corpus: Path) -> None:
     result = invoke("export", "c", "--format", "arpa", "-o", "c.arpa", ok=False)
     assert_error(result, "token ' ' cannot be written to an ARPA file", "word or whitespace")
     assert not Path("c.arpa").exists()
+
+
+def test_tiny_corpus_uses_the_documented_fallback_discounts(tmp_path: Path) -> None:
+    (tmp_path / "tiny.txt").write_text("a b\nb a b\n")
+    result = invoke("train", "ngram", "--data", "tiny.txt", "--out", "r")
+    # lmplz stops here with BadDiscountException unless given --discount_fallback, and then
+    # substitutes for its (0-based) orders 1 and 2.
+    assert "Kneser-Ney discounts of order 2, 3 are undefined" in result.stderr
+    assert "using the fallback [0.5, 1.0, 1.5]" in result.stderr
+    discounts = invoke_json("info", "r")["model"]["discounts"]
+    assert discounts["2"] == discounts["3"] == [0.5, 1.0, 1.5]
+    assert discounts["1"] != [0.5, 1.0, 1.5]
+
+
+def test_train_from_a_shipped_recipe_by_name(tmp_path: Path, corpus: Path) -> None:
+    result = invoke("train", "--recipe", "ngram-names-char5", "--data", corpus, "--json")
+    assert strict_json(result.stdout)["run"] == "runs/ngram"
+    recipe = invoke_json("info", "runs/ngram")["recipe"]
+    assert (recipe["model"]["order"], recipe["model"]["tokens"]) == (5, "char")

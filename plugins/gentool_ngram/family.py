@@ -90,9 +90,10 @@ class NGramFamily(Family):
             alpha=config.alpha,
             discount_fallback=tuple(config.discount_fallback),  # type: ignore[arg-type]
         )
-        for order in lm.discount_fallback_orders:
+        if lm.discount_fallback_orders:
+            orders = ", ".join(map(str, lm.discount_fallback_orders))
             context.log(
-                f"warning: Kneser-Ney discounts of order {order} are undefined on this small "
+                f"warning: Kneser-Ney discounts of order {orders} are undefined on this small "
                 f"corpus; using the fallback {config.discount_fallback} (model.discount_fallback)"
             )
         model = cls(lm, config)
