@@ -6,6 +6,7 @@ becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGr
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -391,5 +392,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # SIGTERM (a scheduler, `kill`, torchrun) ends a command the way Ctrl-C does: cleanly,
+    # with exit code 130 and no half-written run directory.
+    signal.signal(signal.SIGTERM, _interrupt)
     cli(prog_name="gentool")

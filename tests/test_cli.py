@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +69,23 @@ def test_interrupt_exits_130_and_leaves_nothing(
     assert result.exit_code == 130
     assert "Interrupted" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_training_exits_130_and_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    fifo = tmp_path / "data.fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gentool", "train", "ngram", "--data", str(fifo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with open(fifo, "w") as writer:  # returns once gentool has opened the data to read it
+        writer.write("the cat sat\n")
+        writer.flush()  # gentool now waits for the end of the file, which never comes
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Interrupted." in stderr and "Traceback" not in stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["data.fifo"]
