@@ -134,6 +134,15 @@ def require(model: Family, task: str, command: str) -> None:
         raise PluginError(f"'{model.name}' models cannot {command}; they support: {can}")
 
 
+def export(run: str | Path, fmt: str, output: str | Path) -> None:
+    """Write the model in ``run`` in a foreign format (e.g. ARPA) to ``output``."""
+    model = load(run)
+    if fmt not in model.export_formats:
+        valid = ", ".join(model.export_formats) or "none"
+        raise PluginError(f"'{model.name}' models cannot export '{fmt}'; they export: {valid}")
+    model.export(fmt, Path(output))
+
+
 def import_model(
     family: str,
     path: str | Path,

@@ -6,6 +6,7 @@ becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGr
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -374,11 +375,7 @@ def export(run: str, fmt: str, output: Path) -> None:
     Example (an n-gram model for KenLM):
       gentool export runs/ngram --format arpa -o model.arpa
     """
-    model = api.load(run)
-    if fmt not in model.export_formats:
-        valid = ", ".join(model.export_formats) or "none"
-        raise GentoolError(f"'{model.name}' models cannot export '{fmt}'; they export: {valid}")
-    model.export(fmt, output)
+    api.export(run, fmt, output)
     log(f"wrote {output}")
 
 
@@ -386,8 +383,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, dict)):
-        import json
-
         return json.dumps(value)
     return str(value)
 

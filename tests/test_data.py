@@ -39,6 +39,9 @@ def test_read_text_and_lines(tmp_path: Path) -> None:
     path = tmp_path / "t.txt"
     path.write_text("one\ntwo\r\nthree\n", encoding="utf-8")
     assert read_lines(path) == ["one", "two", "three"]
+    # Only newlines end lines, as for KenLM: a form feed or U+2028 stays inside its line.
+    path.write_text("page\x0cbreak\nsep\u2028arator\n\nlast", encoding="utf-8")
+    assert read_lines(path) == ["page\x0cbreak", "sep\u2028arator", "", "last"]
     with pytest.raises(DataError, match="is a directory"):
         read_text(tmp_path)
 

@@ -51,5 +51,12 @@ def read_text(path: str | Path) -> str:
 
 
 def read_lines(path: str | Path) -> list[str]:
-    """The file's lines, without line endings; a trailing newline adds no empty line."""
-    return read_text(path).splitlines()
+    """The file's lines, without line endings; a trailing newline adds no empty line.
+
+    Lines end at "\n" (and "\r\n") only, as KenLM reads them: str.splitlines() would
+    also break at form feeds and U+2028, which Gutenberg texts contain.
+    """
+    lines = read_text(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]

@@ -24,12 +24,11 @@ from gentool.family import (
     GenerationRequest,
     TrainingContext,
 )
-from gentool_ngram.lm import NGramLM
+from gentool_ngram.lm import BOS, EOS, UNK, NGramLM
 from gentool_ngram.sampling import sample_token
 
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.json"
-BOS, EOS, UNK = 1, 2, 0
 
 
 @dataclass
