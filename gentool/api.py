@@ -8,16 +8,19 @@ print(model.generate(GenerationRequest(seed=1))[0])
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from gentool import recipes, runs
-from gentool.errors import DataError, PluginError, RecipeError
+from gentool.errors import DataError, PluginError, RecipeError, RunError
 from gentool.family import GENERATE_TEXT, Family, GenerationRequest, TrainingContext
 from gentool.plugins import get_family
+from gentool.runs import is_main_process
+from gentool.training import Runtime, init_processes, world_size
 
 
 def _no_log(message: str) -> None:
@@ -67,12 +70,30 @@ def train(
     seed: int | None = None,
     out: str | Path | None = None,
     force: bool = False,
+    resume: bool = False,
+    override: bool = False,
+    runtime: Runtime | None = None,
     log: Callable[[str], None] = _no_log,
-) -> runs.RunDirectory:
-    """Train a model and write its run directory; return the run."""
-    family_class, resolved = plan(family, recipe, overrides, data, val, seed)
-    out_path = Path(out) if out is not None else Path("runs") / family_class.name
-    runs.check_new_run(out_path, force)  # fail before any work, not after it
+) -> runs.RunDirectory | None:
+    """Train a model and write its run directory; return the run (None on a process that
+    is not the main one, under torchrun).
+
+    ``resume`` continues the latest checkpoint of ``out`` with its recorded recipe; changes
+    to it (``recipe``, ``overrides``, ``data``, ...) are refused unless ``override``.
+    """
+    runtime = dataclasses.replace(runtime or Runtime(), resume=resume)
+    if resume:
+        if out is None and family is None:
+            raise RunError("--resume needs the run to continue: pass --out RUN")
+        out_path = Path(out) if out is not None else Path("runs") / str(family)
+        family_class, resolved, stored = _plan_resume(
+            out_path, family, recipe, overrides, data, val, seed, override
+        )
+    else:
+        family_class, resolved = plan(family, recipe, overrides, data, val, seed)
+        out_path = Path(out) if out is not None else Path("runs") / family_class.name
+        if is_main_process():  # (the others would see the directory the main one makes)
+            runs.check_new_run(out_path, force)  # fail before any work, not after it
 
     train_paths = [Path(p) for p in resolved.data.train]
     if not train_paths:
@@ -83,37 +104,142 @@ def train(
     for path in [*train_paths, *([Path(resolved.data.val)] if resolved.data.val else [])]:
         if not path.exists():
             raise DataError(f"data file '{path}' does not exist; check the path")
-
-    context = TrainingContext(
-        data=train_paths,
-        val=Path(resolved.data.val) if resolved.data.val else None,
-        seed=resolved.seed,
-        train=dataclasses.asdict(resolved.train),
-        log=log,
-    )
-    model = family_class.train(resolved.model, context)
     recipe_dict = resolved.as_dict()
     recipe_dict["data"]["train"] = [str(p) for p in train_paths]
+    val_path = Path(resolved.data.val) if resolved.data.val else None
     fingerprints = {
         "train": [runs.fingerprint(p) for p in train_paths],
-        "val": runs.fingerprint(context.val) if context.val else None,
+        "val": runs.fingerprint(val_path) if val_path else None,
     }
-    return _save_run(
-        model, out_path, force, recipe=recipe_dict, seed=resolved.seed, data=fingerprints
+    if resume and not override:
+        _check_same_data(out_path, stored.get("data", {}), fingerprints)
+    meta = {"recipe": recipe_dict, "seed": resolved.seed, "data": fingerprints}
+    main = is_main_process()
+    if world_size() > 1:
+        init_processes(runtime.device)
+
+    with runs.building_run(out_path, force, resume) as work, _restored_on_failure(work, resume):
+        if main:
+            runs.write_json(work / runs.TRAINING_FILE, {"family": family_class.name, **meta})
+            (work / runs.META_FILE).unlink(missing_ok=True)  # resuming a finished run
+        context = TrainingContext(
+            data=train_paths,
+            val=val_path,
+            seed=resolved.seed,
+            train=resolved.train,
+            log=log,
+            run_dir=work,
+            runtime=runtime,
+            recipe=recipe_dict,
+        )
+        model = family_class.train(resolved.model, context)
+        if main:
+            runs.finish_run(work, _fill_run(model, work, meta))
+    return runs.RunDirectory(out_path) if main else None
+
+
+@contextlib.contextmanager
+def _restored_on_failure(run: Path, resume: bool) -> Iterator[None]:
+    """When resuming, put the run's records back if it fails before a new checkpoint."""
+    saved = {
+        name: (run / name).read_bytes()
+        for name in (runs.TRAINING_FILE, runs.META_FILE)
+        if resume and is_main_process() and (run / name).is_file()
+    }
+    before = runs.checkpoints(run)[-1:] if saved else []
+    try:
+        yield
+    except BaseException:
+        if saved and runs.checkpoints(run)[-1:] == before:
+            for name, content in saved.items():
+                with runs.atomic_path(run / name) as tmp:
+                    tmp.write_bytes(content)
+        raise
+
+
+def _plan_resume(
+    out: Path,
+    family: str | None,
+    recipe: str | Path | None,
+    overrides: Sequence[str],
+    data: Sequence[str | Path],
+    val: str | Path | None,
+    seed: int | None,
+    override: bool,
+) -> tuple[type[Family], recipes.Recipe, dict[str, Any]]:
+    """The family and recipe of the run being resumed, with the changes asked for, checked."""
+    stored_path = out / runs.TRAINING_FILE
+    if not stored_path.is_file():
+        stored_path = out / runs.META_FILE
+    if not out.is_dir() or not stored_path.is_file():
+        raise RunError(f"'{out}' is not a training run to resume; train it without --resume")
+    if not runs.has_checkpoint(out):
+        raise RunError(
+            f"'{out}' has no checkpoint to resume from; train it again with --force "
+            "(checkpoints are written every train.checkpoint_every steps)"
+        )
+    stored = json.loads(stored_path.read_text(encoding="utf-8"))
+    old = stored["recipe"]
+    if family and family != old["family"]:
+        raise RecipeError(f"'{out}' is a '{old['family']}' run, not '{family}'; drop the family")
+    family_class = get_family(old["family"])
+    raw = recipes.read_recipe_file(recipes.find_recipe(str(recipe))) if recipe else dict(old)
+    raw["family"] = old["family"]
+    resolved = recipes.resolve(
+        raw, family_class.config_class, family_class.train_config_class, overrides
     )
+    if data:
+        resolved.data.train = [str(p) for p in data]
+    if val is not None:
+        resolved.data.val = str(val)
+    if seed is not None:
+        resolved.seed = seed
+    before, after = _flatten(old), _flatten(resolved.as_dict())
+    changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+    if changed and not override:
+        listed = ", ".join(f"{k} ({before.get(k)!r} -> {after.get(k)!r})" for k in changed)
+        raise RecipeError(
+            f"'{out}' was trained with a different recipe: {listed}; resume with the recorded "
+            "recipe (drop those changes), or pass --override to continue with the new values"
+        )
+    return family_class, resolved, stored
+
+
+def _check_same_data(out: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    before = [d["sha256"] for d in old.get("train", [])]
+    after = [d["sha256"] for d in new["train"]]
+    if before != after or (old.get("val") or {}).get("sha256") != (new["val"] or {}).get("sha256"):
+        raise DataError(
+            f"the training data of '{out}' changed since it started (sha256 differs); resume "
+            "with the same files, or pass --override to continue on the new data"
+        )
+
+
+def _flatten(recipe: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in recipe.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _fill_run(model: Family, directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write the model's files, its metrics line and model card; return gentool.json's fields."""
+    metrics = model.save(directory)
+    with (directory / runs.METRICS_FILE).open("a", encoding="utf-8") as f:
+        f.write(runs.dumps_json(metrics, indent=None) + "\n")
+    full = {"family": model.name, "tasks": list(model.tasks), **meta, "metrics": metrics}
+    runs.write_text(directory / "README.md", model_card(model, full))
+    return full
 
 
 def _save_run(model: Family, out: Path, force: bool, **meta: Any) -> runs.RunDirectory:
     """Write ``model`` as a complete run directory at ``out``; ``meta`` goes to gentool.json."""
-
-    def fill(directory: Path) -> dict[str, Any]:
-        metrics = model.save(directory)
-        runs.write_text(directory / runs.METRICS_FILE, runs.dumps_json(metrics, indent=None) + "\n")
-        full = {"family": model.name, "tasks": list(model.tasks), **meta, "metrics": metrics}
-        runs.write_text(directory / "README.md", model_card(model, full))
-        return full
-
-    return runs.RunDirectory(runs.create_run(out, force, fill))
+    return runs.RunDirectory(
+        runs.create_run(out, force, lambda directory: _fill_run(model, directory, meta))
+    )
 
 
 def load(run: str | Path | runs.RunDirectory) -> Family:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from gentool.errors import PluginError
 from gentool.recipes import NoTrainingOptions
+from gentool.training import Runtime
 
 # Task names a family may declare. The generic commands map onto them.
 GENERATE_TEXT = "generate-text"
@@ -32,6 +33,7 @@ class GenerationRequest:
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    num_beams: int = 1  # > 1: beam search (deterministic; temperature and top-k/p unused)
 
 
 @dataclass
@@ -41,14 +43,18 @@ class TrainingContext:
     ``data`` are the training files (``--data`` or the recipe's ``[data] train``; the
     family's embedded default when neither is given), ``val`` an optional held-out
     file, ``seed`` the run's seed, ``log`` a function that prints progress to stderr
-    (on the main process only).
+    (on the main process only). Neural families hand ``train``, ``run_dir`` and
+    ``runtime`` to ``gentool.training.fit``.
     """
 
     data: list[Path]
     val: Path | None
     seed: int
-    train: dict[str, Any] = field(default_factory=dict)
+    train: Any = None  # the recipe's [train] table: an instance of train_config_class
     log: Callable[[str], None] = print
+    run_dir: Path | None = None  # where checkpoints and metrics.jsonl go while training
+    runtime: Runtime = field(default_factory=Runtime)  # device, trackers, resume
+    recipe: dict[str, Any] = field(default_factory=dict)  # the whole resolved recipe
 
 
 class Family:

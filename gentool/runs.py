@@ -29,7 +29,12 @@ from gentool.errors import RunError
 FORMAT_VERSION = 1
 META_FILE = "gentool.json"
 METRICS_FILE = "metrics.jsonl"
+TRAINING_FILE = "training.json"  # present while a run trains: its recipe, for --resume
+CHECKPOINTS = "checkpoints"
 
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 # -- atomic files -----------------------------------------------------------------------
 
@@ -39,6 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it private; a run is a normal file
     os.close(fd)
     try:
         yield Path(tmp)
@@ -104,45 +110,133 @@ def library_versions() -> dict[str, str]:
 def check_new_run(out: Path, force: bool) -> None:
     """Fail before any work if ``out`` exists and may not be replaced."""
     if out.exists() and not force:
+        step = unfinished_step(out)
+        if step is not None:
+            raise RunError(
+                f"'{out}' holds an unfinished training run ({step}); continue it with "
+                f"'gentool train --resume --out {out}', or replace it with --force"
+            )
         raise RunError(
             f"run directory '{out}' already exists; pass --force to replace it, "
             "or choose another with --out"
         )
-    if out.exists() and not (out / META_FILE).is_file():
+    if out.exists() and not (out / META_FILE).is_file() and not (out / TRAINING_FILE).is_file():
         raise RunError(
             f"'{out}' exists and is not a gentool run; --force replaces only run "
             "directories: choose another --out"
         )
 
 
-def create_run(out: Path, force: bool, fill: Callable[[Path], dict[str, Any]]) -> Path:
-    """Build a run in a temporary directory with ``fill(tmpdir) -> meta`` and move it to ``out``.
+def checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """The complete training checkpoints of a run (``checkpoints/step-N``), oldest first.
+    A checkpoint is written under a temporary name and renamed when complete."""
+    found = []
+    for path in (run / CHECKPOINTS).glob("step-*"):
+        step = path.name.removeprefix("step-")
+        if step.isdigit() and (path / "trainer.json").is_file():
+            found.append((int(step), path))
+    return sorted(found)
 
-    ``fill`` writes the model files; its return value becomes gentool.json, to which the
-    file fingerprints, versions and creation time are added. If ``fill`` raises, nothing
-    is left behind and an existing run at ``out`` is untouched.
+
+def has_checkpoint(run: Path) -> bool:
+    return bool(checkpoints(run))
+
+
+def unfinished_step(run: Path) -> str | None:
+    """For a run whose training has not finished: its latest checkpoint, in words."""
+    if (run / META_FILE).is_file() or not (run / TRAINING_FILE).is_file():
+        return None
+    found = checkpoints(run)
+    return f"latest checkpoint: step {found[-1][0]}" if found else "no checkpoint"
+
+
+def is_main_process() -> bool:
+    """True unless a launcher (torchrun, accelerate launch) made this a non-zero rank."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextlib.contextmanager
+def building_run(out: Path, force: bool = False, resume: bool = False) -> Iterator[Path]:
+    """Yield the directory to build the run ``out`` in; ``finish_run`` completes it there.
+
+    A new run is built in ``out`` itself (it is not a run until gentool.json appears);
+    one that replaces an existing run (``force``) is built in a hidden sibling and swapped
+    in at the end, so the old run stays until the new one is complete; ``resume`` goes on
+    in ``out``. If the block raises, what it built is removed, unless it holds a training
+    checkpoint: then the unfinished run stays at ``out``, to be resumed. Under several
+    processes only the main one creates, moves or removes anything.
     """
-    check_new_run(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    main = is_main_process()
+    staged = False
+    partial = out.parent / f".{out.name}.partial"
+    created = [p for p in [out, *out.parents] if not p.exists()]  # to remove on failure
+    work = out
+    if main and not resume:
+        shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
+        if out.exists():
+            check_new_run(out, force)
+            partial.mkdir()
+            work, staged = partial, True
+        else:
+            out.mkdir(parents=True)
+    _barrier()  # the other processes look only once the main one has decided
+    if not main and not resume and partial.is_dir():
+        work = partial
     try:
-        meta = fill(tmp)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            **meta,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": library_versions(),
-            "files": {
-                p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                for p in sorted(tmp.iterdir())
-                if p.is_file()
-            },
-        }
-        write_json(tmp / META_FILE, meta)
-        _move_into_place(tmp, out)
+        yield work
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if main and not resume:
+            if has_checkpoint(work):
+                if staged:
+                    _move_into_place(work, out)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+                for parent in created[1:]:
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()  # only if empty: a parent folder this run made
         raise
+    if main and staged:
+        _move_into_place(work, out)
+
+
+def _barrier() -> None:
+    """Wait for every process of a multi-process launch (torchrun, accelerate launch)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+def finish_run(work: Path, meta: dict[str, Any]) -> None:
+    """Complete the run in ``work``: record every file's fingerprint in gentool.json, which
+    is written last (a directory without it is no run)."""
+    if not is_main_process():
+        return
+    meta = {
+        "format_version": FORMAT_VERSION,
+        **meta,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "files": {
+            p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(work.iterdir())
+            if p.is_file()
+            and p.name not in (META_FILE, TRAINING_FILE)
+            and not p.name.startswith(".")
+        },
+    }
+    write_json(work / META_FILE, meta)
+    with contextlib.suppress(FileNotFoundError):
+        (work / TRAINING_FILE).unlink()
+
+
+def create_run(out: Path, force: bool, fill: Callable[[Path], dict[str, Any]]) -> Path:
+    """Build a run with ``fill(directory) -> meta`` (it writes the model files) and complete
+    it (``finish_run``). If ``fill`` raises, nothing is left behind and an existing run at
+    ``out`` is untouched."""
+    check_new_run(out, force)
+    with building_run(out, force) as work:
+        finish_run(work, fill(work))
     return out
 
 
@@ -150,7 +244,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.rename(tmp, out)
         return
-    # --force: swap, so that a crash in between leaves the old run or the new one.
+    # Swap, so that a crash in between leaves the old run or the new one.
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
     os.rename(out, old / "run")
     os.rename(tmp, out)
@@ -169,6 +263,12 @@ class RunDirectory:
         if not self.path.is_dir():
             raise RunError(
                 f"run directory '{self.path}' does not exist; train one with 'gentool train'"
+            )
+        step = unfinished_step(self.path)
+        if step is not None:
+            raise RunError(
+                f"'{self.path}' is an unfinished training run ({step}); continue it with "
+                f"'gentool train --resume --out {self.path}'"
             )
         if not meta_path.is_file():
             raise RunError(

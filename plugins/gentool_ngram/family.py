@@ -16,7 +16,7 @@ import numpy as np
 
 from gentool import runs
 from gentool.data import default_text_path, get_tokenizer, read_lines
-from gentool.errors import RunError
+from gentool.errors import PluginError, RunError
 from gentool.family import (
     GENERATE_TEXT,
     SCORE_TEXT,
@@ -137,6 +137,8 @@ class NGramFamily(Family):
 
     # -- tasks --------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> list[str]:
+        if request.num_beams > 1:
+            raise PluginError("ngram models sample token by token; they have no --beams search")
         tokenizer = get_tokenizer(self.config.tokens)
         prompt = tokenizer.split(request.prompt)
         rng = np.random.default_rng(request.seed)

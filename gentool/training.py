@@ -1,0 +1,562 @@
+"""The training loop every neural family shares, on Hugging Face accelerate.
+
+A family describes *what* to train as a ``TrainingTask`` (its model, how to get batch
+``i``, how to compute a loss, how to evaluate); ``fit`` does the rest the same way for
+every family: device and mixed precision, gradient accumulation and clipping, AdamW with
+warmup and cosine decay, evaluation, checkpoints and resume, signals, progress, metrics.
+
+The same command trains data-parallel under ``torchrun`` or ``accelerate launch``: each
+process takes its rows of every global batch, accelerate averages the gradients, and only
+the main process writes the run directory. Multi-GPU and multi-node setups (DDP, FSDP,
+DeepSpeed) are accelerate's configuration, not code of ours.
+
+Batches are a pure function of their index, so the data position of a checkpoint is just
+its step; the RNG states (accelerate's ``save_state``) and the task's carried state (an
+RNN's hidden state) are saved beside it. A resumed run therefore reaches the same weights
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from gentool import runs
+from gentool.errors import GentoolError, RecipeError
+from gentool.runs import CHECKPOINTS
+
+if TYPE_CHECKING:
+    import torch
+
+CARRY_FILE = "carry.safetensors"
+TRAINER_FILE = "trainer.json"
+
+
+class TrainingError(GentoolError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not fit)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM during training: a checkpoint was written; the run can be resumed."""
+
+
+@dataclass
+class TrainConfig:
+    """The recipe's [train] table for every neural family (families may add fields)."""
+
+    max_steps: int = 1000
+    batch_size: int = 32  # sequences (or samples) per optimizer step, over all processes
+    grad_accum: int = 1  # micro-batches per optimizer step (each batch_size / grad_accum)
+    lr: float = 3e-3
+    min_lr: float = 3e-4  # the end of the cosine decay
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    log_every: int = 10
+    eval_every: int = 250  # steps between evaluations on the validation split; 0: only at the end
+    eval_batches: int = 20  # batches per evaluation during training; 0: the whole split
+    checkpoint_every: int = 500  # steps between checkpoints; 0: only when interrupted
+    keep_checkpoints: int = 2
+    val_fraction: float = 0.1  # held out from the end of the data when no --val is given
+
+
+@dataclass
+class Runtime:
+    """How this process trains, as opposed to what (the recipe): not part of the recipe."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    log_with: tuple[str, ...] = ()
+    resume: bool = False
+    progress: bool | None = None  # None: when stderr is a terminal
+
+
+class TrainingTask(Protocol):
+    """What a family hands to ``fit``.
+
+    ``train_batch(index, rows)`` returns micro-batch ``index`` (0, 1, 2, ... over the whole
+    run), restricted to ``rows`` of the global batch; it must depend only on its arguments.
+    ``loss(model, batch, carry)`` returns the mean loss over the batch's items and the state
+    to carry into the next micro-batch (``None`` for none; a dict of tensors, batch first).
+    ``evaluate(model, rows, max_batches)`` returns (sum of losses, number of items).
+    ``items_per_batch`` counts tokens (or samples) per global micro-batch, for throughput.
+    """
+
+    model: torch.nn.Module
+    unit: str
+    items_per_batch: int
+
+    def train_batch(self, index: int, rows: slice) -> Any: ...
+
+    def loss(
+        self, model: torch.nn.Module, batch: Any, carry: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]: ...
+
+    def evaluate(
+        self, model: torch.nn.Module, rows: slice, max_batches: int
+    ) -> tuple[float, int]: ...
+
+
+@dataclass
+class FitResult:
+    steps: int
+    train_loss: float | None
+    val_loss: float | None
+    seconds: float
+    items_per_second: float
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (config.lr - config.min_lr)
+
+
+def world_size() -> int:
+    """How many processes a launcher (torchrun, accelerate launch) started; 1 without one."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = runs.checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def check_config(config: TrainConfig, world: int) -> None:
+    """Reject settings that cannot train, naming the key and a valid value."""
+    positive = ("max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints")
+    for key in positive:
+        if getattr(config, key) < 1:
+            raise RecipeError(f"train.{key} must be at least 1, got {getattr(config, key)}")
+    if config.lr <= 0 or config.min_lr < 0:
+        raise RecipeError("train.lr must be positive and train.min_lr not negative")
+    if not 0 <= config.val_fraction < 1:
+        raise RecipeError(f"train.val_fraction must be in [0, 1), got {config.val_fraction}")
+    per_step = world * config.grad_accum
+    if config.batch_size % per_step:
+        raise RecipeError(
+            f"train.batch_size={config.batch_size} must divide evenly over {world} process(es) x "
+            f"{config.grad_accum} accumulation step(s); use a multiple of {per_step}"
+        )
+
+
+def uses_cpu(device: str) -> bool:
+    """Whether ``--device`` means the CPU here; an absent accelerator is an error."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: no CUDA device is available; use --device auto")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError("--device mps: no Apple GPU (MPS) is available; use --device auto")
+    return device == "cpu" or (
+        device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+
+
+def init_processes(device: str) -> None:
+    """Join the process group of a multi-process launch (torchrun, accelerate launch) early,
+    on the right backend (gloo on CPU), so that processes can wait for each other."""
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=uses_cpu(device))
+
+
+def make_accelerator(config: TrainConfig, runtime: Runtime, run_dir: Path) -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    cpu = uses_cpu(runtime.device)
+    if config.mixed_precision == "fp16" and cpu:
+        raise RecipeError(
+            "train.mixed_precision=fp16 needs a GPU; use bf16 on CPU (--mixed-precision bf16)"
+        )
+    if world_size() == 1:
+        # One process may train several models (the Python API, tests), each with its own
+        # mixed precision: accelerate keeps those settings in a process-wide singleton.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()
+    try:
+        return Accelerator(
+            cpu=cpu,
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.grad_accum,
+            log_with=list(runtime.log_with) or None,
+            project_config=ProjectConfiguration(
+                project_dir=str(run_dir), logging_dir=str(run_dir / "logs")
+            ),
+        )
+    except (ValueError, ImportError) as err:
+        raise TrainingError(f"cannot set up training: {err}") from None
+
+
+class _Signals:
+    """Turn SIGINT/SIGTERM into a request to stop after the current step (a second one stops
+    at once)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        try:
+            yield
+        finally:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+
+
+class _Progress:
+    """One status line on stderr (main process, terminal only); plain lines otherwise."""
+
+    def __init__(self, enabled: bool, total: int, unit: str) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.unit = unit
+        self.shown = False
+
+    def update(self, step: int, loss: float, rate: float, eta: float) -> None:
+        if not self.enabled:
+            return
+        minutes, seconds = divmod(int(eta), 60)
+        sys.stderr.write(
+            f"\rstep {step}/{self.total}  loss {loss:.4f}  {rate:,.0f} {self.unit}/s  "
+            f"ETA {minutes}:{seconds:02d} "
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            self.shown = False
+
+
+def fit(
+    task: TrainingTask,
+    config: TrainConfig,
+    runtime: Runtime,
+    run_dir: Path,
+    log: Callable[[str], None],
+    tracker_config: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``task.model`` in place; checkpoints and metrics go to ``run_dir``."""
+    import torch
+
+    accelerator = make_accelerator(config, runtime, run_dir)
+    world = accelerator.num_processes
+    check_config(config, world)
+    main = accelerator.is_main_process
+    per_process = config.batch_size // config.grad_accum // world
+    rank = accelerator.process_index
+    rows = slice(rank * per_process, (rank + 1) * per_process)
+    say = log if main else (lambda message: None)
+
+    model = task.model
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        foreach=True,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if runtime.log_with:
+        accelerator.init_trackers("gentool", config=_flat(tracker_config or {}))
+
+    start = 0
+    carry: dict[str, torch.Tensor] | None = None
+    elapsed_before = 0.0
+    if runtime.resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise TrainingError(
+                f"'{run_dir}' has no checkpoint to resume from; train it again without --resume"
+            )
+        try:
+            accelerator.load_state(str(checkpoint))
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[-1].strip()
+            raise TrainingError(
+                f"checkpoint {_display(checkpoint)} does not fit this model ({first}); resume "
+                "with the model settings it was trained with"
+            ) from None
+        state = json.loads((checkpoint / TRAINER_FILE).read_text())
+        start, elapsed_before = state["step"], state["seconds"]
+        carry = _load_carry(checkpoint, rows, accelerator.device)
+        if main:
+            _truncate_metrics(run_dir / runs.METRICS_FILE, start)
+        say(f"resuming from {checkpoint} (step {start} of {config.max_steps})")
+    if start >= config.max_steps:
+        raise TrainingError(
+            f"the checkpoint is at step {start}, already train.max_steps={config.max_steps}; "
+            "raise it with --set train.max_steps=N --override to train longer"
+        )
+
+    metrics_path = run_dir / runs.METRICS_FILE
+    progress = _Progress(
+        main and (sys.stderr.isatty() if runtime.progress is None else runtime.progress),
+        config.max_steps,
+        task.unit,
+    )
+    signals = _Signals()
+    loss_sum = torch.zeros((), device=accelerator.device)
+    window_steps, window_start = 0, time.perf_counter()
+    last_train_loss: float | None = None
+    last_val: float | None = None
+    last_checkpoint: int | None = None
+    started = time.perf_counter()
+    model.train()
+
+    def window_loss() -> float:
+        """The mean training loss since the last log line, over all processes; checked."""
+        mean = float(accelerator.reduce(loss_sum, "mean")) / (window_steps * config.grad_accum)
+        _check_finite(mean, step + 1, run_dir, last_checkpoint)
+        return mean
+
+    def checkpoint_now(step: int) -> Path:
+        nonlocal last_checkpoint
+        path = _save_checkpoint(
+            accelerator, run_dir, step, carry, elapsed_before + time.perf_counter() - started
+        )
+        if main:
+            _prune_checkpoints(run_dir, config.keep_checkpoints)
+        last_checkpoint = step
+        return path
+
+    def evaluate(max_batches: int) -> float | None:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.eval()
+        with torch.no_grad():
+            total, count = task.evaluate(unwrapped, rows, max_batches)
+        unwrapped.train()
+        sums = accelerator.reduce(
+            torch.tensor([total, float(count)], dtype=torch.float64, device=accelerator.device),
+            "sum",
+        )
+        return float(sums[0] / sums[1]) if float(sums[1]) > 0 else None
+
+    with signals.installed():
+        for step in range(start, config.max_steps):
+            lr = lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            for micro in range(config.grad_accum):
+                batch = task.train_batch(step * config.grad_accum + micro, rows)
+                with accelerator.accumulate(model):
+                    loss, carry = task.loss(model, batch, carry)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and config.grad_clip > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+            done = step + 1
+            window_steps += 1
+            last_step = done == config.max_steps
+            if done % config.log_every == 0 or last_step:
+                now = time.perf_counter()
+                last_train_loss = window_loss()
+                rate = (
+                    window_steps * config.grad_accum * task.items_per_batch / (now - window_start)
+                )
+                record = {"step": done, "loss": last_train_loss, "lr": lr}
+                record[f"{task.unit}_per_s"] = rate
+                _log_metrics(accelerator, metrics_path, record, main)
+                eta = (config.max_steps - done) * (now - window_start) / window_steps
+                progress.update(done, last_train_loss, rate, eta)
+                loss_sum.zero_()
+                window_steps, window_start = 0, time.perf_counter()
+            if config.eval_every and done % config.eval_every == 0 and not last_step:
+                last_val = evaluate(config.eval_batches)
+                _log_metrics(accelerator, metrics_path, {"step": done, "val_loss": last_val}, main)
+                if not progress.enabled:
+                    say(
+                        f"step {done}/{config.max_steps}: train loss {_fmt(last_train_loss)}, "
+                        f"val loss {_fmt(last_val)}"
+                    )
+            stop = _agree(accelerator, signals.requested) and not last_step
+            periodic = config.checkpoint_every > 0 and (
+                done % config.checkpoint_every == 0 or last_step
+            )
+            if stop or periodic:
+                if window_steps:
+                    window_loss()  # never checkpoint weights that a non-finite loss has spoilt
+                path = checkpoint_now(done)
+            if stop:
+                progress.clear()
+                say(f"interrupted at step {done}; checkpoint written to {_display(path)}")
+                say(f"resume with: gentool train --resume --out {_display(run_dir)}")
+                raise TrainingInterrupted
+    progress.clear()
+    trained_for = time.perf_counter() - started  # this session's training, without evaluation
+    val_loss = evaluate(0)  # the whole validation split
+    if val_loss is not None:
+        record = {"step": config.max_steps, "val_loss": val_loss}
+        _log_metrics(accelerator, metrics_path, record, main)
+    if main and not config.checkpoint_every:
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # only an interruption's
+    if runtime.log_with:
+        accelerator.end_training()
+    task.model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    accelerator.wait_for_everyone()
+    items = (config.max_steps - start) * config.grad_accum * task.items_per_batch
+    return FitResult(
+        steps=config.max_steps,
+        train_loss=last_train_loss,
+        val_loss=val_loss,
+        seconds=elapsed_before + trained_for,
+        items_per_second=items / max(1e-9, trained_for),
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _display(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[f"{prefix}{key}"] = value
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def _agree(accelerator: Any, requested: bool) -> bool:
+    """Every process stops at the same step if any one of them got a signal."""
+    if accelerator.num_processes == 1:
+        return requested
+    import torch
+
+    flag = torch.tensor([1.0 if requested else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, "sum").item() > 0)
+
+
+def _check_finite(loss: float, step: int, run_dir: Path, last_checkpoint: int | None) -> None:
+    if math.isfinite(loss):
+        return
+    where = (
+        f"the last good checkpoint is {_display(run_dir)}/{CHECKPOINTS}/step-{last_checkpoint}; "
+        "lower train.lr (or set train.grad_clip) and resume with --resume --override"
+        if last_checkpoint is not None
+        else "no checkpoint was written; lower train.lr (or set train.grad_clip) and train again"
+    )
+    raise TrainingError(f"the training loss became {loss} by step {step}; {where}")
+
+
+def _log_metrics(accelerator: Any, path: Path, record: dict[str, Any], main: bool) -> None:
+    if main:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(runs.dumps_json(record, indent=None) + "\n")
+    if accelerator.trackers:
+        step = record["step"]
+        accelerator.log({k: v for k, v in record.items() if k != "step" and v is not None}, step)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop what was logged after the checkpoint being resumed: it will be logged again."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    runs.write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _save_checkpoint(
+    accelerator: Any, run_dir: Path, step: int, carry: dict[str, Any] | None, seconds: float
+) -> Path:
+    """Write ``checkpoints/step-N`` as a whole: into a temporary name, renamed when complete."""
+    root = run_dir / CHECKPOINTS
+    final = root / f"step-{step}"
+    tmp = root / f".step-{step}.tmp"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    gathered = None
+    if carry is not None:
+        gathered = {k: accelerator.gather(v.contiguous()) for k, v in carry.items()}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if gathered is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.cpu() for k, v in gathered.items()}, str(tmp / CARRY_FILE))
+        state = {"step": step, "seconds": seconds, "processes": accelerator.num_processes}
+        (tmp / TRAINER_FILE).write_text(json.dumps(state) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _load_carry(checkpoint: Path, rows: slice, device: Any) -> dict[str, Any] | None:
+    path = checkpoint / CARRY_FILE
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    carry = load_file(str(path), device="cpu")
+    total = next(iter(carry.values())).shape[0]
+    if rows.stop > total:
+        raise TrainingError(
+            f"checkpoint {checkpoint} holds state for {total} rows, not {rows.stop}: resume it "
+            "with the same train.batch_size and number of processes"
+        )
+    return {k: v[rows].to(device) for k, v in carry.items()}
+
+
+def _prune_checkpoints(run_dir: Path, keep: int) -> None:
+    for _, path in runs.checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
