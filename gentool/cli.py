@@ -16,8 +16,17 @@ import click
 from gentool import __version__, api
 from gentool.errors import EXIT_INTERRUPTED, GentoolError
 from gentool.family import GENERATE_TEXT, SCORE_TEXT, GenerationRequest
-from gentool.options import json_option, print_json, print_table, run_argument, sampling_options
+from gentool.options import (
+    complete_families,
+    complete_recipes,
+    json_option,
+    print_json,
+    print_table,
+    run_argument,
+    sampling_options,
+)
 from gentool.runs import RunDirectory
+from gentool.training import Runtime
 
 
 def log(message: str) -> None:
@@ -166,8 +175,14 @@ def list_recipes(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("family", required=False)
-@click.option("--recipe", "-r", metavar="FILE|NAME", help="A TOML recipe, or a shipped one's name.")
+@click.argument("family", required=False, shell_complete=complete_families)
+@click.option(
+    "--recipe",
+    "-r",
+    metavar="FILE|NAME",
+    shell_complete=complete_recipes,
+    help="A TOML recipe, or a shipped one's name.",
+)
 @click.option(
     "--data",
     "-d",
@@ -191,6 +206,32 @@ def list_recipes(as_json: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @click.option("--seed", type=int, help="Random seed [default: the recipe's, or 0].")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the latest checkpoint of the run at --out (or runs/FAMILY).",
+)
+@click.option(
+    "--override", is_flag=True, help="With --resume: accept changes to the recorded recipe."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+    default="auto",
+    show_default=True,
+    help="Where neural families train (auto: the best present).",
+)
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(["no", "bf16", "fp16"]),
+    help="Neural families: autocast precision (bf16 works on CPU) [default: the recipe's].",
+)
+@click.option(
+    "--log-with",
+    multiple=True,
+    metavar="TRACKER",
+    help="Also log metrics to an accelerate tracker, e.g. tensorboard (repeatable).",
+)
 @json_option
 def train(
     family: str | None,
@@ -201,16 +242,30 @@ def train(
     out: Path | None,
     force: bool,
     seed: int | None,
+    resume: bool,
+    override: bool,
+    device: str,
+    mixed_precision: str | None,
+    log_with: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Train a model of FAMILY (or the recipe's) and write a run directory.
+
+    Neural families train with accelerate and write checkpoints to RUN/checkpoints; the
+    same command trains on several processes under torchrun or accelerate launch.
+    Ctrl-C writes a checkpoint and exits 130; --resume continues it.
 
     \b
     Examples:
       gentool train ngram
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
+      gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision bf16
+      gentool train --resume --out runs/rnn
+      torchrun --nproc-per-node 2 -m gentool train rnn --data input.txt
     """
+    if mixed_precision is not None:
+        overrides = (*overrides, f"train.mixed_precision={mixed_precision}")
     run = api.train(
         family,
         recipe=recipe,
@@ -220,8 +275,13 @@ def train(
         seed=seed,
         out=out,
         force=force,
+        resume=resume,
+        override=override,
+        runtime=Runtime(device=device, log_with=log_with),  # type: ignore[arg-type]
         log=log,
     )
+    if run is None:  # not the main process of a multi-process run: it writes nothing
+        return
     if as_json:
         print_json(
             {"run": str(run.path), "family": run.family, "metrics": run.meta.get("metrics", {})}
@@ -272,6 +332,7 @@ def generate(
     temperature: float,
     top_k: int | None,
     top_p: float | None,
+    num_beams: int,
     seed: int | None,
     as_json: bool,
 ) -> None:
@@ -281,6 +342,7 @@ def generate(
     Examples:
       gentool generate runs/ngram --seed 1
       gentool generate runs/ngram --prompt "I would" -n 5 --temperature 0.8 --top-k 40
+      gentool generate runs/rnn --prompt "ROMEO:" --beams 4 --max-tokens 60
     """
     model = api.load(run)
     api.require(model, GENERATE_TEXT, "generate text")
@@ -292,6 +354,7 @@ def generate(
         top_k=top_k,
         top_p=top_p,
         seed=seed,
+        num_beams=num_beams,
     )
     samples = model.generate(request)
     if as_json:
@@ -377,6 +440,60 @@ def export(run: str, fmt: str, output: Path) -> None:
     """
     api.export(run, fmt, output)
     log(f"wrote {output}")
+
+
+# -- for plugin authors -----------------------------------------------------------------------
+
+
+@cli.group()
+def plugin() -> None:
+    """Tools for plugin authors (see docs/plugins.md).
+
+    \b
+    Example:
+      gentool plugin new bigram
+    """
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    help="Create NAME/ in this folder [default: the current one].",
+)
+@json_option
+def plugin_new(name: str, parent: Path, as_json: bool) -> None:
+    """Create NAME/, a ready plugin distribution with the family NAME.
+
+    It holds pyproject.toml (with the gentool entry point), the package gentool_NAME (the
+    hook and a small but real family, a character bigram model, to make your own), a
+    README, and tests that pass as generated (gentool.testing's conformance kit among them).
+
+    \b
+    Example:
+      gentool plugin new bigram
+      pip install -e ./bigram && pytest ./bigram && gentool models
+    """
+    from gentool.scaffold import PluginNames, new_plugin
+
+    path, files = new_plugin(name, parent)
+    names = PluginNames.of(name)
+    if as_json:
+        print_json(
+            {
+                "path": str(path),
+                "family": names.name,
+                "distribution": names.distribution,
+                "package": names.package,
+                "files": [str(f.relative_to(path)) for f in files],
+            }
+        )
+        return
+    log(f"created the distribution {names.distribution}; next: pip install -e {path}")
+    click.echo(str(path))
 
 
 def _fmt(value: Any) -> str:

@@ -23,6 +23,17 @@ from gentool.errors import PluginError
 from gentool.family import Family, check_family
 
 ENTRY_POINT_GROUP = "gentool"
+TRACE_VARIABLE = "GENTOOL_TRACE_PLUGINS"
+
+
+def tracing() -> bool:
+    """Whether ``GENTOOL_TRACE_PLUGINS`` asks for a line on stderr per plugin hook call."""
+    return os.environ.get(TRACE_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def trace(message: str) -> None:
+    if tracing():
+        print(f"gentool: trace: {message}", file=sys.stderr)
 
 
 @dataclass
@@ -77,6 +88,7 @@ class LoadedPlugins:
         self.pm = pluggy.PluginManager("gentool")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
+        self._notes: list[str] = []
         self._load_entry_points()
 
     def _load_entry_points(self) -> None:
@@ -108,6 +120,10 @@ class LoadedPlugins:
                 self.pm.register(module, name=ep.name)
                 self.pm.check_pending()  # a misspelled hook name fails this plugin only
                 info.hooks = sorted(hc.name for hc in self.pm.get_hookcallers(module) or ())
+                trace(
+                    f"loaded plugin '{ep.name}' = {ep.value} ({info.distribution} "
+                    f"{info.version}); hooks: {', '.join(info.hooks) or 'none'}"
+                )
             except Exception as err:  # a broken plugin must not break gentool
                 self._fail(info, "failed to load", err)
 
@@ -122,20 +138,39 @@ class LoadedPlugins:
         if self.pm.get_plugin(info.name) is not None:
             self.pm.unregister(name=info.name)
 
-    def call_each(self, hook_name: str, arguments: Callable[[PluginInfo], dict[str, Any]]) -> None:
+    def call_each(
+        self,
+        hook_name: str,
+        arguments: Callable[[PluginInfo], dict[str, Any]],
+        after: Callable[[PluginInfo], None] | None = None,
+    ) -> None:
         """Call ``hook_name`` on every plugin separately, so one failure stays local.
 
         ``arguments(plugin)`` gives the hook's arguments for that plugin (so a
-        ``register`` callback knows whom it registers for).
+        ``register`` callback knows whom it registers for); ``after(plugin)``, if given,
+        runs after each successful call. With ``GENTOOL_TRACE_PLUGINS=1`` each call, and
+        what it did or returned or raised, is printed on stderr. Every hook is called here.
         """
         by_name = {p.name: p for p in self.plugins}
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             info = by_name[impl.plugin_name]
+            self._notes = []
+            call = f"{info.name}.{hook_name}({', '.join(f'{a}=...' for a in impl.argnames)})"
             try:
                 args = arguments(info)
-                impl.function(**{name: args[name] for name in impl.argnames})
+                result = impl.function(**{name: args[name] for name in impl.argnames})
+                if after is not None:
+                    after(info)
             except Exception as err:
+                trace(f"{call} -> raised {type(err).__name__}: {err}")
                 self._fail(info, f"failed in {hook_name}", err)
+            else:
+                shown = [*self._notes, *([] if result is None and self._notes else [repr(result)])]
+                trace(f"{call} -> {'; '.join(shown)}")
+
+    def note(self, message: str) -> None:
+        """Record what the hook being called did, for its GENTOOL_TRACE_PLUGINS line."""
+        self._notes.append(message)
 
 
 @functools.cache
@@ -166,9 +201,11 @@ def get_registry() -> Registry:
                     "it cannot be used until one is uninstalled",
                     file=sys.stderr,
                 )
+                manager.note(f"registered {name} ({family.__qualname__}): name taken, unusable")
                 return
             registry.families[name] = family
             registry.owners[name] = info
+            manager.note(f"registered {name} ({family.__qualname__})")
 
         return register
 
@@ -190,7 +227,16 @@ def add_plugin_commands(cli: Any) -> None:
     A plugin may add verbs but not replace gentool's own: those are restored, with a warning.
     """
     builtin = dict(cli.commands)
-    get_plugin_manager().call_each("register_commands", lambda info: {"cli": cli})
+    manager = get_plugin_manager()
+    seen = dict(cli.commands)
+
+    def note_added(info: PluginInfo) -> None:
+        added = sorted(n for n, c in cli.commands.items() if seen.get(n) is not c)
+        if added:
+            manager.note(f"added command{'s' if len(added) > 1 else ''} {', '.join(added)}")
+        seen.update(cli.commands)
+
+    manager.call_each("register_commands", lambda info: {"cli": cli}, after=note_added)
     for name, command in builtin.items():
         if cli.commands.get(name) is not command:
             cli.commands[name] = command

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gentool_ngram.arpa import read_arpa, write_arpa
-from gentool_ngram.lm import BOS, EOS, UNK, NGramLM, Scores
 
 from gentool.data import default_text_path
 from gentool.errors import DataError, GentoolError
+from gentool_ngram.arpa import read_arpa, write_arpa
+from gentool_ngram.lm import BOS, EOS, UNK, NGramLM, Scores
 
 KENLM_MODELS = Path(__file__).parent / "data" / "kenlm"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+
 from gentool_ngram.sampling import sample_token
 
 LOG10_PROBS = np.array([*np.log10([0.5, 0.3, 0.15, 0.05]), -np.inf])  # id 4 is impossible
