@@ -49,6 +49,8 @@ def build(args: argparse.Namespace, vocab: int) -> Any:
 
 def plain_loop(task: Any, config: Any) -> float:
     """The reference: the same training written directly in PyTorch. Returns seconds."""
+    import contextlib
+
     import torch
     import torch.nn.functional as F
 
@@ -72,8 +74,11 @@ def plain_loop(task: Any, config: Any) -> float:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         batch = task.train_batch(step, rows)
-        out = model(input_ids=batch["input_ids"], state=None if batch["reset"] else state)
-        loss = F.cross_entropy(out.logits.flatten(0, 1), batch["labels"].flatten())
+        bf16 = config.mixed_precision == "bf16"
+        autocast = torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            out = model(input_ids=batch["input_ids"], state=None if batch["reset"] else state)
+        loss = F.cross_entropy(out.logits.float().flatten(0, 1), batch["labels"].flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
@@ -129,6 +134,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument(
+        "--mixed-precision", choices=["no", "bf16"], default="no", help="for both loops"
+    )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args()
 
@@ -151,6 +159,7 @@ def main() -> None:
         eval_every=0,
         checkpoint_every=0,
         log_every=10,
+        mixed_precision=args.mixed_precision,
     )
 
     def task() -> StreamTask:
@@ -175,7 +184,8 @@ def main() -> None:
 
     print(
         f"char LSTM {args.layers}x{args.hidden} (emb {args.embedding}), batch {args.batch} x "
-        f"seq {args.seq}, {args.steps} steps, torch {torch.__version__}, "
+        f"seq {args.seq}, {args.steps} steps, autocast {args.mixed_precision}, "
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
     print(f"{'':28} {'plain PyTorch':>14} {'gentool engine':>15}")

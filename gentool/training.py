@@ -192,8 +192,9 @@ def make_accelerator(config: TrainConfig, runtime: Runtime, run_dir: Path) -> An
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state()
+    _check_trackers(runtime.log_with)
     try:
-        return Accelerator(
+        accelerator = Accelerator(
             cpu=cpu,
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum,
@@ -204,6 +205,25 @@ def make_accelerator(config: TrainConfig, runtime: Runtime, run_dir: Path) -> An
         )
     except (ValueError, ImportError) as err:
         raise TrainingError(f"cannot set up training: {err}") from None
+    return accelerator
+
+
+def _check_trackers(names: tuple[str, ...]) -> None:
+    """accelerate drops a tracker whose package is missing, with only a warning: we refuse."""
+    from accelerate.tracking import get_available_trackers
+    from accelerate.utils import LoggerType
+
+    known = {str(t) for t in LoggerType}
+    available = {str(t) for t in get_available_trackers()}
+    for name in names:
+        if name not in known:
+            raise TrainingError(
+                f"--log-with {name}: unknown tracker; valid: {', '.join(sorted(known))}"
+            )
+        if name != "all" and name not in available:
+            raise TrainingError(
+                f"--log-with {name}: its package is not installed (pip install {name})"
+            )
 
 
 class _Signals:

@@ -292,3 +292,14 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     carry = load_file(str(runs.checkpoints(tmp_path / "two")[-1][1] / "carry.safetensors"))
     assert next(iter(carry.values())).shape[0] == 4  # both processes' rows, gathered
     assert (tmp_path / "two" / "checkpoints" / "step-4" / "random_states_1.pkl").is_file()
+
+
+def test_metrics_go_to_an_accelerate_tracker_when_asked(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboardX")  # accelerate's tensorboard tracker, in its light form
+    invoke("train", "rnn", *tiny(2, 0), "--log-with", "tensorboard", "--out", tmp_path / "r")
+    events = list((tmp_path / "r" / "logs").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    result = invoke("train", "rnn", *tiny(2, 0), "--log-with", "aim", "--out", tmp_path / "x",
+                    ok=False)  # fmt: skip
+    assert_error(result, "--log-with aim", "pip install aim")
+    assert not (tmp_path / "x").exists()
