@@ -526,8 +526,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     kept = [
         line
         for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
+        if line.strip() and json.loads(line).get("step", step + 1) <= step
+    ]  # (a finished run's summary line, which has no step, goes too: a new one will come)
     runs.write_text(path, "".join(line + "\n" for line in kept))
 
 

@@ -210,6 +210,13 @@ def test_resume_refuses_a_changed_recipe_unless_override(
     # Resuming past the end: a finished run trains longer only when asked to.
     result = invoke("train", "--resume", "--out", tmp_path / "run", ok=False)
     assert_error(result, "already train.max_steps=8")
+    # ... and trains longer with --override; metrics.jsonl keeps one summary, at the end.
+    invoke("train", "--resume", "--override", "--out", tmp_path / "run",
+           "--set", "train.max_steps=10", "--set", "train.lr=0.01")  # fmt: skip
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("step") for r in records if "loss" in r] == [2, 4, 6, 8, 10]
+    assert [r["steps"] for r in records if "steps" in r] == [10]
+    assert "steps" in records[-1]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
@@ -303,3 +310,14 @@ def test_metrics_go_to_an_accelerate_tracker_when_asked(tmp_path: Path) -> None:
                     ok=False)  # fmt: skip
     assert_error(result, "--log-with aim", "pip install aim")
     assert not (tmp_path / "x").exists()
+
+
+def test_progress_line_shows_step_loss_rate_and_eta(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gentool.training import Runtime
+
+    overrides = [a for a in tiny(4, 0) if a != "--set"]
+    api.train("rnn", overrides=overrides, out=tmp_path / "r", runtime=Runtime(progress=True))
+    err = capsys.readouterr().err
+    assert "\rstep 4/4  loss " in err and " tokens/s  ETA 0:00" in err
