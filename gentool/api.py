@@ -48,6 +48,18 @@ def plan(
         )
     raw["family"] = name
     family_class = get_family(str(name))
+    return family_class, _resolve(raw, family_class, overrides, data, val, seed)
+
+
+def _resolve(
+    raw: dict[str, Any],
+    family_class: type[Family],
+    overrides: Sequence[str],
+    data: Sequence[str | Path],
+    val: str | Path | None,
+    seed: int | None,
+) -> recipes.Recipe:
+    """Type ``raw`` against the family's configs, then apply the command line's choices."""
     resolved = recipes.resolve(
         raw, family_class.config_class, family_class.train_config_class, overrides
     )
@@ -57,7 +69,7 @@ def plan(
         resolved.data.val = str(val)
     if seed is not None:
         resolved.seed = seed
-    return family_class, resolved
+    return resolved
 
 
 def train(
@@ -185,15 +197,7 @@ def _plan_resume(
     family_class = get_family(old["family"])
     raw = recipes.read_recipe_file(recipes.find_recipe(str(recipe))) if recipe else dict(old)
     raw["family"] = old["family"]
-    resolved = recipes.resolve(
-        raw, family_class.config_class, family_class.train_config_class, overrides
-    )
-    if data:
-        resolved.data.train = [str(p) for p in data]
-    if val is not None:
-        resolved.data.val = str(val)
-    if seed is not None:
-        resolved.seed = seed
+    resolved = _resolve(raw, family_class, overrides, data, val, seed)
     before, after = _flatten(old), _flatten(resolved.as_dict())
     changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if changed and not override:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -59,6 +60,12 @@ def run_gentool(
         timeout=120,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a subprocess a test will send SIGINT: a shell runs background jobs
+    (CI under ``nohup ... &``, say) with SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_error(result: Result | subprocess.CompletedProcess[str], *fragments: str) -> str:

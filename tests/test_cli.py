@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import invoke, invoke_json, run_gentool
+from conftest import interruptible, invoke, invoke_json, run_gentool
 
 from gentool.cli import cli
 
@@ -80,6 +80,7 @@ def test_signal_during_training_exits_130_and_leaves_nothing(tmp_path: Path, sig
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     with open(fifo, "w") as writer:  # returns once gentool has opened the data to read it
         writer.write("the cat sat\n")

@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, assert_error, invoke, invoke_json, run_gentool
+from conftest import (
+    SHARED_DATA,
+    assert_error,
+    interruptible,
+    invoke,
+    invoke_json,
+    run_gentool,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -263,7 +270,7 @@ def test_sigint_in_a_real_process_writes_a_resumable_checkpoint(tmp_path: Path) 
     out = tmp_path / "run"
     args = [sys.executable, "-m", "gentool", "train", "rnn", *tiny(100_000, 0), "--out", out]
     args[args.index("train.log_every=2")] = "train.log_every=1"
-    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.monotonic() + 60
     metrics = out / "metrics.jsonl"
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
