@@ -177,22 +177,29 @@ def init_processes(device: str) -> None:
         PartialState(cpu=uses_cpu(device))
 
 
+def check_setup(config: TrainConfig, runtime: Runtime) -> None:
+    """Everything ``fit`` will refuse, checked up front: a family calls this before its
+    data work, so that a bad setting fails in a second, not after tokenizing."""
+    check_config(config, world_size())
+    if config.mixed_precision == "fp16" and uses_cpu(runtime.device):
+        raise RecipeError(
+            "train.mixed_precision=fp16 needs a GPU; use bf16 on CPU (--mixed-precision bf16)"
+        )
+    _check_trackers(runtime.log_with)
+
+
 def make_accelerator(config: TrainConfig, runtime: Runtime, run_dir: Path) -> Any:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    check_setup(config, runtime)
     cpu = uses_cpu(runtime.device)
-    if config.mixed_precision == "fp16" and cpu:
-        raise RecipeError(
-            "train.mixed_precision=fp16 needs a GPU; use bf16 on CPU (--mixed-precision bf16)"
-        )
     if world_size() == 1:
         # One process may train several models (the Python API, tests), each with its own
         # mixed precision: accelerate keeps those settings in a process-wide singleton.
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state()
-    _check_trackers(runtime.log_with)
     try:
         accelerator = Accelerator(
             cpu=cpu,
@@ -294,7 +301,6 @@ def fit(
 
     accelerator = make_accelerator(config, runtime, run_dir)
     world = accelerator.num_processes
-    check_config(config, world)
     main = accelerator.is_main_process
     per_process = config.batch_size // config.grad_accum // world
     rank = accelerator.process_index

@@ -172,7 +172,7 @@ class RnnFamily(Family):
         import torch
         from transformers import AutoTokenizer
 
-        from gentool.training import check_config, fit, world_size
+        from gentool.training import check_setup, fit
         from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
         from gentool_rnn.tokenization import encode_text, train_tokenizer
 
@@ -180,7 +180,7 @@ class RnnFamily(Family):
         run_dir = context.run_dir
         assert run_dir is not None
         _check(config, train_config)
-        check_config(train_config, world_size())
+        check_setup(train_config, context.runtime)  # before the data work, not after it
         text = read_corpus(context.data)
         if context.runtime.resume:  # the tokenizer the checkpoint was trained with
             tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
@@ -298,7 +298,7 @@ class RnnFamily(Family):
         if request.seed is not None:
             torch.manual_seed(request.seed)
         with torch.no_grad():
-            out = self.model.generate(torch.tensor([prompt]), **options)
+            out = self.model.generate(torch.tensor([prompt], device=self.model.device), **options)
         return [tok.decode(row[1:].tolist(), skip_special_tokens=True) for row in out]
 
     def evaluate(self, paths: Sequence[Path]) -> dict[str, Any]:
@@ -320,7 +320,7 @@ class RnnFamily(Family):
         started = time.perf_counter()
         with torch.no_grad():
             for start in range(0, len(ids) - 1, window):
-                chunk = ids[start : start + window + 1].unsqueeze(0)
+                chunk = ids[start : start + window + 1].unsqueeze(0).to(self.model.device)
                 out = self.model(input_ids=chunk[:, :-1], state=state)
                 state = out.state
                 total += float(
