@@ -384,11 +384,10 @@ def fit(
         return path
 
     def evaluate(max_batches: int) -> float | None:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.eval()
+        model.eval()  # the prepared model: under FSDP or DeepSpeed only it holds the weights
         with torch.no_grad():
-            total, count = task.evaluate(unwrapped, rows, max_batches)
-        unwrapped.train()
+            total, count = task.evaluate(model, rows, max_batches)
+        model.train()
         sums = accelerator.reduce(
             torch.tensor([total, float(count)], dtype=torch.float64, device=accelerator.device),
             "sum",

@@ -9,6 +9,7 @@ than one window while gradients flow through ``seq_len`` steps only.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from gentool.training import TrainConfig
 if TYPE_CHECKING:
     import torch
 
-LN2 = 0.6931471805599453
+LN2 = math.log(2)
 
 
 @dataclass
@@ -328,8 +329,6 @@ class RnnFamily(Family):
                 )
         count = len(ids) - 1
         loss = total / count
-        import math
-
         return {
             "tokens": count,
             "oov": int((ids[1:] == unk).sum()),
