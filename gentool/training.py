@@ -118,6 +118,22 @@ class FitResult:
     items_per_second: float
 
 
+def require_neural() -> None:
+    """Raise a GentoolError saying what to install unless torch, transformers, accelerate and
+    tokenizers import; quiet transformers' own progress bars (gentool reports progress)."""
+    try:
+        import accelerate  # noqa: F401
+        import tokenizers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers
+    except ImportError as err:
+        raise GentoolError(
+            f"the neural families need {err.name}: pip install 'gentool[neural]'"
+        ) from None
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def lr_at(step: int, config: TrainConfig) -> float:
     """Linear warmup to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
     if step < config.warmup_steps:

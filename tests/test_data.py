@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gentool.data import default_text_path, get_tokenizer, read_lines, read_text
+from gentool.data import default_text_path, get_tokenizer, read_corpus, read_lines, read_text
 from gentool.errors import DataError, RecipeError
 
 
@@ -52,3 +52,10 @@ def test_embedded_sample_is_shipped() -> None:
     assert text.startswith("First Citizen:\n")
     assert len(text) > 100_000
     assert (path.parent / "README.md").read_text().count("public domain") >= 1
+
+
+def test_read_corpus_ends_every_file_with_a_newline(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("first line\nno newline at the end")
+    (tmp_path / "b.txt").write_text("second file\n")
+    text = read_corpus([tmp_path / "a.txt", tmp_path / "b.txt"])
+    assert text == "first line\nno newline at the end\nsecond file\n"

@@ -1,6 +1,6 @@
 """Readers for the data families train on, and simple text tokenizers."""
 
-from gentool.data.text import default_text_path, read_lines, read_text
+from gentool.data.text import default_text_path, read_corpus, read_lines, read_text
 from gentool.data.tokenizers import TOKENIZERS, Tokenizer, get_tokenizer
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "Tokenizer",
     "default_text_path",
     "get_tokenizer",
+    "read_corpus",
     "read_lines",
     "read_text",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def read_text(path: str | Path) -> str:
             f"data file '{path}' is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
             f"{err.start}); convert it, e.g. iconv -f latin1 -t utf-8"
         ) from err
+
+
+def read_corpus(paths: Sequence[str | Path]) -> str:
+    """The files' text as one string (what stream models train on), each file ending with
+    a newline."""
+    parts = [read_text(p) for p in paths]
+    return "".join(p if p.endswith("\n") else p + "\n" for p in parts)
 
 
 def read_lines(path: str | Path) -> list[str]:

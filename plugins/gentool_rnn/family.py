@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from gentool.data import default_text_path, read_text
-from gentool.errors import DataError, GentoolError, RecipeError
+from gentool.data import default_text_path, read_corpus
+from gentool.errors import DataError, RecipeError
 from gentool.family import (
     GENERATE_TEXT,
     SCORE_TEXT,
@@ -25,7 +25,7 @@ from gentool.family import (
     GenerationRequest,
     TrainingContext,
 )
-from gentool.training import TrainConfig
+from gentool.training import TrainConfig, require_neural
 
 if TYPE_CHECKING:
     import torch
@@ -57,27 +57,6 @@ class RnnTrainConfig(TrainConfig):
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_steps: int = 50
-
-
-def require_torch() -> None:
-    try:
-        import accelerate  # noqa: F401
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers
-    except ImportError as err:
-        raise GentoolError(
-            f"the neural families need {err.name}: pip install 'gentool[neural]'"
-        ) from None
-    # gentool reports progress itself; transformers' bars and notices are noise on stderr.
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-
-
-def read_corpus(paths: Sequence[Path]) -> str:
-    """The files' text as one string, each file ending with a newline."""
-    parts = [read_text(p) for p in paths]
-    return "".join(p if p.endswith("\n") else p + "\n" for p in parts)
 
 
 class StreamTask:
@@ -169,7 +148,7 @@ class RnnFamily(Family):
     # -- training -----------------------------------------------------------------------------
     @classmethod
     def train(cls, config: RnnModelConfig, context: TrainingContext) -> RnnFamily:
-        require_torch()
+        require_neural()
         import torch
         from transformers import AutoTokenizer
 
@@ -254,7 +233,7 @@ class RnnFamily(Family):
 
     @classmethod
     def load(cls, directory: Path, config: RnnModelConfig) -> RnnFamily:
-        require_torch()
+        require_neural()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         import gentool_rnn.modeling  # noqa: F401  (registers the Auto classes)
