@@ -21,6 +21,7 @@ import pluggy
 from gentool import hookspecs
 from gentool.errors import PluginError
 from gentool.family import Family, check_family
+from gentool.interrupts import threads_started_here_ignore_interrupts
 
 ENTRY_POINT_GROUP = "gentool"
 TRACE_VARIABLE = "GENTOOL_TRACE_PLUGINS"
@@ -116,7 +117,8 @@ class LoadedPlugins:
                 continue  # the same distribution seen twice on sys.path
             self.plugins.append(info)
             try:
-                module = ep.load()
+                with threads_started_here_ignore_interrupts():  # see gentool.interrupts
+                    module = ep.load()
                 self.pm.register(module, name=ep.name)
                 self.pm.check_pending()  # a misspelled hook name fails this plugin only
                 info.hooks = sorted(hc.name for hc in self.pm.get_hookcallers(module) or ())

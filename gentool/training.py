@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gentool import runs
 from gentool.errors import GentoolError, RecipeError
+from gentool.interrupts import threads_started_here_ignore_interrupts
 from gentool.runs import CHECKPOINTS
 
 if TYPE_CHECKING:
@@ -122,10 +123,11 @@ def require_neural() -> None:
     """Raise a GentoolError saying what to install unless torch, transformers, accelerate and
     tokenizers import; quiet transformers' own progress bars (gentool reports progress)."""
     try:
-        import accelerate  # noqa: F401
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers
+        with threads_started_here_ignore_interrupts():  # see gentool.interrupts
+            import accelerate  # noqa: F401
+            import tokenizers  # noqa: F401
+            import torch  # noqa: F401
+            import transformers
     except ImportError as err:
         raise GentoolError(
             f"the neural families need {err.name}: pip install 'gentool[neural]'"

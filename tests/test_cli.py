@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,18 @@ def test_interrupt_exits_130_and_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def wait_until_blocked_reading(pid: int) -> None:
+    """Until the process sleeps in a pipe read. A signal that lands between two of Python's
+    checks and the read() system call is noted but acts only on the next bytecode, which a
+    blocked read never reaches: a race of the test's making, not of gentool's."""
+    wchan = Path(f"/proc/{pid}/wchan")
+    deadline = time.monotonic() + 30
+    while wchan.exists() and "pipe_read" not in wchan.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not wchan.exists():
+        time.sleep(0.5)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_training_exits_130_and_leaves_nothing(tmp_path: Path, signum: int) -> None:
     fifo = tmp_path / "data.fifo"
@@ -85,6 +98,7 @@ def test_signal_during_training_exits_130_and_leaves_nothing(tmp_path: Path, sig
     with open(fifo, "w") as writer:  # returns once gentool has opened the data to read it
         writer.write("the cat sat\n")
         writer.flush()  # gentool now waits for the end of the file, which never comes
+        wait_until_blocked_reading(process.pid)
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
