@@ -20,7 +20,7 @@ from gentool.errors import DataError, PluginError, RecipeError, RunError
 from gentool.family import GENERATE_TEXT, Family, GenerationRequest, TrainingContext
 from gentool.plugins import get_family
 from gentool.runs import is_main_process
-from gentool.training import Runtime, init_processes, world_size
+from gentool.training import Runtime, init_processes
 
 
 def _no_log(message: str) -> None:
@@ -127,8 +127,7 @@ def train(
         _check_same_data(out_path, stored.get("data", {}), fingerprints)
     meta = {"recipe": recipe_dict, "seed": resolved.seed, "data": fingerprints}
     main = is_main_process()
-    if world_size() > 1:
-        init_processes(runtime.device)
+    init_processes(runtime.device)  # under a launcher: join its process group
 
     with runs.building_run(out_path, force, resume) as work, _restored_on_failure(work, resume):
         if main:
@@ -198,7 +197,7 @@ def _plan_resume(
     raw = recipes.read_recipe_file(recipes.find_recipe(str(recipe))) if recipe else dict(old)
     raw["family"] = old["family"]
     resolved = _resolve(raw, family_class, overrides, data, val, seed)
-    before, after = _flatten(old), _flatten(resolved.as_dict())
+    before, after = recipes.flatten(old), recipes.flatten(resolved.as_dict())
     changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if changed and not override:
         listed = ", ".join(f"{k} ({before.get(k)!r} -> {after.get(k)!r})" for k in changed)
@@ -217,16 +216,6 @@ def _check_same_data(out: Path, old: dict[str, Any], new: dict[str, Any]) -> Non
             f"the training data of '{out}' changed since it started (sha256 differs); resume "
             "with the same files, or pass --override to continue on the new data"
         )
-
-
-def _flatten(recipe: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in recipe.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _fill_run(model: Family, directory: Path, meta: dict[str, Any]) -> dict[str, Any]:

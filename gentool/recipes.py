@@ -63,6 +63,17 @@ class Recipe:
         }
 
 
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``: the keys ``--set`` names."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from gentool import runs
+from gentool import recipes, runs
 from gentool.errors import GentoolError, RecipeError
 from gentool.interrupts import threads_started_here_ignore_interrupts
 from gentool.runs import CHECKPOINTS
@@ -339,7 +339,11 @@ def fit(
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     if runtime.log_with:
-        accelerator.init_trackers("gentool", config=_flat(tracker_config or {}))
+        hparams = {  # trackers take numbers, strings and booleans
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in recipes.flatten(tracker_config or {}).items()
+        }
+        accelerator.init_trackers("gentool", config=hparams)
 
     start = 0
     carry: dict[str, torch.Tensor] | None = None
@@ -497,18 +501,6 @@ def _display(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.resolve().relative_to(Path.cwd()))
     return str(path)
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float, str, bool)):
-            flat[f"{prefix}{key}"] = value
-        else:
-            flat[f"{prefix}{key}"] = str(value)
-    return flat
 
 
 def _agree(accelerator: Any, requested: bool) -> bool:

@@ -25,7 +25,8 @@ from gentool.family import (
     GenerationRequest,
     TrainingContext,
 )
-from gentool.training import TrainConfig, require_neural
+from gentool.runs import is_main_process
+from gentool.training import TrainConfig, check_setup, fit, require_neural
 
 if TYPE_CHECKING:
     import torch
@@ -152,7 +153,6 @@ class RnnFamily(Family):
         import torch
         from transformers import AutoTokenizer
 
-        from gentool.training import check_setup, fit
         from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
         from gentool_rnn.tokenization import encode_text, train_tokenizer
 
@@ -166,7 +166,7 @@ class RnnFamily(Family):
             tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
         else:
             tokenizer = train_tokenizer(config.tokens, [text], vocab_size=config.vocab_size)
-            if _is_main():
+            if is_main_process():
                 tokenizer.save_pretrained(str(run_dir))
         bos = tokenizer.convert_tokens_to_ids(tokenizer.bos_token)
         ids = torch.tensor([bos, *encode_text(tokenizer, text)], dtype=torch.long)
@@ -245,10 +245,10 @@ class RnnFamily(Family):
     def generate(self, request: GenerationRequest) -> list[str]:
         import torch
 
-        tok = self.tokenizer
-        bos = tok.convert_tokens_to_ids(tok.bos_token)
         from gentool_rnn.tokenization import encode_text
 
+        tok = self.tokenizer
+        bos = tok.convert_tokens_to_ids(tok.bos_token)
         prompt = [bos, *encode_text(tok, request.prompt)]
         if 1 < request.num_beams < request.num_samples:
             raise RecipeError(
@@ -339,9 +339,3 @@ def _check(config: RnnModelConfig, train: RnnTrainConfig) -> None:
         raise RecipeError(f"model.dropout must be in [0, 1), got {config.dropout}")
     if train.seq_len < 1:
         raise RecipeError(f"train.seq_len must be at least 1, got {train.seq_len}")
-
-
-def _is_main() -> bool:
-    from gentool.runs import is_main_process
-
-    return is_main_process()
