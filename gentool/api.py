@@ -27,6 +27,16 @@ def _no_log(message: str) -> None:
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class ParallelPaths:
+    """Aligned parallel files (translation): line i of source translates to line i of target."""
+
+    source: str | Path | None = None
+    target: str | Path | None = None
+    val_source: str | Path | None = None
+    val_target: str | Path | None = None
+
+
 def plan(
     family: str | None = None,
     recipe: str | Path | None = None,
@@ -34,6 +44,7 @@ def plan(
     data: Sequence[str | Path] = (),
     val: str | Path | None = None,
     seed: int | None = None,
+    parallel: ParallelPaths | None = None,
 ) -> tuple[type[Family], recipes.Recipe]:
     """Resolve what ``train`` would do: the family class and the typed, complete recipe."""
     raw: dict[str, Any] = {}
@@ -48,7 +59,7 @@ def plan(
         )
     raw["family"] = name
     family_class = get_family(str(name))
-    return family_class, _resolve(raw, family_class, overrides, data, val, seed)
+    return family_class, _resolve(raw, family_class, overrides, data, val, seed, parallel)
 
 
 def _resolve(
@@ -58,6 +69,7 @@ def _resolve(
     data: Sequence[str | Path],
     val: str | Path | None,
     seed: int | None,
+    parallel: ParallelPaths | None = None,
 ) -> recipes.Recipe:
     """Type ``raw`` against the family's configs, then apply the command line's choices."""
     resolved = recipes.resolve(
@@ -67,6 +79,13 @@ def _resolve(
         resolved.data.train = [str(p) for p in data]
     if val is not None:
         resolved.data.val = str(val)
+    for key, value in dataclasses.asdict(parallel or ParallelPaths()).items():
+        if value is not None:
+            setattr(resolved.data, key, str(value))
+    if (resolved.data.source is None) != (resolved.data.target is None):
+        raise RecipeError("parallel data needs both --source and --target files; give both")
+    if (resolved.data.val_source is None) != (resolved.data.val_target is None):
+        raise RecipeError("held-out parallel data needs both --val-source and --val-target")
     if seed is not None:
         resolved.seed = seed
     return resolved
@@ -86,6 +105,7 @@ def train(
     override: bool = False,
     runtime: Runtime | None = None,
     log: Callable[[str], None] = _no_log,
+    parallel: ParallelPaths | None = None,
 ) -> runs.RunDirectory | None:
     """Train a model and write its run directory; return the run (None on a process that
     is not the main one, under torchrun).
@@ -99,30 +119,36 @@ def train(
             raise RunError("--resume needs the run to continue: pass --out RUN")
         out_path = Path(out) if out is not None else Path("runs") / str(family)
         family_class, resolved, stored = _plan_resume(
-            out_path, family, recipe, overrides, data, val, seed, override
+            out_path, family, recipe, overrides, data, val, seed, override, parallel
         )
     else:
-        family_class, resolved = plan(family, recipe, overrides, data, val, seed)
+        family_class, resolved = plan(family, recipe, overrides, data, val, seed, parallel)
         out_path = Path(out) if out is not None else Path("runs") / family_class.name
         if is_main_process():  # (the others would see the directory the main one makes)
             runs.check_new_run(out_path, force)  # fail before any work, not after it
 
     train_paths = [Path(p) for p in resolved.data.train]
-    if not train_paths:
+    pairs = {
+        key: Path(value) if value is not None else None
+        for key in ("source", "target", "val_source", "val_target")
+        for value in [getattr(resolved.data, key)]
+    }
+    if not train_paths and pairs["source"] is None:
         if family_class.default_data is None:
             raise DataError(f"family '{family_class.name}' needs training data: pass --data PATH")
         train_paths = [family_class.default_data]
         log(f"no --data given: training on the embedded sample corpus {train_paths[0].name}")
-    for path in [*train_paths, *([Path(resolved.data.val)] if resolved.data.val else [])]:
-        if not path.exists():
+    val_path = Path(resolved.data.val) if resolved.data.val else None
+    for path in [*train_paths, val_path, *pairs.values()]:
+        if path is not None and not path.exists():
             raise DataError(f"data file '{path}' does not exist; check the path")
     recipe_dict = resolved.as_dict()
     recipe_dict["data"]["train"] = [str(p) for p in train_paths]
-    val_path = Path(resolved.data.val) if resolved.data.val else None
-    fingerprints = {
+    fingerprints: dict[str, Any] = {
         "train": [runs.fingerprint(p) for p in train_paths],
         "val": runs.fingerprint(val_path) if val_path else None,
     }
+    fingerprints.update({k: runs.fingerprint(p) for k, p in pairs.items() if p is not None})
     if resume and not override:
         _check_same_data(out_path, stored.get("data", {}), fingerprints)
     meta = {"recipe": recipe_dict, "seed": resolved.seed, "data": fingerprints}
@@ -142,6 +168,7 @@ def train(
             run_dir=work,
             runtime=runtime,
             recipe=recipe_dict,
+            **pairs,
         )
         model = family_class.train(resolved.model, context)
         if main:
@@ -177,6 +204,7 @@ def _plan_resume(
     val: str | Path | None,
     seed: int | None,
     override: bool,
+    parallel: ParallelPaths | None,
 ) -> tuple[type[Family], recipes.Recipe, dict[str, Any]]:
     """The family and recipe of the run being resumed, with the changes asked for, checked."""
     stored_path = out / runs.TRAINING_FILE
@@ -196,7 +224,7 @@ def _plan_resume(
     family_class = get_family(old["family"])
     raw = recipes.read_recipe_file(recipes.find_recipe(str(recipe))) if recipe else dict(old)
     raw["family"] = old["family"]
-    resolved = _resolve(raw, family_class, overrides, data, val, seed)
+    resolved = _resolve(raw, family_class, overrides, data, val, seed, parallel)
     before, after = recipes.flatten(old), recipes.flatten(resolved.as_dict())
     changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if changed and not override:
@@ -209,9 +237,14 @@ def _plan_resume(
 
 
 def _check_same_data(out: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
-    before = [d["sha256"] for d in old.get("train", [])]
-    after = [d["sha256"] for d in new["train"]]
-    if before != after or (old.get("val") or {}).get("sha256") != (new["val"] or {}).get("sha256"):
+    def digests(record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: [d["sha256"] for d in value] if isinstance(value, list) else value["sha256"]
+            for key, value in record.items()
+            if value
+        }
+
+    if digests(old) != digests(new):
         raise DataError(
             f"the training data of '{out}' changed since it started (sha256 differs); resume "
             "with the same files, or pass --override to continue on the new data"

@@ -7,7 +7,10 @@ becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGr
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,16 @@ import click
 
 from gentool import __version__, api
 from gentool.errors import EXIT_INTERRUPTED, GentoolError
-from gentool.family import GENERATE_TEXT, SCORE_TEXT, GenerationRequest
+from gentool.family import (
+    GENERATE_IMAGE,
+    GENERATE_TEXT,
+    RESTORE_IMAGE,
+    SCORE_IMAGES,
+    SCORE_TEXT,
+    TRANSLATE,
+    GenerationRequest,
+    TranslationRequest,
+)
 from gentool.options import (
     complete_families,
     complete_recipes,
@@ -25,7 +37,7 @@ from gentool.options import (
     run_argument,
     sampling_options,
 )
-from gentool.runs import RunDirectory
+from gentool.runs import RunDirectory, dumps_json
 from gentool.training import Runtime
 
 
@@ -191,6 +203,10 @@ def list_recipes(as_json: bool) -> None:
     help="Training data (repeatable); default: the family's embedded sample.",
 )
 @click.option("--val", metavar="PATH", help="Held-out data, evaluated after training.")
+@click.option("--source", metavar="PATH", help="Parallel data: source sentences, one per line.")
+@click.option("--target", metavar="PATH", help="Parallel data: their translations, aligned.")
+@click.option("--val-source", metavar="PATH", help="Held-out parallel data: source side.")
+@click.option("--val-target", metavar="PATH", help="Held-out parallel data: target side.")
 @click.option(
     "--set",
     "overrides",
@@ -238,6 +254,10 @@ def train(
     recipe: str | None,
     data: tuple[str, ...],
     val: str | None,
+    source: str | None,
+    target: str | None,
+    val_source: str | None,
+    val_target: str | None,
     overrides: tuple[str, ...],
     out: Path | None,
     force: bool,
@@ -261,6 +281,9 @@ def train(
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
       gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision bf16
+      gentool train transformer --source train.en.gz --target train.de.gz \
+          --val-source val.en.gz --val-target val.de.gz
+      gentool train gan --data mnist/t10k-images-idx3-ubyte.gz
       gentool train --resume --out runs/rnn
       torchrun --nproc-per-node 2 -m gentool train rnn --data input.txt
     """
@@ -279,6 +302,7 @@ def train(
         override=override,
         runtime=Runtime(device=device, log_with=log_with),  # type: ignore[arg-type]
         log=log,
+        parallel=api.ParallelPaths(source, target, val_source, val_target),
     )
     if run is None:  # not the main process of a multi-process run: it writes nothing
         return
@@ -323,6 +347,34 @@ def import_(
 @cli.command()
 @run_argument
 @sampling_options
+@click.option(
+    "--repetition-penalty",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Above 1 discourages repeating tokens (families that support it).",
+)
+@click.option(
+    "--class",
+    "class_label",
+    metavar="LABEL",
+    help="Conditional image models: the class to draw (its name or number).",
+)
+@click.option(
+    "--grid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Image models: write the samples as one grid image (PNG).",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Image models: write one PNG per sample into this folder.",
+)
+@click.option(
+    "--interpolate",
+    type=click.IntRange(min=2),
+    help="Image models: each sample becomes a latent walk of N frames (a grid row).",
+)
 @json_option
 def generate(
     run: str,
@@ -334,18 +386,26 @@ def generate(
     top_p: float | None,
     num_beams: int,
     seed: int | None,
+    repetition_penalty: float,
+    class_label: str | None,
+    grid: Path | None,
+    out_dir: Path | None,
+    interpolate: int | None,
     as_json: bool,
 ) -> None:
-    """Sample from the model in RUN.
+    """Sample from the model in RUN: text, or images (--grid / --out-dir).
 
     \b
     Examples:
       gentool generate runs/ngram --seed 1
       gentool generate runs/ngram --prompt "I would" -n 5 --temperature 0.8 --top-k 40
       gentool generate runs/rnn --prompt "ROMEO:" --beams 4 --max-tokens 60
+      gentool generate runs/transformer --prompt "ROMEO:" --repetition-penalty 1.2
+      gentool generate runs/gan -n 64 --grid grid.png --seed 1
+      gentool generate runs/gan --class 3 -n 8 --out-dir threes/
+      gentool generate runs/gan -n 4 --interpolate 8 --grid walk.png
     """
     model = api.load(run)
-    api.require(model, GENERATE_TEXT, "generate text")
     request = GenerationRequest(
         prompt=prompt,
         num_samples=num_samples,
@@ -355,7 +415,17 @@ def generate(
         top_p=top_p,
         seed=seed,
         num_beams=num_beams,
+        repetition_penalty=repetition_penalty,
+        class_label=_class_index(model, class_label),
+        interpolate=interpolate or 0,
     )
+    if GENERATE_IMAGE in model.tasks:
+        _generate_images(run, model, request, grid, out_dir, as_json)
+        return
+    api.require(model, GENERATE_TEXT, "generate text")
+    for flag, value in (("--grid", grid), ("--out-dir", out_dir), ("--interpolate", interpolate)):
+        if value is not None:
+            raise click.UsageError(f"{flag} is for image models; '{run}' generates text")
     samples = model.generate(request)
     if as_json:
         print_json({"run": run, "samples": samples})
@@ -364,29 +434,242 @@ def generate(
             click.echo(sample)
 
 
+def _class_index(model: Any, label: str | None) -> int | None:
+    """``--class`` as a class number: a name the model knows, or a number."""
+    if label is None:
+        return None
+    names = list(model.describe().get("classes") or [])
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and (not names or int(label) < len(names)):
+        return int(label)
+    if not names:
+        raise GentoolError(f"the model in this run is not class-conditional; drop --class {label}")
+    raise GentoolError(f"unknown class '{label}'; this model draws: {', '.join(names)}")
+
+
+def _generate_images(
+    run: str,
+    model: Any,
+    request: GenerationRequest,
+    grid: Path | None,
+    out_dir: Path | None,
+    as_json: bool,
+) -> None:
+    from gentool.images import make_grid, save_image
+
+    if grid is None and out_dir is None:
+        raise click.UsageError("image models write files: pass --grid FILE.png or --out-dir DIR")
+    images = model.generate_images(request)
+    written: list[str] = []
+    if grid is not None:
+        save_image(make_grid(images, columns=request.interpolate or None), grid)
+        written.append(str(grid))
+    if out_dir is not None:
+        for i, image in enumerate(images):
+            path = out_dir / f"sample-{i:04d}.png"
+            save_image(image, path)
+            written.append(str(path))
+    if as_json:
+        print_json({"run": run, "images": len(images), "files": written})
+    else:
+        for name in written:
+            click.echo(name)
+
+
+@cli.command()
+@run_argument
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
+@click.option(
+    "--beam",
+    "num_beams",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Beam width (1: greedy).",
+)
+@click.option(
+    "--length-penalty",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Beam scores are divided by length**P: above 1 favours longer translations.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most tokens per translation [default: the model's limit].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Sentences translated together (stdin is read in batches of this size).",
+)
+@json_option
+def translate(
+    run: str,
+    texts: tuple[str, ...],
+    num_beams: int,
+    length_penalty: float,
+    max_tokens: int | None,
+    batch_size: int,
+    as_json: bool,
+) -> None:
+    """Translate TEXT arguments, or stdin line by line when there are none.
+
+    One output line per input line, in order, so it works in a pipe; with --json, one
+    JSON object per line ({"source": ..., "translation": ...}).
+
+    \b
+    Examples:
+      gentool translate runs/transformer "A man is riding a bike."
+      gentool translate runs/transformer --beam 5 < test.en > test.hyp.de
+    """
+    model = api.load(run)
+    api.require(model, TRANSLATE, "translate")
+    request = TranslationRequest(
+        num_beams=num_beams, length_penalty=length_penalty, max_tokens=max_tokens
+    )
+
+    def emit(batch: list[str]) -> None:
+        for source, output in zip(batch, model.translate(batch, request), strict=True):
+            if as_json:
+                click.echo(dumps_json({"source": source, "translation": output}, indent=None))
+            else:
+                click.echo(output)
+        sys.stdout.flush()
+
+    if texts:
+        emit(list(texts))
+        return
+    for batch in _stdin_batches(sys.stdin.buffer, batch_size):
+        emit(batch)
+
+
+def _stdin_batches(stream: Any, size: int) -> Iterator[list[str]]:
+    """Lines of ``stream`` in batches of what is ready at once (at most ``size``): a file
+    is translated ``size`` lines at a time, while a slow pipe is answered line by line."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream: all of it is ready
+        read = iter([stream.read(), b""])
+        fd = None
+    pending, number = b"", 0
+    while chunk := (os.read(fd, 1 << 16) if fd is not None else next(read)):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for start in range(0, len(complete), size):
+            yield [_decode(line, number := number + 1) for line in complete[start : start + size]]
+    if pending:
+        yield [_decode(pending, number + 1)]
+
+
+def _decode(line: bytes, number: int) -> str:
+    try:
+        return line.decode("utf-8").removesuffix("\r")
+    except UnicodeDecodeError as err:
+        raise GentoolError(
+            f"stdin line {number} is not UTF-8 text (byte 0x{line[err.start]:02x}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from err
+
+
+@cli.command()
+@run_argument
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Image to write (a folder when SOURCE is a folder).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@json_option
+def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) -> None:
+    """Restore SOURCE (an image, or a folder of them) with the model in RUN.
+
+    What it does depends on the run: colorize, inpaint or upscale.
+
+    \b
+    Examples:
+      gentool restore runs/colorize old-photo.png -o colour.png
+      gentool restore runs/upscale small/ -o large/
+    """
+    from gentool.data.images import image_files, open_image
+    from gentool.images import save_image
+
+    model = api.load(run)
+    api.require(model, RESTORE_IMAGE, "restore images")
+    if source.is_dir():
+        inputs = image_files(source)
+        if not inputs:
+            raise GentoolError(f"'{source}' holds no image files; give a folder of PNG/JPEG")
+        outputs = [output / p.relative_to(source).with_suffix(".png") for p in inputs]
+    else:
+        inputs, outputs = [source], [output]
+    existing = [p for p in outputs if p.exists()]
+    if existing and not force:
+        raise GentoolError(f"'{existing[0]}' exists; pass --force to overwrite it")
+    for path, out in zip(inputs, outputs, strict=True):
+        (restored,) = model.restore([open_image(path)])
+        save_image(restored, out)
+        if not as_json:
+            click.echo(str(out))
+    if as_json:
+        print_json({"run": run, "files": [str(p) for p in outputs]})
+
+
 @cli.command()
 @run_argument
 @click.option(
     "--data",
     "-d",
     multiple=True,
-    required=True,
     metavar="PATH",
-    help="Held-out data to score (repeatable).",
+    help="Held-out data to score: text files, or real images (repeatable).",
 )
+@click.option("--source", type=click.Path(path_type=Path), help="Translation: source sentences.")
+@click.option("--target", type=click.Path(path_type=Path), help="Translation: references.")
 @json_option
-def evaluate(run: str, data: tuple[str, ...], as_json: bool) -> None:
-    """Score held-out data with the model in RUN (perplexity, bits per token).
+def evaluate(
+    run: str, data: tuple[str, ...], source: Path | None, target: Path | None, as_json: bool
+) -> None:
+    """Score the model in RUN on held-out data, with the metrics of its task.
+
+    Language models: perplexity and bits per token (--data). Translators: BLEU and chrF
+    (sacrebleu, with its signature) and the loss (--source/--target). Image models: FID
+    and KID in a named feature space, coverage, memorisation; restorers: PSNR and SSIM
+    (--data real images).
 
     \b
-    Example:
+    Examples:
       gentool evaluate runs/ngram --data test.txt --json
+      gentool evaluate runs/transformer --source test.en --target test.de
+      gentool evaluate runs/gan --data mnist/t10k-images-idx3-ubyte.gz
     """
     model = api.load(run)
-    api.require(model, SCORE_TEXT, "be evaluated on text")
-    metrics = model.evaluate([Path(p) for p in data])
+    record: dict[str, Any] = {"run": run}
+    if source is not None or target is not None:
+        if source is None or target is None:
+            raise click.UsageError("translation is scored on --source and --target together")
+        api.require(model, TRANSLATE, "be evaluated on translations")
+        metrics = model.evaluate_translation(source, target)
+        record.update(source=str(source), target=str(target))
+    elif not data:
+        raise click.UsageError("give --data PATH (or --source/--target for a translator)")
+    elif SCORE_IMAGES in model.tasks:
+        metrics = model.evaluate_images([Path(p) for p in data])
+        record["data"] = list(data)
+    else:
+        api.require(model, SCORE_TEXT, "be evaluated on text")
+        metrics = model.evaluate([Path(p) for p in data])
+        record["data"] = list(data)
     if as_json:
-        print_json({"run": run, "data": list(data), "metrics": metrics})
+        print_json({**record, "metrics": metrics})
     else:
         print_table([[k, _fmt(v)] for k, v in metrics.items()], ["metric", "value"])
 

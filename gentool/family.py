@@ -20,6 +20,10 @@ from gentool.training import Runtime
 # Task names a family may declare. The generic commands map onto them.
 GENERATE_TEXT = "generate-text"
 SCORE_TEXT = "score-text"  # evaluate: perplexity, bits per token
+TRANSLATE = "translate"  # translate; evaluate --source/--target: BLEU, chrF, loss
+GENERATE_IMAGE = "generate-image"
+SCORE_IMAGES = "score-images"  # evaluate --data IMAGES: FID/KID, PSNR/SSIM, ...
+RESTORE_IMAGE = "restore-image"
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,18 @@ class GenerationRequest:
     top_p: float | None = None
     seed: int | None = None
     num_beams: int = 1  # > 1: beam search (deterministic; temperature and top-k/p unused)
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the sequence
+    class_label: int | None = None  # conditional image families: the class to draw
+    interpolate: int = 0  # image families: > 1 gives each sample as a latent walk of N frames
+
+
+@dataclass(frozen=True)
+class TranslationRequest:
+    """What ``gentool translate`` asks for."""
+
+    num_beams: int = 4
+    length_penalty: float = 1.0  # > 1 favours longer outputs under beam search
+    max_tokens: int | None = None  # most new tokens per sentence (None: the family's limit)
 
 
 @dataclass
@@ -50,6 +66,10 @@ class TrainingContext:
     data: list[Path]
     val: Path | None
     seed: int
+    source: Path | None = None  # parallel data: aligned source / target files
+    target: Path | None = None
+    val_source: Path | None = None
+    val_target: Path | None = None
     train: Any = None  # the recipe's [train] table: an instance of train_config_class
     log: Callable[[str], None] = print
     run_dir: Path | None = None  # where checkpoints and metrics.jsonl go while training
@@ -63,12 +83,21 @@ class Family:
     Subclasses set the class attributes and implement ``train``, ``save`` and ``load``,
     plus one method per declared task:
 
-    ==================  ==========================================
+    ==================  =========================================================
     task                method
-    ==================  ==========================================
+    ==================  =========================================================
     ``generate-text``   ``generate(request) -> list[str]``
     ``score-text``      ``evaluate(paths) -> dict`` (metrics)
-    ==================  ==========================================
+    ``translate``       ``translate(texts, request) -> list[str]`` and
+                        ``evaluate_translation(source, target) -> dict``
+    ``generate-image``  ``generate_images(request) -> list[PIL.Image.Image]``
+    ``score-images``    ``evaluate_images(paths) -> dict`` (metrics)
+    ``restore-image``   ``restore(images) -> list[PIL.Image.Image]``
+    ==================  =========================================================
+
+    ``tasks`` on the class lists every task the family's models may support; a family
+    whose models differ (a decoder LM or a translator) sets ``self.tasks`` on each model
+    to what that model supports, and the commands check the model's.
 
     ``export_formats`` lists what ``gentool export --format`` accepts (``export``), and
     ``import_formats`` what ``gentool import`` reads (``import_model``).
@@ -76,7 +105,7 @@ class Family:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    tasks: ClassVar[tuple[str, ...]] = ()
+    tasks: tuple[str, ...] = ()  # a model (instance) may narrow it
     config_class: ClassVar[type]  # a dataclass: the recipe's [model] table
     train_config_class: ClassVar[type] = NoTrainingOptions  # the recipe's [train] table
     export_formats: ClassVar[tuple[str, ...]] = ()
@@ -103,6 +132,21 @@ class Family:
         raise NotImplementedError
 
     def evaluate(self, paths: Sequence[Path]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def translate(self, texts: Sequence[str], request: TranslationRequest) -> list[str]:
+        raise NotImplementedError
+
+    def evaluate_translation(self, source: Path, target: Path) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def generate_images(self, request: GenerationRequest) -> list[Any]:
+        raise NotImplementedError
+
+    def evaluate_images(self, paths: Sequence[Path]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def restore(self, images: Sequence[Any]) -> list[Any]:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:

@@ -33,10 +33,15 @@ TOP_LEVEL = ("family", "seed", *SECTIONS)
 
 @dataclass
 class DataConfig:
-    """The recipe's [data] table: training files and an optional held-out file."""
+    """The recipe's [data] table: training files and an optional held-out file, or
+    aligned parallel files (translation)."""
 
     train: list[str] = field(default_factory=list)
     val: str | None = None
+    source: str | None = None
+    target: str | None = None
+    val_source: str | None = None
+    val_target: str | None = None
 
 
 @dataclass

@@ -456,8 +456,17 @@ class _Checker:
         except GentoolError as err:
             raise self.fail(check, f"the run does not verify: {err}") from None
         meta = run_dir.meta
-        if meta.get("family") != self.name or meta.get("tasks") != list(self.family.tasks):
-            raise self.fail(check, f"{runs.META_FILE} names the wrong family or tasks")
+        tasks = meta.get("tasks")
+        if (
+            meta.get("family") != self.name
+            or not isinstance(tasks, list)
+            or not set(tasks) <= set(self.family.tasks)
+        ):
+            raise self.fail(
+                check,
+                f"{runs.META_FILE} names the wrong family or tasks (a model's tasks must be "
+                f"among the family's {list(self.family.tasks)})",
+            )
         files = {p.name: p for p in self.top_level_files(run)}
         listed = set(meta.get("files", {}))
         unlisted = sorted(set(files) - listed - {runs.META_FILE})
@@ -562,13 +571,14 @@ class _Checker:
             raise self.fail("load", f"api.load returned {type(model).__name__}")
 
     def check_tasks(self, copy: Path) -> None:
-        if GENERATE_TEXT in self.family.tasks:
+        tasks = runs.RunDirectory(self.run_dir).meta.get("tasks", [])  # this model's own
+        if GENERATE_TEXT in tasks:
             self.check_generate(copy)
             if self.wanted("generate-seed"):
                 self.check_generate_seed(copy)
         else:
             self.report.skipped["generate"] = f"no task {GENERATE_TEXT}"
-        if SCORE_TEXT in self.family.tasks:
+        if SCORE_TEXT in tasks:
             self.check_evaluate()
         else:
             self.report.skipped["evaluate"] = f"no task {SCORE_TEXT}"

@@ -93,6 +93,21 @@ class TrainingTask(Protocol):
     to carry into the next micro-batch (``None`` for none; a dict of tensors, batch first).
     ``evaluate(model, rows, max_batches)`` returns (sum of losses, number of items).
     ``items_per_batch`` counts tokens (or samples) per global micro-batch, for throughput.
+
+    Optional, for tasks with several networks (a GAN's generator and discriminator);
+    ``fit`` uses each only when the task defines it:
+
+    - ``param_groups(model) -> list[dict]``: the optimizer's parameter groups; a group's
+      ``lr_scale`` multiplies the scheduled learning rate (two-timescale updates), and it
+      may set its own ``betas`` and ``weight_decay``.
+    - ``find_unused_parameters = True``: some steps leave parameters without gradients
+      (alternating updates); DDP must be told.
+    - ``on_backward(model, step)``: after the backward pass of an optimizer step, before
+      clipping: measure gradient norms.
+    - ``on_step_end(model, step)``: after the optimizer step (``step`` counts from 1):
+      moving averages of weights, sample images.
+    - ``log_extras() -> dict[str, float]``: numbers added to the log line of each logged
+      step (the task averages them over the steps since the last call).
     """
 
     model: torch.nn.Module
@@ -206,9 +221,11 @@ def check_setup(config: TrainConfig, runtime: Runtime) -> None:
     _check_trackers(runtime.log_with)
 
 
-def make_accelerator(config: TrainConfig, runtime: Runtime, run_dir: Path) -> Any:
+def make_accelerator(
+    config: TrainConfig, runtime: Runtime, run_dir: Path, find_unused_parameters: bool = False
+) -> Any:
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
     check_setup(config, runtime)
     cpu = uses_cpu(runtime.device)
@@ -227,6 +244,9 @@ def make_accelerator(config: TrainConfig, runtime: Runtime, run_dir: Path) -> An
             project_config=ProjectConfiguration(
                 project_dir=str(run_dir), logging_dir=str(run_dir / "logs")
             ),
+            kwargs_handlers=[
+                DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
+            ],
         )
     except (ValueError, ImportError) as err:
         raise TrainingError(f"cannot set up training: {err}") from None
@@ -317,7 +337,9 @@ def fit(
     """Train ``task.model`` in place; checkpoints and metrics go to ``run_dir``."""
     import torch
 
-    accelerator = make_accelerator(config, runtime, run_dir)
+    accelerator = make_accelerator(
+        config, runtime, run_dir, getattr(task, "find_unused_parameters", False)
+    )
     world = accelerator.num_processes
     main = accelerator.is_main_process
     per_process = config.batch_size // config.grad_accum // world
@@ -326,13 +348,20 @@ def fit(
     say = log if main else (lambda message: None)
 
     model = task.model
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [
+    if hasattr(task, "param_groups"):
+        groups = task.param_groups(model)
+    else:
+        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [
             {"params": decay, "weight_decay": config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
-        ],
+        ]
+    on_backward = getattr(task, "on_backward", None)
+    on_step_end = getattr(task, "on_step_end", None)
+    log_extras = getattr(task, "log_extras", None)
+    optimizer = torch.optim.AdamW(
+        groups,
         lr=config.lr,
         betas=(config.beta1, config.beta2),
         foreach=True,
@@ -420,18 +449,22 @@ def fit(
         for step in range(start, config.max_steps):
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             for micro in range(config.grad_accum):
                 batch = task.train_batch(step * config.grad_accum + micro, rows)
                 with accelerator.accumulate(model):
                     loss, carry = task.loss(model, batch, carry)
                     accelerator.backward(loss)
+                    if accelerator.sync_gradients and on_backward is not None:
+                        on_backward(model, step + 1)
                     if accelerator.sync_gradients and config.grad_clip > 0:
                         accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 loss_sum += loss.detach()
             done = step + 1
+            if on_step_end is not None:
+                on_step_end(model, done)
             window_steps += 1
             last_step = done == config.max_steps
             if done % config.log_every == 0 or last_step:
@@ -442,6 +475,8 @@ def fit(
                 )
                 record = {"step": done, "loss": last_train_loss, "lr": lr}
                 record[f"{task.unit}_per_s"] = rate
+                if log_extras is not None:
+                    record.update(log_extras())
                 _log_metrics(accelerator, metrics_path, record, main)
                 eta = (config.max_steps - done) * (now - window_start) / window_steps
                 progress.update(done, last_train_loss, rate, eta)
