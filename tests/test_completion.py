@@ -92,7 +92,10 @@ def _shell(complete: str, words: str = "", cword: int = 0) -> subprocess.Complet
 
 def test_through_the_environment_as_the_shell_calls_it(tmp_path: Path) -> None:
     make_run(tmp_path / "runs" / "ngram")
-    assert _shell("bash_complete", "gentool tr", 1).stdout.split() == ["plain,train", "plain,translate"]
+    assert _shell("bash_complete", "gentool tr", 1).stdout.split() == [
+        "plain,train",
+        "plain,translate",
+    ]
     result = _shell("bash_complete", "gentool generate runs/", 2)
     assert result.stdout.split() == ["plain,runs/ngram"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gentool.options import json_option, print_json, run_argument
+from gentool.options import json_option, run_argument
 
 
 @click.command("attention")
