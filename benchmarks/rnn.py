@@ -142,9 +142,9 @@ def main() -> None:
 
     import torch
 
+    from gentool.data.hf_tokenizers import encode_text, train_tokenizer
     from gentool.training import Runtime, fit
     from gentool_rnn.family import RnnTrainConfig, StreamTask
-    from gentool_rnn.tokenization import encode_text, train_tokenizer
 
     text = args.data.read_text(encoding="utf-8")
     tokenizer = train_tokenizer("char", [text])

@@ -22,9 +22,9 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO / "plugins"))
 
-from gentool_rnn import tokenization  # noqa: E402
+from gentool.data import hf_tokenizers as tokenization  # noqa: E402
+from gentool.data.hf_tokenizers import encode_text, train_tokenizer  # noqa: E402
 from gentool_rnn.modeling import RnnConfig, RnnForCausalLM, RnnState  # noqa: E402
-from gentool_rnn.tokenization import encode_text, train_tokenizer  # noqa: E402
 
 CELLS = ["lstm", "gru", "rnn"]
 SAMPLE = (REPO / "gentool" / "_data" / "shakespeare.txt").read_text(encoding="utf-8")[:6000]

@@ -153,8 +153,8 @@ class RnnFamily(Family):
         import torch
         from transformers import AutoTokenizer
 
+        from gentool.data.hf_tokenizers import encode_text, train_tokenizer
         from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
-        from gentool_rnn.tokenization import encode_text, train_tokenizer
 
         train_config: RnnTrainConfig = context.train
         run_dir = context.run_dir
@@ -245,7 +245,7 @@ class RnnFamily(Family):
     def generate(self, request: GenerationRequest) -> list[str]:
         import torch
 
-        from gentool_rnn.tokenization import encode_text
+        from gentool.data.hf_tokenizers import encode_text
 
         tok = self.tokenizer
         bos = tok.convert_tokens_to_ids(tok.bos_token)
@@ -288,7 +288,7 @@ class RnnFamily(Family):
         import torch
         import torch.nn.functional as F
 
-        from gentool_rnn.tokenization import encode_text
+        from gentool.data.hf_tokenizers import encode_text
 
         tok = self.tokenizer
         bos = tok.convert_tokens_to_ids(tok.bos_token)

@@ -1,4 +1,5 @@
-"""Char, word and byte-level BPE tokenizers trained with Hugging Face ``tokenizers``.
+"""Char, word and byte-level BPE tokenizers trained with Hugging Face ``tokenizers``, for the
+neural text families (rnn, transformer); import it only where torch/transformers are wanted.
 
 Each is wrapped as a ``PreTrainedTokenizerFast`` (``TokenizersBackend`` in transformers 5), saves
 as ``tokenizer.json`` + ``tokenizer_config.json`` and reloads with ``AutoTokenizer``. Ids 0 and 1
