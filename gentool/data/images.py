@@ -86,7 +86,7 @@ def read_images(
     labels: np.ndarray | None = None
     classes = sets[0].classes
     if all(s.labels is not None for s in sets) and all(s.classes == classes for s in sets):
-        labels = np.concatenate([s.labels for s in sets])  # type: ignore[misc]
+        labels = np.concatenate([s.labels for s in sets])
     skipped = {k: v for s in sets for k, v in s.skipped.items()}
     return ImageSet(images, labels, classes if labels is not None else [], skipped)
 
