@@ -438,13 +438,14 @@ def _class_index(model: Any, label: str | None) -> int | None:
     """``--class`` as a class number: a name the model knows, or a number."""
     if label is None:
         return None
-    names = list(model.describe().get("classes") or [])
+    facts = model.describe()
+    names = list(facts.get("classes") or [])
+    if not names or not facts.get("conditional", True):
+        raise GentoolError(f"the model in this run is not class-conditional; drop --class {label}")
     if label in names:
         return names.index(label)
-    if label.isdigit() and (not names or int(label) < len(names)):
+    if label.isdigit() and int(label) < len(names):
         return int(label)
-    if not names:
-        raise GentoolError(f"the model in this run is not class-conditional; drop --class {label}")
     raise GentoolError(f"unknown class '{label}'; this model draws: {', '.join(names)}")
 
 
