@@ -311,8 +311,20 @@ def train(
             {"run": str(run.path), "family": run.family, "metrics": run.meta.get("metrics", {})}
         )
     else:
-        log(f"wrote {run.path}; try: gentool generate {run.path}")
+        log(f"wrote {run.path}; try: {_next_command(run)}")
         click.echo(str(run.path))
+
+
+def _next_command(run: RunDirectory) -> str:
+    """What to try with a new run, by what its model does."""
+    tasks = run.meta.get("tasks", [])
+    if TRANSLATE in tasks:
+        return f'gentool translate {run.path} "A sentence to translate."'
+    if RESTORE_IMAGE in tasks:
+        return f"gentool restore {run.path} IMAGE -o OUTPUT.png"
+    if GENERATE_IMAGE in tasks:
+        return f"gentool generate {run.path} -n 16 --grid samples.png"
+    return f"gentool generate {run.path}"
 
 
 @cli.command("import")
@@ -593,7 +605,11 @@ def _decode(line: bytes, number: int) -> str:
 def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) -> None:
     """Restore SOURCE (an image, or a folder of them) with the model in RUN.
 
-    What it does depends on the run: colorize, inpaint or upscale.
+    What it does depends on the run. colorize: any image in, RGB out at the same size.
+    inpaint: fills the transparent pixels (alpha 0) of an RGBA image, or the centre square
+    (model.mask_size of the short side) of an image without alpha. upscale: the output is
+    model.upscale_factor times larger. A folder gives a folder with the same relative
+    names (as PNG).
 
     \b
     Examples:

@@ -90,8 +90,16 @@ def sha256_file(path: Path) -> str:
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
-    """Identify a data file: its path as given, size and sha256."""
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    """Identify a data file: its path as given, size and sha256. A folder (of images) is
+    identified by every file under it: the sha256 of their relative names and contents."""
+    if not path.is_dir():
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    digest, size, count = hashlib.sha256(), 0, 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+        size += file.stat().st_size
+        count += 1
+    return {"path": str(path), "bytes": size, "files": count, "sha256": digest.hexdigest()}
 
 
 def library_versions() -> dict[str, str]:

@@ -61,7 +61,7 @@ class GanTrainConfig(TrainConfig):
 class GanFamily(Family):
     name = "gan"
     description = "DCGAN image generation (class-conditional too); colorize/inpaint/upscale"
-    tasks = (GENERATE_IMAGE, SCORE_IMAGES, RESTORE_IMAGE)
+    tasks: tuple[str, ...] = (GENERATE_IMAGE, SCORE_IMAGES, RESTORE_IMAGE)
     config_class = GanModelConfig
     train_config_class = GanTrainConfig
     default_data = default_images_path()  # 1,000 MNIST digits: `gentool train gan` just works

@@ -64,7 +64,7 @@ class TransformerFamily(Family):
         "Transformer decoder LM (Llama-style) and 2017 encoder-decoder translator (Marian-style),"
         " saved as Hugging Face models"
     )
-    tasks = (GENERATE_TEXT, SCORE_TEXT, TRANSLATE)
+    tasks: tuple[str, ...] = (GENERATE_TEXT, SCORE_TEXT, TRANSLATE)
     config_class = TransformerModelConfig
     train_config_class = TransformerTrainConfig
     default_data = default_text_path()
