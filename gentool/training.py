@@ -581,6 +581,25 @@ def _truncate_metrics(path: Path, step: int) -> None:
     runs.write_text(path, "".join(line + "\n" for line in kept))
 
 
+@contextlib.contextmanager
+def _quiet_shared_tensors() -> Iterator[None]:
+    """accelerate warns on every checkpoint of a model with tied weights that it "removed
+    shared tensor" lm_head.weight: expected (the tie is restored on load), and noise here."""
+    import logging
+
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Removed shared tensor" not in record.getMessage()
+
+    logger = logging.getLogger("accelerate.utils.other")
+    drop = Drop()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def _save_checkpoint(
     accelerator: Any, run_dir: Path, step: int, carry: dict[str, Any] | None, seconds: float
 ) -> Path:
@@ -592,7 +611,8 @@ def _save_checkpoint(
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    with _quiet_shared_tensors():
+        accelerator.save_state(str(tmp))
     gathered = None
     if carry is not None:
         gathered = {k: accelerator.gather(v.contiguous()) for k, v in carry.items()}

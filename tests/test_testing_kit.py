@@ -40,6 +40,17 @@ FAMILIES: dict[str, list[str]] = {
         "model.embedding_size=8",
         "model.num_layers=1",
     ],
+    "transformer": [
+        "train.max_steps=2",
+        "train.batch_size=4",
+        "train.seq_len=16",
+        "train.eval_batches=1",
+        "model.d_model=16",
+        "model.num_layers=1",
+        "model.num_heads=2",
+        "model.d_ff=32",
+        "model.context_length=32",
+    ],
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gentool.data import default_text_path
 from gentool.errors import RecipeError, RunError
@@ -61,7 +61,7 @@ class TransformerTrainConfig(TrainConfig):
 class TransformerFamily(Family):
     name = "transformer"
     description = (
-        "Transformer decoder LM (Llama-style) and 2017 encoder-decoder translator (Marian-style),"
+        "Transformer decoder LM (GPT-2 style) and 2017 encoder-decoder translator (Marian-style),"
         " saved as Hugging Face models"
     )
     tasks: tuple[str, ...] = (GENERATE_TEXT, SCORE_TEXT, TRANSLATE)
@@ -85,6 +85,17 @@ class TransformerFamily(Family):
         from gentool_transformer.lm import LanguageModel
 
         return LanguageModel.train(config, context)
+
+    # Set by both kinds of model: a Hugging Face model and tokenizer, and the metrics summary.
+    model: Any
+    tokenizer: Any
+    metrics: dict[str, Any]
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Hugging Face files: the run loads with AutoModelFor*/AutoTokenizer alone."""
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        return self.metrics
 
     @classmethod
     def load(cls, directory: Path, config: TransformerModelConfig) -> Family:
