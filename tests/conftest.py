@@ -16,6 +16,11 @@ from click.testing import CliRunner, Result
 
 from gentool.cli import cli
 
+# The tests train tiny models: a second thread only adds synchronisation, and on shared CI
+# cores two torch threads waiting for each other make small ops ~20x slower. Set before any
+# test module imports torch; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

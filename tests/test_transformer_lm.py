@@ -47,16 +47,6 @@ def tiny(steps: int = 8, checkpoint_every: int = 4) -> list[str]:
     return [arg for setting in settings for arg in ("--set", setting)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Any:
-    """Tiny models gain nothing from a second thread, and on a shared machine two threads
-    waiting on each other make every small op ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny character transformer on the embedded corpus, shared by read-only tests."""

@@ -92,7 +92,7 @@ def attention_command(run: str, text: str, output: Path, as_json: bool) -> None:
 
 def attention_maps(model: Any, text: str, run: str = "RUN") -> list[AttentionMap]:
     """The attention maps of a loaded transformer run (lm.LanguageModel or Translator)."""
-    network = getattr(model, "model", None)
+    network: Any = getattr(model, "model", None)
     tokenizer = getattr(model, "tokenizer", None)
     config = getattr(network, "config", None)
     if getattr(model, "name", None) != "transformer" or config is None or tokenizer is None:
@@ -117,8 +117,8 @@ def _labels(tokenizer: Any, ids: list[int]) -> list[str]:
         piece = "" if i in special else tokenizer.decode([i])
         if "\ufffd" in piece:  # part of a character's UTF-8 bytes: show the raw token
             piece = ""
-        if piece == "\n":
-            piece = "\\n"
+        if piece and not piece.strip():  # a whitespace token (char models)
+            piece = repr(piece)
         labels.append(piece.strip() or tokenizer.convert_ids_to_tokens(i) or "?")
     return labels
 
@@ -146,8 +146,12 @@ def _translator_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionM
     # Row t of the cross-attention is where the decoder looked to produce token t + 1.
     tgt_labels = _labels(tokenizer, produced[0, 1:].tolist())
     return [
-        AttentionMap("encoder self-attention", _layers(out.encoder_attentions), src_labels, src_labels),
-        AttentionMap("decoder cross-attention", _layers(out.cross_attentions), tgt_labels, src_labels),
+        AttentionMap(
+            "encoder self-attention", _layers(out.encoder_attentions), src_labels, src_labels
+        ),
+        AttentionMap(
+            "decoder cross-attention", _layers(out.cross_attentions), tgt_labels, src_labels
+        ),
     ]
 
 
@@ -166,7 +170,9 @@ def _decoder_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionMap]
 
 def _layers(attentions: Any) -> list[Any]:
     if not attentions or attentions[0] is None:
-        raise GentoolError("the model returned no attention weights; it may not support eager attention")
+        raise GentoolError(
+            "the model returned no attention weights; it may not support eager attention"
+        )
     return [a[0].float().cpu() for a in attentions]  # per layer: (heads, queries, keys)
 
 
@@ -228,9 +234,16 @@ def render(maps: list[AttentionMap]) -> Any:
 
 
 def _panel(
-    image: Any, draw: Any, font: Any, amap: AttentionMap, weights: Any, at: tuple[int, int], title: str
+    image: Any,
+    draw: Any,
+    font: Any,
+    amap: AttentionMap,
+    weights: Any,
+    at: tuple[int, int],
+    title: str,
 ) -> None:
-    """One head's (queries, keys) weights as a heat map, with the query tokens on the left and the key tokens (rotated) on top."""
+    """One head's (queries, keys) weights as a heat map, the query tokens on its left and the
+    key tokens (rotated) on top."""
     from PIL import Image
 
     x, y = at
@@ -247,12 +260,16 @@ def _panel(
     image.paste(heat, (x + left, y + TITLE + top))
     for row, label in enumerate(amap.queries):
         ty = y + TITLE + top + row * cell + (cell - FONT_SIZE) // 2
-        draw.text((x + left - 2, ty), _fit(font, label, left - 4), fill="black", font=font, anchor="ra")
+        draw.text(
+            (x + left - 2, ty), _fit(font, label, left - 4), fill="black", font=font, anchor="ra"
+        )
     for col, label in enumerate(amap.keys):
         tag = Image.new("RGB", (top, cell), "white")
         from PIL import ImageDraw
 
-        ImageDraw.Draw(tag).text((2, (cell - FONT_SIZE) // 2), _fit(font, label, top - 4), fill="black", font=font)
+        ImageDraw.Draw(tag).text(
+            (2, (cell - FONT_SIZE) // 2), _fit(font, label, top - 4), fill="black", font=font
+        )
         image.paste(tag.rotate(90, expand=True), (x + left + col * cell, y + TITLE))
 
 

@@ -21,7 +21,8 @@ from gentool.training import TrainConfig
 class TransformerModelConfig:
     """The recipe's [model] table, shared by both architectures."""
 
-    # auto: an encoder-decoder when parallel data (--source/--target) is given, else a decoder
+    # auto: an encoder-decoder on parallel data (--source/--target, or --data *.tsv), else a
+    # decoder
     arch: Literal["auto", "decoder", "encoder-decoder"] = "auto"
     # auto: characters for a language model, a joint BPE vocabulary for translation
     tokens: Literal["auto", "char", "bpe"] = "auto"
@@ -71,7 +72,9 @@ class TransformerFamily(Family):
 
     @classmethod
     def train(cls, config: TransformerModelConfig, context: TrainingContext) -> Family:
-        parallel = context.source is not None
+        parallel = context.source is not None or (
+            bool(context.data) and all(p.name.endswith((".tsv", ".tsv.gz")) for p in context.data)
+        )
         arch = config.resolved_arch(parallel)
         if arch == "encoder-decoder":
             from gentool_transformer.translation import Translator
@@ -79,8 +82,8 @@ class TransformerFamily(Family):
             return Translator.train(config, context)
         if parallel:
             raise RecipeError(
-                "model.arch=decoder trains on text (--data), not parallel --source/--target "
-                "files; drop --set model.arch=decoder to train a translator"
+                "model.arch=decoder trains on text, not parallel data (--source/--target or "
+                "--data *.tsv); drop --set model.arch=decoder to train a translator"
             )
         from gentool_transformer.lm import LanguageModel
 

@@ -1,0 +1,553 @@
+"""The 2017 encoder-decoder Transformer ("Attention Is All You Need") for translation.
+
+The network is a Hugging Face ``MarianMTModel`` built from scratch from the recipe's [model]
+table: sinusoidal positions, post-layer-norm blocks, ReLU feed-forward, ``num_heads``-head
+attention, one embedding matrix shared by encoder, decoder and output projection (the
+paper's weight tying). Source and target share one byte-level BPE vocabulary learned on both
+sides of the training pairs; ``<|endoftext|>`` (id 0) ends every sentence, pads, and starts
+the decoder.
+
+Training batches hold ``train.batch_size`` sentence pairs of similar length (little
+padding): each epoch shuffles the pairs with a generator seeded by (seed, epoch), sorts
+pools of them by length, cuts the pools into batches and shuffles the batches. Batch ``i``
+is thus a pure function of ``i``, so a resumed run equals an uninterrupted one. The loss is
+the label-smoothed cross-entropy per target token.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    MarianConfig,
+    MarianMTModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from gentool.data.hf_tokenizers import ENDOFTEXT, UNK, train_tokenizer
+from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
+from gentool.errors import DataError, RecipeError
+from gentool.family import TRANSLATE, TrainingContext, TranslationRequest
+from gentool.runs import is_main_process
+from gentool.training import check_setup, fit, require_neural
+from gentool_transformer.family import (
+    TransformerFamily,
+    TransformerModelConfig,
+    TransformerTrainConfig,
+)
+
+PAD_MULTIPLE = 8  # batch lengths are rounded up to this: few distinct shapes (see collate)
+POOL_BATCHES = 50  # batches per length-sorted pool: more means less padding, less randomness
+TRANSLATE_BATCH = 64  # sentences per generate() call when evaluating a test set
+Pair = tuple[list[int], list[int]]  # (source ids, target ids), each ending with eos
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def train_joint_bpe(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE vocabulary learned on source and target text together; encoding
+    appends ``<|endoftext|>`` (the eos every sentence ends with) and pads on the right (the
+    positions are absolute, so padding must come after the text)."""
+    bpe = train_tokenizer("bpe", texts, vocab_size=vocab_size)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe.backend_tokenizer,
+        eos_token=ENDOFTEXT,
+        pad_token=ENDOFTEXT,
+        unk_token=UNK,
+        add_bos_token=False,
+        add_eos_token=True,
+        clean_up_tokenization_spaces=False,
+        padding_side="right",
+        model_max_length=1 << 30,
+        gentool_kind="bpe",
+    )
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, eos included."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts))["input_ids"]]
+
+
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, corpus: ParallelCorpus) -> list[Pair]:
+    return list(
+        zip(encode(tokenizer, corpus.sources), encode(tokenizer, corpus.targets), strict=True)
+    )
+
+
+def filter_long(pairs: list[Pair], limit: int) -> tuple[list[Pair], int]:
+    """The pairs whose sides both fit ``limit`` tokens, and how many did not."""
+    kept = [p for p in pairs if len(p[0]) <= limit and len(p[1]) <= limit]
+    return kept, len(pairs) - len(kept)
+
+
+def collate(
+    pairs: Sequence[Pair], pad: int, start: int, multiple: int = PAD_MULTIPLE
+) -> dict[str, torch.Tensor]:
+    """Right-padded tensors: encoder input, decoder input (the target shifted right after
+    the start token) and labels (-100 where padded).
+
+    Lengths are rounded up to ``multiple``: oneDNN's bf16 kernels are compiled per shape,
+    and a new shape every batch makes a CPU step 3-5x slower than a few cached ones."""
+    batch = len(pairs)
+    src_len = -(-max(len(s) for s, _ in pairs) // multiple) * multiple
+    tgt_len = -(-max(len(t) for _, t in pairs) // multiple) * multiple
+    input_ids = torch.full((batch, src_len), pad, dtype=torch.long)  # (B, S)
+    mask = torch.zeros((batch, src_len), dtype=torch.long)
+    decoder_ids = torch.full((batch, tgt_len), pad, dtype=torch.long)  # (B, T)
+    labels = torch.full((batch, tgt_len), -100, dtype=torch.long)
+    for row, (src, tgt) in enumerate(pairs):
+        input_ids[row, : len(src)] = torch.tensor(src)
+        mask[row, : len(src)] = 1
+        decoder_ids[row, : len(tgt)] = torch.tensor([start, *tgt[:-1]])
+        labels[row, : len(tgt)] = torch.tensor(tgt)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "decoder_input_ids": decoder_ids,
+        "labels": labels,
+    }
+
+
+def token_losses(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], smoothing: float = 0.0
+) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the batch's target tokens, and their count."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    labels = batch.pop("labels")
+    logits = model(**batch).logits  # (B, T, V)
+    loss = F.cross_entropy(
+        logits.float().flatten(0, 1),
+        labels.flatten(),
+        ignore_index=-100,
+        label_smoothing=smoothing,
+        reduction="sum",
+    )
+    return loss, int((labels != -100).sum())
+
+
+# -- the training task -------------------------------------------------------------------------
+
+
+class PairTask:
+    """Sentence pairs in length-bucketed batches of ``rows``; see the module docstring."""
+
+    unit = "tokens"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train: list[Pair],
+        val: list[Pair],
+        rows: int,
+        seed: int,
+        pad: int,
+        smoothing: float,
+    ) -> None:
+        self.model = model
+        self.train = train
+        self.val = sorted(val, key=lambda p: (len(p[1]), len(p[0])))  # little padding
+        self.rows = rows
+        self.seed = seed
+        self.pad = pad
+        self.smoothing = smoothing
+        self.batches_per_epoch = len(train) // rows
+        mean_target = sum(len(t) for _, t in train) / len(train)
+        self.items_per_batch = round(rows * mean_target)  # target tokens, on average
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019  (one task per training run)
+    def epoch(self, number: int) -> list[list[int]]:
+        """The batches of epoch ``number``: lists of pair indices, similar lengths together."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + number)
+        order = torch.randperm(len(self.train), generator=generator).tolist()
+        order = order[: self.batches_per_epoch * self.rows]  # the rest comes in other epochs
+        pool = self.rows * POOL_BATCHES
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(
+                order[start : start + pool],
+                key=lambda i: (len(self.train[i][1]), len(self.train[i][0])),
+            )
+            batches += [chunk[k : k + self.rows] for k in range(0, len(chunk), self.rows)]
+        shuffle = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in shuffle]
+
+    def train_batch(self, index: int, rows: slice) -> dict[str, torch.Tensor]:
+        number, position = divmod(index, self.batches_per_epoch)
+        indices = self.epoch(number)[position][rows]
+        return collate([self.train[i] for i in indices], self.pad, self.pad)
+
+    def loss(
+        self, model: torch.nn.Module, batch: Any, carry: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        total, count = token_losses(model, batch, self.smoothing)
+        return total / max(1, count), None
+
+    def evaluate(self, model: torch.nn.Module, rows: slice, max_batches: int) -> tuple[float, int]:
+        """Cross-entropy (no smoothing) summed over the validation targets' tokens."""
+        total, count = 0.0, 0
+        for n, start in enumerate(range(0, len(self.val), self.rows)):
+            if max_batches and n >= max_batches:
+                break
+            pairs = self.val[start : start + self.rows][rows]
+            if pairs:
+                loss, tokens = token_losses(model, collate(pairs, self.pad, self.pad))
+                total, count = total + float(loss), count + tokens
+        return total, count
+
+
+# -- the family --------------------------------------------------------------------------------
+
+
+class Translator(TransformerFamily):
+    """An encoder-decoder Transformer that translates one language into another."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        config: TransformerModelConfig,
+        metrics: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.metrics = metrics
+        self.tasks = (TRANSLATE,)
+
+    @classmethod
+    def train(cls, config: TransformerModelConfig, context: TrainingContext) -> Translator:
+        require_neural()
+        train_config: TransformerTrainConfig = context.train
+        run_dir = context.run_dir
+        assert run_dir is not None
+        _check(config, train_config)
+        check_setup(train_config, context.runtime)
+        log = context.log
+        corpus, val_corpus = _read_pairs(context)
+        if context.runtime.resume:  # the vocabulary the checkpoint was trained with
+            tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
+        else:
+            try:
+                tokenizer = train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size)
+            except ValueError as err:
+                raise RecipeError(f"model.vocab_size: {err}") from None
+            if is_main_process():
+                tokenizer.save_pretrained(str(run_dir))
+        pairs, val_pairs, dropped, val_dropped = _prepare(
+            tokenizer, corpus, val_corpus, config.context_length, train_config.val_fraction, log
+        )
+        rows = train_config.batch_size // train_config.grad_accum
+        if len(pairs) < rows:
+            raise DataError(
+                f"{len(pairs)} training pairs remain, fewer than one batch of "
+                f"train.batch_size={train_config.batch_size}; give more pairs or lower it"
+            )
+        log(
+            f"{len(pairs)} training pairs, {len(val_pairs)} validation pairs, joint BPE "
+            f"vocabulary of {len(tokenizer)} tokens"
+        )
+
+        torch.manual_seed(context.seed)
+        model = MarianMTModel(_marian_config(config, len(tokenizer), pad=tokenizer.pad_token_id))
+        model.generation_config.update(**_generation_defaults(config, tokenizer))
+        task = PairTask(
+            model,
+            pairs,
+            val_pairs,
+            rows,
+            context.seed,
+            tokenizer.pad_token_id,
+            train_config.label_smoothing,
+        )
+        result = fit(
+            task, train_config, context.runtime, run_dir, log, tracker_config=context.recipe
+        )
+        metrics: dict[str, Any] = {
+            "steps": result.steps,
+            "train_loss": result.train_loss,
+            "val_loss": result.val_loss,
+            "train_pairs": len(pairs),
+            "val_pairs": len(val_pairs),
+            "dropped_pairs": dropped,
+            "val_dropped_pairs": val_dropped,
+            "epochs": result.steps * train_config.batch_size / len(pairs),
+            "tokens_per_s": result.items_per_second,
+            "train_seconds": result.seconds,
+            "parameters": sum(p.numel() for p in task.model.parameters()),
+        }
+        translator = cls(task.model.eval(), tokenizer, config, metrics)
+        if val_pairs and is_main_process():  # the score to choose recipes by
+            sources = [str(tokenizer.decode(s, skip_special_tokens=True)) for s, _ in val_pairs]
+            targets = [str(tokenizer.decode(t, skip_special_tokens=True)) for _, t in val_pairs]
+            bleu = translator.score(sources, targets)
+            metrics["val_bleu"] = bleu["bleu"]
+            log(f"validation BLEU {bleu['bleu']:.2f} (beam {TranslationRequest().num_beams})")
+        return translator
+
+    # -- persistence ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: Path, config: TransformerModelConfig) -> Translator:
+        require_neural()
+        model = AutoModelForSeq2SeqLM.from_pretrained(str(directory)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        return cls(model, tokenizer, config, {})
+
+    # -- tasks ----------------------------------------------------------------------------------
+    def translate(self, texts: Sequence[str], request: TranslationRequest) -> list[str]:
+        """Beam-search translations, one per text, in order; an empty text gives ''."""
+        out = [""] * len(texts)
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        if not todo:
+            return out
+        limit = self.model.config.max_position_embeddings
+        ids = encode(self.tokenizer, [texts[i].strip() for i in todo])
+        if any(len(x) > limit for x in ids):
+            sys.stderr.write(
+                f"warning: sentences longer than the model's {limit} tokens were cut to fit\n"
+            )
+            ids = [x[: limit - 1] + x[-1:] if len(x) > limit else x for x in ids]
+        eos = self.tokenizer.eos_token_id
+        # The model's limit, not one derived from the batch: a sentence translates the same
+        # in any batch. A trained model ends its sentences long before.
+        max_new = min(request.max_tokens or limit, limit - 1)
+        options: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "num_beams": request.num_beams,
+            "do_sample": False,
+        }
+        if request.num_beams > 1:
+            # A sentence is done when it has num_beams finished hypotheses.
+            options.update(length_penalty=request.length_penalty, early_stopping=True)
+        batch = collate([(x, [eos]) for x in ids], self.tokenizer.pad_token_id, eos, multiple=1)
+        device = self.model.device
+        with torch.no_grad():
+            generated = self.model.generate(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                **options,
+            )
+        texts_out = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        for i, text in zip(todo, texts_out, strict=True):
+            out[i] = text.strip()
+        return out
+
+    def translate_all(self, texts: Sequence[str], request: TranslationRequest) -> list[str]:
+        """``translate`` over many sentences, in length-sorted batches (less padding)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = [""] * len(texts)
+        for start in range(0, len(order), TRANSLATE_BATCH):
+            chunk = order[start : start + TRANSLATE_BATCH]
+            translated = self.translate([texts[i] for i in chunk], request)
+            for i, text in zip(chunk, translated, strict=True):
+                out[i] = text
+        return out
+
+    def score(self, sources: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
+        """Corpus BLEU and chrF (sacrebleu defaults: cased, detokenized, 13a) of beam-search
+        translations of ``sources`` against ``targets``."""
+        import sacrebleu
+
+        hypotheses = self.translate_all(sources, TranslationRequest())
+        bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+        bleu_score = bleu.corpus_score(hypotheses, [list(targets)])
+        chrf_score = chrf.corpus_score(hypotheses, [list(targets)])
+        return {
+            "bleu": bleu_score.score,
+            "bleu_signature": str(bleu.get_signature()),
+            "chrf": chrf_score.score,
+            "chrf_signature": str(chrf.get_signature()),
+        }
+
+    def evaluate_translation(self, source: Path, target: Path) -> dict[str, Any]:
+        """BLEU and chrF of the beam-search translations of ``source`` against ``target``,
+        and the teacher-forced cross-entropy per target token."""
+        started = time.perf_counter()
+        corpus = read_parallel(source, target)
+        result = self.score(corpus.sources, corpus.targets)
+        total, count = 0.0, 0
+        pad = self.tokenizer.pad_token_id
+        limit = self.model.config.max_position_embeddings
+        scored, too_long = filter_long(encode_pairs(self.tokenizer, corpus), limit)
+        with torch.no_grad():
+            for start in range(0, len(scored), TRANSLATE_BATCH):
+                loss, tokens = token_losses(
+                    self.model, collate(scored[start : start + TRANSLATE_BATCH], pad, pad)
+                )
+                total, count = total + float(loss), count + tokens
+        result.update(
+            sentences=len(corpus.pairs),
+            loss=total / count if count else None,
+            loss_tokens=count,
+            seconds=time.perf_counter() - started,
+        )
+        if corpus.dropped or too_long:
+            result["dropped_pairs"] = {
+                **corpus.dropped,
+                **({"too_long": too_long} if too_long else {}),
+            }
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "arch": "encoder-decoder",
+            "tokens": (
+                f"joint byte-level BPE over source and target, {len(self.tokenizer)} tokens; "
+                f"every sentence ends with {ENDOFTEXT}, which also pads and starts the decoder"
+            ),
+            "vocab_size": config.vocab_size,
+            "d_model": config.d_model,
+            "encoder_layers": config.encoder_layers,
+            "decoder_layers": config.decoder_layers,
+            "num_heads": config.encoder_attention_heads,
+            "d_ff": config.encoder_ffn_dim,
+            "context_length": config.max_position_embeddings,
+            "positions": "sinusoidal",
+            "normalization": "post-LN",
+            "tied_embeddings": bool(config.tie_word_embeddings),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _marian_config(config: TransformerModelConfig, vocab: int, pad: int) -> MarianConfig:
+    return MarianConfig(
+        vocab_size=vocab,
+        d_model=config.d_model,
+        encoder_layers=config.num_layers,
+        decoder_layers=config.num_layers,
+        encoder_attention_heads=config.num_heads,
+        decoder_attention_heads=config.num_heads,
+        encoder_ffn_dim=config.d_ff,
+        decoder_ffn_dim=config.d_ff,
+        max_position_embeddings=config.context_length,
+        dropout=config.dropout,
+        attention_dropout=getattr(config, "attention_dropout", 0.0),
+        activation_dropout=getattr(config, "activation_dropout", 0.0),
+        activation_function="relu",
+        scale_embedding=True,  # embeddings x sqrt(d_model), as in the paper
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=config.tie_embeddings,
+        pad_token_id=pad,
+        eos_token_id=pad,
+        decoder_start_token_id=pad,
+        forced_eos_token_id=pad,
+    )
+
+
+def _generation_defaults(
+    config: TransformerModelConfig, tokenizer: PreTrainedTokenizerBase
+) -> dict[str, Any]:
+    eos = tokenizer.eos_token_id
+    return {
+        "pad_token_id": eos,
+        "eos_token_id": eos,
+        "decoder_start_token_id": eos,
+        "forced_eos_token_id": eos,
+        "num_beams": TranslationRequest().num_beams,
+        "max_length": config.context_length,
+        "bad_words_ids": None,
+    }
+
+
+def _prepare(
+    tokenizer: PreTrainedTokenizerBase,
+    corpus: ParallelCorpus,
+    val_corpus: ParallelCorpus | None,
+    limit: int,
+    val_fraction: float,
+    log: Any,
+) -> tuple[list[Pair], list[Pair], dict[str, int], dict[str, int]]:
+    """Encoded training and validation pairs (the last ``val_fraction`` of the training
+    pairs without a held-out corpus), those over ``limit`` tokens dropped; the drops of each,
+    by reason, also logged."""
+    pairs = encode_pairs(tokenizer, corpus)
+    if val_corpus is not None:
+        val_pairs = encode_pairs(tokenizer, val_corpus)
+    else:
+        cut = len(pairs) - int(len(pairs) * val_fraction)
+        pairs, val_pairs = pairs[:cut], pairs[cut:]
+    pairs, too_long = filter_long(pairs, limit)
+    val_pairs, val_too_long = filter_long(val_pairs, limit)
+    dropped = {**corpus.dropped, **({"too_long": too_long} if too_long else {})}
+    val_dropped = dict(val_corpus.dropped) if val_corpus is not None else {}
+    if val_too_long:
+        val_dropped["too_long"] = val_too_long
+    for name, counts in (("training", dropped), ("validation", val_dropped)):
+        if counts:
+            log(f"dropped {sum(counts.values())} {name} pairs: {_describe_drops(counts, limit)}")
+    return pairs, val_pairs, dropped, val_dropped
+
+
+def _read_pairs(context: TrainingContext) -> tuple[ParallelCorpus, ParallelCorpus | None]:
+    """Training pairs (--source/--target, else --data TSV files) and held-out pairs."""
+    if context.source is not None and context.target is not None:
+        corpus = read_parallel(context.source, context.target)
+    elif context.data:
+        corpus = _merge([read_tsv(path) for path in context.data])
+    else:
+        raise DataError(
+            "a translator needs sentence pairs: --source/--target files or a --data TSV"
+        )
+    if context.val_source is not None and context.val_target is not None:
+        return corpus, read_parallel(context.val_source, context.val_target)
+    if context.val is not None:
+        return corpus, read_tsv(context.val)
+    return corpus, None
+
+
+def _merge(corpora: list[ParallelCorpus]) -> ParallelCorpus:
+    dropped: dict[str, int] = {}
+    for corpus in corpora:
+        for reason, n in corpus.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    return ParallelCorpus([p for c in corpora for p in c.pairs], dropped)
+
+
+def _describe_drops(counts: dict[str, int], limit: int) -> str:
+    names = {
+        "empty": "with an empty side",
+        "too_long": f"longer than model.context_length={limit} tokens",
+    }
+    return ", ".join(f"{n} {names.get(reason, reason)}" for reason, n in counts.items())
+
+
+def _check(config: TransformerModelConfig, train: TransformerTrainConfig) -> None:
+    if config.resolved_tokens("encoder-decoder") != "bpe":
+        raise RecipeError(
+            f"model.tokens={config.tokens} is for the language model; a translator learns a "
+            "joint BPE vocabulary: set model.tokens=bpe (or auto)"
+        )
+    for key in ("d_model", "num_layers", "num_heads", "d_ff", "context_length"):
+        if getattr(config, key) < 1:
+            raise RecipeError(f"model.{key} must be at least 1, got {getattr(config, key)}")
+    if config.d_model % config.num_heads:
+        raise RecipeError(
+            f"model.d_model={config.d_model} must divide evenly into "
+            f"model.num_heads={config.num_heads} heads; pick a divisor"
+        )
+    if config.context_length < 4:
+        raise RecipeError(f"model.context_length must be at least 4, got {config.context_length}")
+    if not 0 <= config.dropout < 1:
+        raise RecipeError(f"model.dropout must be in [0, 1), got {config.dropout}")
+    if not 0 <= train.label_smoothing < 1:
+        raise RecipeError(f"train.label_smoothing must be in [0, 1), got {train.label_smoothing}")
+    if math.isnan(train.lr):
+        raise RecipeError("train.lr is not a number")
