@@ -30,7 +30,7 @@ import sys
 import tempfile
 import traceback
 import zipfile
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from unittest import mock
 
 from gentool import api, runs
 from gentool.errors import GentoolError
-from gentool.family import GENERATE_TEXT, SCORE_TEXT, Family, GenerationRequest
+from gentool.family import GENERATE_IMAGE, GENERATE_TEXT, SCORE_TEXT, Family, GenerationRequest
 from gentool.family import check_family as check_family_class
 
 #: Every check, in the order they run; ``check_family(skip=...)`` may skip SKIPPABLE ones.
@@ -215,6 +215,14 @@ def check_family(
 class _PickleUsed(BaseException):
     """Raised by the stand-ins for pickle.load and torch.load while a run loads (a
     BaseException, so that a family's own ``except Exception`` cannot hide it)."""
+
+
+def _with_subclasses(cls: type[Family]) -> list[type[Family]]:
+    found = [cls]
+    sub: type[Family]
+    for sub in cls.__subclasses__():
+        found += _with_subclasses(sub)
+    return found
 
 
 class _SimulatedCrash(Exception):
@@ -576,8 +584,11 @@ class _Checker:
             self.check_generate(copy)
             if self.wanted("generate-seed"):
                 self.check_generate_seed(copy)
+        elif GENERATE_IMAGE in tasks:
+            self.check_generate_images(copy)
         else:
-            self.report.skipped["generate"] = f"no task {GENERATE_TEXT}"
+            for check in ("generate", "generate-seed"):
+                self.report.skipped[check] = f"no task {GENERATE_TEXT} or {GENERATE_IMAGE}"
         if SCORE_TEXT in tasks:
             self.check_evaluate()
         else:
@@ -625,6 +636,33 @@ class _Checker:
             )
         self.passed("generate-seed")
 
+    def check_generate_images(self, copy: Path) -> None:
+        """Image families: --out-dir writes -n PNGs; a seed repeats them, another differs."""
+        check = "generate"
+
+        def images(run: Path, seed: int, name: str) -> list[bytes]:
+            out = self.data_dir / name
+            found = self.cli_json(
+                check, "generate", run, "--seed", str(seed), "-n", "3", "--out-dir", out
+            )
+            files = sorted(out.glob("*.png"))
+            if len(files) != 3 or not isinstance(found, dict) or found.get("images") != 3:
+                raise self.fail(check, f"asked for 3 images (-n 3), got {len(files)}: {found!r}")
+            return [f.read_bytes() for f in files]
+
+        first = images(self.run_dir, 1, "images-1")
+        if images(copy, 1, "images-1-again") != first:
+            raise self.fail(
+                check,
+                "'gentool generate --seed 1' drew different images from a copy of the run; "
+                "draw every random number from a generator seeded with request.seed",
+            )
+        self.passed(check)
+        if self.wanted("generate-seed"):
+            if images(self.run_dir, 2, "images-2") == first:
+                raise self.fail("generate-seed", "seeds 1 and 2 drew the same images")
+            self.passed("generate-seed")
+
     def check_evaluate(self) -> None:
         check = "evaluate"
         found = self.cli_json(check, "evaluate", self.run_dir, "--data", self.heldout)
@@ -649,18 +687,24 @@ class _Checker:
         """Retrain over the run (--force), crashing inside save(): the old run must survive."""
         check = "atomic"
         meta_before = (self.run_dir / runs.META_FILE).read_bytes()
-        original_save = self.family.save
 
-        def crashing_save(model: Family, directory: Path) -> Any:
-            original_save(model, directory)
-            written = [p for p in directory.iterdir() if p.is_file()]
-            if written:  # and a half-written file, as a crash mid-write leaves
-                biggest = max(written, key=lambda p: p.stat().st_size)
-                biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
-            raise _SimulatedCrash("simulated crash in save()")
+        def crashing(original: Callable[..., Any]) -> Callable[..., Any]:
+            def crashing_save(model: Family, directory: Path) -> Any:
+                original(model, directory)
+                written = [p for p in directory.iterdir() if p.is_file()]
+                if written:  # and a half-written file, as a crash mid-write leaves
+                    biggest = max(written, key=lambda p: p.stat().st_size)
+                    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+                raise _SimulatedCrash("simulated crash in save()")
 
+            return crashing_save
+
+        # train() may return a subclass with its own save (one per kind of model): patch all
+        classes = [c for c in _with_subclasses(self.family) if "save" in vars(c)]
         try:
-            with mock.patch.object(self.family, "save", crashing_save):
+            with contextlib.ExitStack() as patches:
+                for cls in classes or [self.family]:
+                    patches.enter_context(mock.patch.object(cls, "save", crashing(cls.save)))
                 self.train(self.run_dir, self.train_files, force=True)
         except _SimulatedCrash:
             pass
