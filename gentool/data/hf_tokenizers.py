@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -121,6 +122,28 @@ def train_tokenizer(
     backend = _backend(kind)
     backend.train_from_iterator(texts, trainer=trainer)
     return wrap_tokenizer(backend, kind)
+
+
+def run_tokenizer(
+    run_dir: Path, resume: bool, train: Callable[[], PreTrainedTokenizerBase]
+) -> PreTrainedTokenizerBase:
+    """The tokenizer of a training run in ``run_dir``: when resuming, the one saved there
+    (the checkpoint was trained with it); otherwise ``train()``'s, saved there by the main
+    process. A ValueError from ``train`` (a vocabulary size it cannot meet) is a RecipeError."""
+    from transformers import AutoTokenizer
+
+    from gentool.errors import RecipeError
+    from gentool.runs import is_main_process
+
+    if resume:
+        return AutoTokenizer.from_pretrained(str(run_dir))
+    try:
+        tokenizer = train()
+    except ValueError as err:
+        raise RecipeError(f"model.vocab_size: {err}") from None
+    if is_main_process():
+        tokenizer.save_pretrained(str(run_dir))
+    return tokenizer
 
 
 def _char_backend(texts: Iterable[str], vocab_size: int | None, min_frequency: int) -> Tokenizer:

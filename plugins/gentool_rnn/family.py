@@ -25,7 +25,6 @@ from gentool.family import (
     GenerationRequest,
     TrainingContext,
 )
-from gentool.runs import is_main_process
 from gentool.training import TrainConfig, check_setup, fit, require_neural
 
 if TYPE_CHECKING:
@@ -151,9 +150,8 @@ class RnnFamily(Family):
     def train(cls, config: RnnModelConfig, context: TrainingContext) -> RnnFamily:
         require_neural()
         import torch
-        from transformers import AutoTokenizer
 
-        from gentool.data.hf_tokenizers import encode_text, train_tokenizer
+        from gentool.data.hf_tokenizers import encode_text, run_tokenizer, train_tokenizer
         from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
 
         train_config: RnnTrainConfig = context.train
@@ -162,12 +160,11 @@ class RnnFamily(Family):
         _check(config, train_config)
         check_setup(train_config, context.runtime)  # before the data work, not after it
         text = read_corpus(context.data)
-        if context.runtime.resume:  # the tokenizer the checkpoint was trained with
-            tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
-        else:
-            tokenizer = train_tokenizer(config.tokens, [text], vocab_size=config.vocab_size)
-            if is_main_process():
-                tokenizer.save_pretrained(str(run_dir))
+        tokenizer = run_tokenizer(
+            run_dir,
+            context.runtime.resume,
+            lambda: train_tokenizer(config.tokens, [text], vocab_size=config.vocab_size),
+        )
         bos = tokenizer.convert_tokens_to_ids(tokenizer.bos_token)
         ids = torch.tensor([bos, *encode_text(tokenizer, text)], dtype=torch.long)
         if context.val is not None:

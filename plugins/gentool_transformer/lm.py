@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from gentool.data import read_corpus
-from gentool.data.hf_tokenizers import encode_text, train_tokenizer
+from gentool.data.hf_tokenizers import encode_text, run_tokenizer, train_tokenizer
 from gentool.errors import DataError, RecipeError
 from gentool.family import GENERATE_TEXT, SCORE_TEXT, GenerationRequest, TrainingContext
-from gentool.runs import is_main_process
 from gentool.training import check_setup, fit, require_neural
 from gentool_transformer.family import (
     TransformerFamily,
@@ -169,8 +168,6 @@ class LanguageModel(TransformerFamily):
     @classmethod
     def train(cls, config: TransformerModelConfig, context: TrainingContext) -> LanguageModel:
         require_neural()
-        from transformers import AutoTokenizer
-
         train_config: TransformerTrainConfig = context.train
         run_dir = context.run_dir
         assert run_dir is not None
@@ -178,16 +175,12 @@ class LanguageModel(TransformerFamily):
         check_setup(train_config, context.runtime)  # before the data work, not after it
         tokens = config.resolved_tokens("decoder")
         text = read_corpus(context.data)
-        if context.runtime.resume:  # the tokenizer the checkpoint was trained with
-            tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
-        else:
-            vocab = config.vocab_size if tokens == "bpe" else None  # char: every character
-            try:
-                tokenizer = train_tokenizer(tokens, [text], vocab_size=vocab)
-            except ValueError as err:
-                raise RecipeError(f"model.vocab_size: {err}") from None
-            if is_main_process():
-                tokenizer.save_pretrained(str(run_dir))
+        vocab = config.vocab_size if tokens == "bpe" else None  # char: every character
+        tokenizer = run_tokenizer(
+            run_dir,
+            context.runtime.resume,
+            lambda: train_tokenizer(tokens, [text], vocab_size=vocab),
+        )
         bos = _bos(tokenizer)
         ids = torch.tensor([bos, *encode_text(tokenizer, text)], dtype=torch.long)
         if context.val is not None:

@@ -35,7 +35,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from gentool.data.hf_tokenizers import ENDOFTEXT, UNK, train_tokenizer
+from gentool.data.hf_tokenizers import ENDOFTEXT, UNK, run_tokenizer, train_tokenizer
 from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
 from gentool.errors import DataError, RecipeError
 from gentool.family import TRANSLATE, TrainingContext, TranslationRequest
@@ -239,15 +239,11 @@ class Translator(TransformerFamily):
         check_setup(train_config, context.runtime)
         log = context.log
         corpus, val_corpus = _read_pairs(context)
-        if context.runtime.resume:  # the vocabulary the checkpoint was trained with
-            tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
-        else:
-            try:
-                tokenizer = train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size)
-            except ValueError as err:
-                raise RecipeError(f"model.vocab_size: {err}") from None
-            if is_main_process():
-                tokenizer.save_pretrained(str(run_dir))
+        tokenizer = run_tokenizer(
+            run_dir,
+            context.runtime.resume,
+            lambda: train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size),
+        )
         pairs, val_pairs, dropped, val_dropped = _prepare(
             tokenizer, corpus, val_corpus, config.context_length, train_config.val_fraction, log
         )
