@@ -9,7 +9,6 @@ than one window while gradients flow through ``seq_len`` steps only.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gentool.data import default_text_path, read_corpus
+from gentool.data.streams import LN2, scoring_stream, split_stream, stream_metrics
 from gentool.errors import DataError, RecipeError
 from gentool.family import (
     GENERATE_TEXT,
@@ -29,8 +29,6 @@ from gentool.training import TrainConfig, check_setup, fit, require_neural
 
 if TYPE_CHECKING:
     import torch
-
-LN2 = math.log(2)
 
 
 @dataclass
@@ -151,7 +149,7 @@ class RnnFamily(Family):
         require_neural()
         import torch
 
-        from gentool.data.hf_tokenizers import encode_text, run_tokenizer, train_tokenizer
+        from gentool.data.hf_tokenizers import run_tokenizer, train_tokenizer
         from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
 
         train_config: RnnTrainConfig = context.train
@@ -166,15 +164,9 @@ class RnnFamily(Family):
             lambda: train_tokenizer(config.tokens, [text], vocab_size=config.vocab_size),
         )
         bos = tokenizer.convert_tokens_to_ids(tokenizer.bos_token)
-        ids = torch.tensor([bos, *encode_text(tokenizer, text)], dtype=torch.long)
-        if context.val is not None:
-            val_ids: torch.Tensor | None = torch.tensor(
-                [bos, *encode_text(tokenizer, read_corpus([context.val]))], dtype=torch.long
-            )
-            train_ids = ids
-        else:
-            cut = len(ids) - int(len(ids) * train_config.val_fraction)
-            train_ids, val_ids = ids[:cut], (ids[cut:] if cut < len(ids) else None)
+        train_ids, val_ids = split_stream(
+            tokenizer, text, bos, context.val, train_config.val_fraction
+        )
         rows = train_config.batch_size // train_config.grad_accum
         need = rows * (train_config.seq_len + 1)
         if len(train_ids) < need:
@@ -285,14 +277,10 @@ class RnnFamily(Family):
         import torch
         import torch.nn.functional as F
 
-        from gentool.data.hf_tokenizers import encode_text
-
         tok = self.tokenizer
         bos = tok.convert_tokens_to_ids(tok.bos_token)
         unk = tok.convert_tokens_to_ids(tok.unk_token)
-        ids = torch.tensor([bos, *encode_text(tok, read_corpus(paths))], dtype=torch.long)
-        if len(ids) < 2:
-            raise DataError(f"'{paths[0]}' has no tokens to score; give a file with text")
+        ids = scoring_stream(tok, paths, bos)
         total, state, window = 0.0, None, 4096
         started = time.perf_counter()
         with torch.no_grad():
@@ -303,16 +291,7 @@ class RnnFamily(Family):
                 total += float(
                     F.cross_entropy(out.logits[0].float(), chunk[0, 1:], reduction="sum")
                 )
-        count = len(ids) - 1
-        loss = total / count
-        return {
-            "tokens": count,
-            "oov": int((ids[1:] == unk).sum()),
-            "cross_entropy": loss,
-            "perplexity": math.exp(loss),
-            "bits_per_token": loss / LN2,
-            "seconds": time.perf_counter() - started,
-        }
+        return stream_metrics(total, ids, unk, time.perf_counter() - started)
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config

@@ -14,7 +14,6 @@ and a resumed run sees the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from itertools import pairwise
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 from gentool.data import read_corpus
 from gentool.data.hf_tokenizers import encode_text, run_tokenizer, train_tokenizer
+from gentool.data.streams import LN2, scoring_stream, split_stream, stream_metrics
 from gentool.errors import DataError, RecipeError
 from gentool.family import GENERATE_TEXT, SCORE_TEXT, GenerationRequest, TrainingContext
 from gentool.training import check_setup, fit, require_neural
@@ -35,7 +35,6 @@ from gentool_transformer.family import (
     TransformerTrainConfig,
 )
 
-LN2 = math.log(2)
 EVAL_BATCH = 16  # windows per forward pass in evaluate()
 EVAL_WINDOWS = 64  # about as many validation windows per forward pass while training
 
@@ -182,16 +181,9 @@ class LanguageModel(TransformerFamily):
             lambda: train_tokenizer(tokens, [text], vocab_size=vocab),
         )
         bos = _bos(tokenizer)
-        ids = torch.tensor([bos, *encode_text(tokenizer, text)], dtype=torch.long)
-        if context.val is not None:
-            val_text = read_corpus([context.val])
-            val_ids: torch.Tensor | None = torch.tensor(
-                [bos, *encode_text(tokenizer, val_text)], dtype=torch.long
-            )
-            train_ids = ids
-        else:
-            cut = len(ids) - int(len(ids) * train_config.val_fraction)
-            train_ids, val_ids = ids[:cut], (ids[cut:] if cut < len(ids) else None)
+        train_ids, val_ids = split_stream(
+            tokenizer, text, bos, context.val, train_config.val_fraction
+        )
         seq_len = train_config.seq_len
         if len(train_ids) < seq_len + 1:
             raise DataError(
@@ -312,21 +304,10 @@ class LanguageModel(TransformerFamily):
         every token after the first window is predicted from at least half a window."""
         tok = self.tokenizer
         unk = tok.convert_tokens_to_ids(tok.unk_token)
-        ids = torch.tensor([self.bos, *encode_text(tok, read_corpus(paths))], dtype=torch.long)
-        if len(ids) < 2:
-            raise DataError(f"'{paths[0]}' has no tokens to score; give a file with text")
+        ids = scoring_stream(tok, paths, self.bos)
         started = time.perf_counter()
         total = sliding_loss(self.model, ids, self.model.config.n_positions)
-        count = len(ids) - 1
-        loss = total / count
-        return {
-            "tokens": count,
-            "oov": int((ids[1:] == unk).sum()),
-            "cross_entropy": loss,
-            "perplexity": math.exp(loss),
-            "bits_per_token": loss / LN2,
-            "seconds": time.perf_counter() - started,
-        }
+        return stream_metrics(total, ids, unk, time.perf_counter() - started)
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
