@@ -111,3 +111,28 @@ def fake_distribution(site: Path, name: str, module_source: str, entry_name: str
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[gentool]\n{entry_name} = {module}\n")
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, task_class: type, index: int) -> None:
+    """Send this process a real SIGINT while ``task_class`` reads micro-batch ``index``."""
+    original = task_class.train_batch
+
+    def train_batch(self: object, i: int, rows: slice) -> object:
+        if i == index:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, i, rows)
+
+    monkeypatch.setattr(task_class, "train_batch", train_batch)
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 0.0) -> dict[str, Any]:
+    """The two runs' model.safetensors hold the same tensors, to ``atol``; return ``a``'s."""
+    import torch
+    from safetensors.torch import load_file
+
+    first = load_file(str(a / "model.safetensors"))
+    second = load_file(str(b / "model.safetensors"))
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.allclose(first[name].float(), second[name].float(), atol=atol, rtol=0), name
+    return first

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_error, invoke, invoke_json
+from conftest import (
+    assert_error,
+    assert_same_weights,
+    interrupt_at,
+    invoke,
+    invoke_json,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -354,34 +358,21 @@ def test_a_corrupt_png_is_skipped_and_counted(tmp_path: Path) -> None:
 # -- resume ---------------------------------------------------------------------------------
 
 
-def interrupt_at(monkeypatch: pytest.MonkeyPatch, index: int) -> None:
-    """Send this process a real SIGINT while it reads micro-batch ``index``."""
-    original = GenerationTask.train_batch
-
-    def train_batch(self: GenerationTask, i: int, rows: slice) -> object:
-        if i == index:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, i, rows)
-
-    monkeypatch.setattr(GenerationTask, "train_batch", train_batch)
-
-
 @pytest.mark.parametrize("loss", ["nonsaturating", "wgan-gp"])
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: str
 ) -> None:
     settings = ["--data", data, *tiny(8, 0, f"model.loss={loss}", "model.conditional=true")]
     invoke("train", "gan", *settings, "--out", tmp_path / "whole")
-    interrupt_at(monkeypatch, 4)  # during step 5: after a generator step, EMA updated
+    interrupt_at(
+        monkeypatch, GenerationTask, 4
+    )  # during step 5: after a generator step, EMA updated
     result = invoke("train", "gan", *settings, "--out", tmp_path / "cut", ok=False)
     assert result.exit_code == 130 and "interrupted at step 5" in result.stderr
     monkeypatch.undo()
     invoke("train", "--resume", "--out", tmp_path / "cut")
-    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
-    cut = load_file(str(tmp_path / "cut" / "model.safetensors"))
-    assert whole.keys() == cut.keys() and any(k.startswith("ema.") for k in whole)
-    for name in whole:
-        assert torch.allclose(whole[name].float(), cut[name].float(), atol=1e-6), name
+    whole = assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
+    assert any(k.startswith("ema.") for k in whole)
     assert [r["step"] for r in log_lines(tmp_path / "cut") if "loss" in r] == [2, 4, 6, 8]
     assert (tmp_path / "cut" / "samples.png").read_bytes() == (
         tmp_path / "whole" / "samples.png"

@@ -5,19 +5,22 @@ folder, ``gentool evaluate`` before and after, resume, and bad input."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_error, invoke, invoke_json
+from conftest import (
+    assert_error,
+    assert_same_weights,
+    interrupt_at,
+    invoke,
+    invoke_json,
+)
 
 torch = pytest.importorskip("torch")
 
 from PIL import Image, ImageDraw  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
 
 from gentool import api, runs  # noqa: E402
 from gentool.data.images import default_images_path, image_files  # noqa: E402
@@ -344,23 +347,12 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(
                             "train.ema_decay": 0.9}), "--data", data["colour"]]  # fmt: skip
     invoke("train", "gan", *settings, "--out", tmp_path / "whole")
 
-    original = RestorationTask.train_batch
-
-    def train_batch(self: RestorationTask, index: int, rows: slice) -> object:
-        if index == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, index, rows)
-
-    monkeypatch.setattr(RestorationTask, "train_batch", train_batch)
+    interrupt_at(monkeypatch, RestorationTask, 3)
     result = invoke("train", "gan", *settings, "--out", tmp_path / "cut", ok=False)
     assert result.exit_code == 130 and "interrupted at step 4" in result.stderr
     monkeypatch.undo()
     invoke("train", "--resume", "--out", tmp_path / "cut")
-    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
-    cut = load_file(str(tmp_path / "cut" / "model.safetensors"))
-    assert whole.keys() == cut.keys()
-    for name in whole:
-        assert torch.allclose(whole[name], cut[name], atol=1e-6, rtol=0), name
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
 
 
 def test_colorize_on_gray_data_is_a_clear_error(data: dict[str, Path], tmp_path: Path) -> None:

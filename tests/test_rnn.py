@@ -15,6 +15,8 @@ import pytest
 from conftest import (
     SHARED_DATA,
     assert_error,
+    assert_same_weights,
+    interrupt_at,
     interruptible,
     invoke,
     invoke_json,
@@ -56,13 +58,6 @@ def tiny(steps: int = 8, checkpoint_every: int = 4) -> list[str]:
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
-
-
-def assert_same_weights(a: Path, b: Path, atol: float = 0.0) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert torch.allclose(wa[name], wb[name], atol=atol, rtol=0), name
 
 
 @pytest.fixture(scope="module")
@@ -153,25 +148,13 @@ def test_word_and_bpe_tokens_and_gru(tmp_path: Path) -> None:
         assert sample.strip()
 
 
-def interrupt_at(monkeypatch: pytest.MonkeyPatch, index: int) -> None:
-    """Send this process a real SIGINT while it reads micro-batch ``index``."""
-    original = StreamTask.train_batch
-
-    def train_batch(self: StreamTask, i: int, rows: slice) -> object:
-        if i == index:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, i, rows)
-
-    monkeypatch.setattr(StreamTask, "train_batch", train_batch)
-
-
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = [*tiny(10, 0), "--set", "model.dropout=0.2", "--set", "train.grad_accum=2"]
     invoke("train", "rnn", *settings, "--out", tmp_path / "whole")
 
-    interrupt_at(monkeypatch, 2 * 3 + 1)  # during step 4 (two micro-batches a step)
+    interrupt_at(monkeypatch, StreamTask, 2 * 3 + 1)  # during step 4 (two micro-batches a step)
     result = invoke("train", "rnn", *settings, "--out", tmp_path / "cut", ok=False)
     assert result.exit_code == 130
     assert "interrupted at step 4" in result.stderr
@@ -199,7 +182,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(
 def test_resume_refuses_a_changed_recipe_unless_override(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    interrupt_at(monkeypatch, 1)
+    interrupt_at(monkeypatch, StreamTask, 1)
     invoke("train", "rnn", *tiny(8, 4), "--out", tmp_path / "run", ok=False)
     monkeypatch.undo()
     changed = ["--set", "train.lr=0.01", "--set", "model.hidden_size=48"]

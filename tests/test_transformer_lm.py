@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_error, invoke, invoke_json
+from conftest import (
+    assert_error,
+    assert_same_weights,
+    interrupt_at,
+    invoke,
+    invoke_json,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -247,23 +251,12 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(
     settings = [*tiny(6, 0), "--set", "model.dropout=0.2", "--set", "train.grad_accum=2"]
     invoke("train", "transformer", *settings, "--out", tmp_path / "whole")
 
-    original = WindowTask.train_batch
-
-    def train_batch(self: WindowTask, index: int, rows: slice) -> Any:
-        if index == 2 * 2 + 1:  # during step 3 (two micro-batches a step)
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, index, rows)
-
-    monkeypatch.setattr(WindowTask, "train_batch", train_batch)
+    interrupt_at(monkeypatch, WindowTask, 2 * 2 + 1)  # during step 3 (two micro-batches a step)
     result = invoke("train", "transformer", *settings, "--out", tmp_path / "cut", ok=False)
     assert result.exit_code == 130 and "interrupted at step 3" in result.stderr
     monkeypatch.undo()
     invoke("train", "--resume", "--out", tmp_path / "cut")
-    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
-    cut = load_file(str(tmp_path / "cut" / "model.safetensors"))
-    assert whole.keys() == cut.keys()
-    for name in whole:
-        assert torch.allclose(whole[name], cut[name], atol=1e-6, rtol=0), name
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
 
 
 def test_bad_configs_give_one_error_line(tmp_path: Path) -> None:

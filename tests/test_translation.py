@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, assert_error, invoke, invoke_json, strict_json
+from conftest import (
+    SHARED_DATA,
+    assert_error,
+    assert_same_weights,
+    interrupt_at,
+    invoke,
+    invoke_json,
+    strict_json,
+)
 
 torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
 
 from gentool import api, runs  # noqa: E402
 from gentool.family import TRANSLATE, TranslationRequest  # noqa: E402
@@ -281,24 +286,13 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(
     settings = [*parallel(data), *tiny(6), "--set", "model.dropout=0.2"]
     invoke("train", "transformer", *settings, "--out", tmp_path / "whole")
 
-    original = PairTask.train_batch
-
-    def train_batch(self: PairTask, i: int, rows: slice) -> object:
-        if i == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, i, rows)
-
-    monkeypatch.setattr(PairTask, "train_batch", train_batch)
+    interrupt_at(monkeypatch, PairTask, 3)
     result = invoke("train", "transformer", *settings, "--out", tmp_path / "cut", ok=False)
     assert result.exit_code == 130 and "interrupted at step 4" in result.stderr
     assert runs.checkpoints(tmp_path / "cut")[-1][0] == 4
     monkeypatch.undo()
     invoke("train", "--resume", "--out", tmp_path / "cut")
-    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
-    cut = load_file(str(tmp_path / "cut" / "model.safetensors"))
-    assert whole.keys() == cut.keys()
-    for name in whole:
-        assert torch.allclose(whole[name], cut[name], atol=1e-6, rtol=0), name
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
 
 
 def test_bad_input(data: dict[str, Path], tmp_path: Path) -> None:
