@@ -1,6 +1,7 @@
 """The training engine against a plain PyTorch DCGAN loop on MNIST; a markdown table.
 
     python benchmarks/gan.py [--steps 200] [--repeats 3] [--width 32] [--batch 64] [--quick]
+    python benchmarks/gan.py --fid-floor    # evaluate's figures for real digits: the floor
 
 Both loops train the same DCGAN (``gentool_gan.networks``, 28 px, non-saturating loss,
 one-sided label smoothing 0.1, EMA generator) from the same initial weights on the same
@@ -78,6 +79,27 @@ def plain_loop(task: Any, pair: Any, steps: int, batch: int) -> float:
     return time.perf_counter() - started
 
 
+def fid_floor(data: Path) -> None:
+    """What ``gentool evaluate RUN --data gentool/_data/digits.npz`` gives for real digits:
+    the figures a perfect generator would reach, in the same feature space."""
+    from gentool.data.images import default_images_path, read_images
+    from gentool_gan import metrics
+
+    real = read_images([default_images_path()], 28, "gray")
+    space = metrics.feature_space(real, default_images_path().name, 28)
+    others = read_images([data], 28, "gray").images[1000:2000]
+    real_features, _ = space(real.images)
+    other_features, other_probs = space(others)
+    kid_mean, kid_std = metrics.kid(other_features, real_features)
+    print(f"| feature space | `{space.name}` (classifier accuracy {space.accuracy:.2f}) |")
+    print("|---|---:|")
+    floor = metrics.fid(other_features, real_features)
+    print(f"| FID, real t10k 1,000-1,999 vs digits.npz | {floor:.1f} |")
+    print(f"| KID | {kid_mean:.0f} ± {kid_std:.0f} |")
+    for key, value in metrics.coverage(other_probs).items():
+        print(f"| {key} | {value:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -86,7 +108,15 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="40 steps, 2 repeats, width 16")
+    parser.add_argument(
+        "--fid-floor",
+        action="store_true",
+        help="instead: FID/KID of real digits (t10k 1,000-1,999) against the embedded ones",
+    )
     args = parser.parse_args()
+    if args.fid_floor:
+        fid_floor(args.data)
+        return
     if args.quick:
         args.steps, args.repeats, args.width = 40, 2, 16
 
