@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gentool.data.images import IMAGE_SUFFIXES
 from gentool.errors import DataError
 from gentool.runs import atomic_path
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def make_grid(images: Sequence[Any], columns: int | None = None, pad: int = 2) -> Any:
@@ -34,11 +33,8 @@ def save_image(image: Any, path: Path) -> None:
     """Write ``image`` to ``path`` atomically, in the format its suffix names."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise DataError(f"'{path}' has no image suffix; name it e.g. '{path.stem}.png'")
+    from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format=_format(path))
-
-
-def _format(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    return {"jpg": "JPEG", "tif": "TIFF"}.get(suffix, suffix.upper())
+    with atomic_path(path) as tmp:  # the temporary name has no suffix: name the format
+        image.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
