@@ -20,7 +20,7 @@ from gentool.errors import DataError, PluginError, RecipeError, RunError
 from gentool.family import GENERATE_TEXT, Family, GenerationRequest, TrainingContext
 from gentool.plugins import get_family
 from gentool.runs import is_main_process
-from gentool.training import Runtime, init_processes
+from gentool.training import Runtime, TrainingError, init_processes
 
 
 def _no_log(message: str) -> None:
@@ -219,6 +219,7 @@ def _plan_resume(
         )
     stored = json.loads(stored_path.read_text(encoding="utf-8"))
     old = stored["recipe"]
+    finished = stored_path.name == runs.META_FILE
     if family and family != old["family"]:
         raise RecipeError(f"'{out}' is a '{old['family']}' run, not '{family}'; drop the family")
     family_class = get_family(old["family"])
@@ -232,6 +233,14 @@ def _plan_resume(
         raise RecipeError(
             f"'{out}' was trained with a different recipe: {listed}; resume with the recorded "
             "recipe (drop those changes), or pass --override to continue with the new values"
+        )
+    # A finished run trains longer only when asked to. (An unfinished one whose checkpoint
+    # is at the last step, a save that failed on a full disk say, is finished by resuming.)
+    step, max_steps = runs.checkpoints(out)[-1][0], getattr(resolved.train, "max_steps", None)
+    if finished and max_steps is not None and step >= max_steps:
+        raise TrainingError(
+            f"the checkpoint is at step {step}, already train.max_steps={max_steps}; "
+            "raise it with --set train.max_steps=N --override to train longer"
         )
     return family_class, resolved, stored
 
@@ -254,8 +263,7 @@ def _check_same_data(out: Path, old: dict[str, Any], new: dict[str, Any]) -> Non
 def _fill_run(model: Family, directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Write the model's files, its metrics line and model card; return gentool.json's fields."""
     metrics = model.save(directory)
-    with (directory / runs.METRICS_FILE).open("a", encoding="utf-8") as f:
-        f.write(runs.dumps_json(metrics, indent=None) + "\n")
+    runs.append_line(directory / runs.METRICS_FILE, metrics)
     full = {"family": model.name, "tasks": list(model.tasks), **meta, "metrics": metrics}
     runs.write_text(directory / "README.md", model_card(model, full))
     return full
@@ -270,13 +278,20 @@ def _save_run(model: Family, out: Path, force: bool, **meta: Any) -> runs.RunDir
 
 def load(run: str | Path | runs.RunDirectory) -> Family:
     """Open a run directory, verify its files, and load its model with its family."""
-    run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
-    family_class = get_family(run_dir.family)
-    run_dir.verify()
-    resolved = recipes.resolve(
-        run_dir.recipe, family_class.config_class, family_class.train_config_class
-    )
-    return family_class.load(run_dir.path, resolved.model)
+    path = run.path if isinstance(run, runs.RunDirectory) else Path(run)
+    try:
+        run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
+        family_class = get_family(run_dir.family)
+        run_dir.verify()
+        resolved = recipes.resolve(
+            run_dir.recipe, family_class.config_class, family_class.train_config_class
+        )
+        return family_class.load(run_dir.path, resolved.model)
+    except PermissionError as err:  # a run of another user, not shared with this one
+        raise RunError(
+            f"cannot read '{err.filename or path}' of the run '{path}' (permission denied); "
+            f"ask its owner to share it (chmod -R a+rX '{path}') or copy it"
+        ) from None
 
 
 def require(model: Family, task: str, command: str) -> None:
@@ -286,13 +301,18 @@ def require(model: Family, task: str, command: str) -> None:
         raise PluginError(f"'{model.name}' models cannot {command}; they support: {can}")
 
 
-def export(run: str | Path, fmt: str, output: str | Path) -> None:
-    """Write the model in ``run`` in a foreign format (e.g. ARPA) to ``output``."""
+def export(run: str | Path, fmt: str, output: str | Path, force: bool = False) -> None:
+    """Write the model in ``run`` in a foreign format (e.g. ARPA) to ``output``: never into
+    a run directory, an existing file only with ``force``, atomically (a failure leaves
+    the old file, or none)."""
+    output = Path(output)
+    runs.check_output_file(output, "--output", force)  # before loading: fail at once
     model = load(run)
     if fmt not in model.export_formats:
         valid = ", ".join(model.export_formats) or "none"
         raise PluginError(f"'{model.name}' models cannot export '{fmt}'; they export: {valid}")
-    model.export(fmt, Path(output))
+    with runs.output_files() as written:
+        written.write(output, lambda path: model.export(fmt, path), "--output")
 
 
 def import_model(

@@ -31,3 +31,8 @@ class RunError(GentoolError):
 
 class PluginError(GentoolError):
     """A family that is unknown, duplicated, or cannot do what was asked."""
+
+
+class OutputError(GentoolError):
+    """A place gentool cannot or may not write: a read-only or missing folder, a full disk,
+    a path inside a run directory, an existing file without --force."""

@@ -10,11 +10,13 @@ file, checked on load, so a truncated or corrupted model is reported, never used
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import platform
+import secrets
 import shutil
 import sys
 import tempfile
@@ -23,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gentool import __version__
-from gentool.errors import RunError
+from gentool import __version__, files
+from gentool.errors import OutputError, RunError
 
 FORMAT_VERSION = 1
 META_FILE = "gentool.json"
@@ -32,22 +34,23 @@ METRICS_FILE = "metrics.jsonl"
 TRAINING_FILE = "training.json"  # present while a run trains: its recipe, for --resume
 CHECKPOINTS = "checkpoints"
 
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 # -- atomic files -----------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The file gets the mode of any new file (the user's umask: 0644 under umask 022). That is
+    set after the block: mkstemp makes the temporary private, and a writer may replace it
+    with its own private file (safetensors renames a 0600 temporary of its own into place).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it private; a run is a normal file
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, files.new_file_mode())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -79,6 +82,24 @@ def _finite(obj: Any) -> Any:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, dumps_json(obj) + "\n")
+
+
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append ``record`` to a JSON-lines file as one line, whole or not at all: a write cut
+    short (a full disk) is cut off again, so no reader meets half a line."""
+    data = (dumps_json(record, indent=None) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:
@@ -116,7 +137,10 @@ def library_versions() -> dict[str, str]:
 
 
 def check_new_run(out: Path, force: bool) -> None:
-    """Fail before any work if ``out`` exists and may not be replaced."""
+    """Fail before any work if ``out`` exists and may not be replaced, or cannot be written:
+    a path through a file, a read-only folder, /proc, a folder inside another run."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out '{out}' is a file, not a run directory; choose another --out")
     if out.exists() and not force:
         step = unfinished_step(out)
         if step is not None:
@@ -133,6 +157,27 @@ def check_new_run(out: Path, force: bool) -> None:
             f"'{out}' exists and is not a gentool run; --force replaces only run "
             "directories: choose another --out"
         )
+    inside = enclosing_run(out.parent)
+    if inside is not None:
+        raise OutputError(
+            f"--out '{out}' is inside the run directory '{files.shown(inside)}'; a run cannot hold "
+            "another: choose an --out outside it"
+        )
+    files.check_can_create(out, "--out")  # where the run (or its replacement) is built
+    if out.exists():
+        _check_removable(out)
+
+
+def _check_removable(run: Path) -> None:
+    """--force removes the old run once the new one is complete: fail now, not then, if it
+    cannot (a read-only folder in it; root may remove anything but on a read-only disk)."""
+    for folder, subfolders, _ in os.walk(run):  # (os.walk does not enter linked folders)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(
+                f"'{folder}' is read-only, so --force cannot replace the run '{run}'; make "
+                f"it writable (chmod -R u+w '{run}') or choose another --out"
+            )
+        subfolders[:] = [d for d in subfolders if not os.path.islink(os.path.join(folder, d))]
 
 
 def checkpoints(run: Path) -> list[tuple[int, Path]]:
@@ -171,8 +216,9 @@ def building_run(out: Path, force: bool = False, resume: bool = False) -> Iterat
     one that replaces an existing run (``force``) is built in a hidden sibling and swapped
     in at the end, so the old run stays until the new one is complete; ``resume`` goes on
     in ``out``. If the block raises, what it built is removed, unless it holds a training
-    checkpoint: then the unfinished run stays at ``out``, to be resumed. Under several
-    processes only the main one creates, moves or removes anything.
+    checkpoint: then the unfinished run stays at ``out``, to be resumed. A failed write (a
+    full disk, a read-only folder) becomes one RunError that says what was kept. Under
+    several processes only the main one creates, moves or removes anything.
     """
     main = is_main_process()
     staged = False
@@ -180,31 +226,90 @@ def building_run(out: Path, force: bool = False, resume: bool = False) -> Iterat
     created = [p for p in [out, *out.parents] if not p.exists()]  # to remove on failure
     work = out
     if main and not resume:
+        if partial.is_symlink() or partial.is_file():
+            partial.unlink()  # (never followed: rmtree would refuse a link anyway)
         shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
-        if out.exists():
-            check_new_run(out, force)
-            partial.mkdir()
-            work, staged = partial, True
-        else:
-            out.mkdir(parents=True)
+        try:
+            if out.exists():
+                check_new_run(out, force)
+                partial.mkdir()
+                work, staged = partial, True
+            else:
+                out.mkdir(parents=True)
+        except OSError as err:
+            _remove_empty(created)
+            raise OutputError(
+                f"--out '{out}': cannot create it ({files.reason(err)}); "
+                f"{files.remedy(err, '--out')}"
+            ) from None
     _barrier()  # the other processes look only once the main one has decided
     if not main and not resume and partial.is_dir():
         work = partial
     try:
         yield work
-    except BaseException:
+    except BaseException as err:
+        failure = _failed_write(err, work)  # first: torch's partial file shows a full disk
+        kept = resume
         if main and not resume:
             if has_checkpoint(work):
+                kept = True
                 if staged:
                     _move_into_place(work, out)
             else:
                 shutil.rmtree(work, ignore_errors=True)
-                for parent in created[1:]:
-                    with contextlib.suppress(OSError):
-                        parent.rmdir()  # only if empty: a parent folder this run made
+                _remove_empty(created[1:])  # parent folders this run made
+        if failure is not None:
+            raise RunError(_failed_run(out, work, failure, kept, staged)) from None
         raise
     if main and staged:
         _move_into_place(work, out)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
+
+
+def _failed_write(err: BaseException, work: Path) -> OSError | None:
+    """The write failure that ``err`` is, while building the run in ``work``; None for any
+    other error. A full disk or a read-only one is one wherever it strikes; any other
+    OSError only when it names a file of the run (not, say, a data file that cannot be read)."""
+    found = files.as_os_error(err, work)
+    if found is None or found is not err:  # None, or a library's report of a failed write
+        return found
+    if found.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return found
+    name = found.filename
+    if isinstance(name, str) and _is_within(Path(name), work):
+        return found
+    return None
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+
+
+def _failed_run(out: Path, work: Path, err: OSError, kept: bool, staged: bool) -> str:
+    """The one line that says a run could not be written, what is left, and what to do."""
+    name = err.filename
+    at = ""
+    if isinstance(name, str):
+        shown = Path(name)
+        if _is_within(shown, work):
+            shown = Path(os.path.abspath(name)).relative_to(os.path.abspath(work))
+        at = f" while writing {shown}"
+    head = f"cannot write the run '{out}': {files.reason(err)}{at}"
+    fix = files.remedy(err, "--out")
+    found = checkpoints(out)
+    if kept and found:
+        return (
+            f"{head}; its checkpoint at step {found[-1][0]} is kept: {fix}, then continue it "
+            f"with 'gentool train --resume --out {out}'"
+        )
+    if staged:
+        return f"{head}; the previous run there is unchanged: {fix}, then train again"
+    return f"{head}; nothing was kept: {fix}, then train again"
 
 
 def _barrier() -> None:
@@ -216,10 +321,11 @@ def _barrier() -> None:
 
 
 def finish_run(work: Path, meta: dict[str, Any]) -> None:
-    """Complete the run in ``work``: record every file's fingerprint in gentool.json, which
-    is written last (a directory without it is no run)."""
+    """Complete the run in ``work``: give its files the user's umask, record every file's
+    fingerprint in gentool.json, which is written last (a directory without it is no run)."""
     if not is_main_process():
         return
+    files.share_like_new_files(work)  # safetensors, save_pretrained: private 0600 files
     meta = {
         "format_version": FORMAT_VERSION,
         **meta,
@@ -252,11 +358,122 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.rename(tmp, out)
         return
-    # Swap, so that a crash in between leaves the old run or the new one.
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.rename(out, old / "run")
-    os.rename(tmp, out)
+    # Swap, so that a crash in between leaves the old run or the new one. The old run is
+    # renamed within its own folder (moving a folder elsewhere needs write permission on
+    # it) and removed with rmtree, which unlinks symbolic links and never follows them:
+    # nothing outside the run is touched, whatever its files or gentool.json point to.
+    old = out.parent / f".{out.name}.{secrets.token_hex(4)}.old"
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# -- what commands write outside runs -------------------------------------------------------
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory ``path`` is in, or is: the nearest folder holding gentool.json or
+    training.json, judged on the resolved path (a symbolic link into a run counts)."""
+    resolved = Path(os.path.realpath(path))
+    for folder in (resolved, *resolved.parents):
+        if (folder / META_FILE).is_file() or (folder / TRAINING_FILE).is_file():
+            return folder
+    return None
+
+
+def check_outside_runs(path: Path, option: str) -> None:
+    run = enclosing_run(path)
+    if run is not None:
+        raise OutputError(
+            f"{option} '{path}' is inside the run directory '{files.shown(run)}', which only "
+            "'gentool train' writes; write it outside the run"
+        )
+
+
+def check_output_file(path: Path, option: str, force: bool) -> None:
+    """Fail before any work unless a command may write the file ``path`` (``option``: the
+    flag that names it): outside every run directory, not a folder, not an existing file
+    unless ``force``, in a place where files can be made."""
+    check_outside_runs(path, option)
+    _check_replaceable(path, option)
+    if path.exists() and not force:
+        raise OutputError(
+            f"'{path}' exists; pass --force to replace it, or choose another {option}"
+        )
+    files.check_can_create(path, option)
+
+
+def _check_replaceable(path: Path, option: str) -> None:
+    """Outputs are written to a temporary name and renamed over ``path``: that replaces a
+    regular file, but would remove a folder, a device, or a link (/dev/stdout is one)."""
+    if path.is_symlink():
+        raise OutputError(
+            f"{option} '{path}' is a symbolic link (to '{os.readlink(path)}'); gentool "
+            "replaces only regular files: name the file itself"
+        )
+    if path.is_dir():
+        raise OutputError(f"{option} '{path}' is a folder; name a file")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{option} '{path}' is not a regular file; name a file")
+
+
+def check_output_folder(folder: Path, option: str) -> None:
+    """Fail before any work unless a command may write files into ``folder``."""
+    check_outside_runs(folder, option)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option} '{folder}' is a file; name a folder")
+    files.check_can_create(folder / "file", option)
+
+
+class OutputFiles:
+    """The files a command writes outside any run (``export -o``, ``generate --grid``, ...),
+    each written atomically; see ``output_files``."""
+
+    def __init__(self) -> None:
+        self.created: list[Path] = []
+
+    def write(self, path: Path, write: Callable[[Path], None], option: str) -> Path:
+        """Write ``path`` with ``write(path)``; a failed write is one OutputError."""
+        check_outside_runs(path, option)
+        _check_replaceable(path, option)
+        try:
+            for folder in reversed([p for p in path.parents if not p.exists()]):
+                folder.mkdir()
+                self.created.append(folder)
+            new = not path.exists()
+            write(path)
+        except Exception as err:
+            failure = files.as_os_error(err, path.parent)
+            if failure is None:
+                raise
+            raise OutputError(
+                f"cannot write '{path}': {files.reason(failure)}; {files.remedy(failure, option)}"
+            ) from None
+        if new:
+            self.created.append(path)
+        return path
+
+    def remove_created(self) -> None:
+        for path in reversed(self.created):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+
+
+@contextlib.contextmanager
+def output_files() -> Iterator[OutputFiles]:
+    """Yield an ``OutputFiles``; if the block fails (or is interrupted), the files and
+    folders it created are removed again. A file it replaced (``--force``) stays replaced:
+    each write is atomic, so no file is ever left half-written."""
+    written = OutputFiles()
+    try:
+        yield written
+    except BaseException:
+        written.remove_created()
+        raise
 
 
 # -- reading a run --------------------------------------------------------------------------
@@ -328,7 +545,13 @@ def save_tensors(path: Path, tensors: dict[str, Any], family: str) -> None:
 
     metadata = {"gentool.family": family, "gentool.format": str(FORMAT_VERSION)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except Exception as err:  # a SafetensorError naming the OS error: say which file
+            failure = files.as_os_error(err, path.parent)
+            if failure is None:
+                raise
+            raise OSError(failure.errno, failure.strerror, str(path)) from None
 
 
 def load_tensors(path: Path, family: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from gentool import recipes, runs
+from gentool import files, recipes, runs
 from gentool.errors import GentoolError, RecipeError
 from gentool.interrupts import threads_started_here_ignore_interrupts
 from gentool.runs import CHECKPOINTS
@@ -397,7 +397,7 @@ def fit(
         if main:
             _truncate_metrics(run_dir / runs.METRICS_FILE, start)
         say(f"resuming from {checkpoint} (step {start} of {config.max_steps})")
-    if start >= config.max_steps:
+    if start > config.max_steps:  # (at max_steps: trained, not saved; finish it below)
         raise TrainingError(
             f"the checkpoint is at step {start}, already train.max_steps={config.max_steps}; "
             "raise it with --set train.max_steps=N --override to train longer"
@@ -562,8 +562,7 @@ def _check_finite(loss: float, step: int, run_dir: Path, last_checkpoint: int | 
 
 def _log_metrics(accelerator: Any, path: Path, record: dict[str, Any], main: bool) -> None:
     if main:
-        with path.open("a", encoding="utf-8") as f:
-            f.write(runs.dumps_json(record, indent=None) + "\n")
+        runs.append_line(path, record)
     if accelerator.trackers:
         step = record["step"]
         accelerator.log({k: v for k, v in record.items() if k != "step" and v is not None}, step)
@@ -603,30 +602,45 @@ def _quiet_shared_tensors() -> Iterator[None]:
 def _save_checkpoint(
     accelerator: Any, run_dir: Path, step: int, carry: dict[str, Any] | None, seconds: float
 ) -> Path:
-    """Write ``checkpoints/step-N`` as a whole: into a temporary name, renamed when complete."""
+    """Write ``checkpoints/step-N`` as a whole: into a temporary name, renamed when complete.
+
+    If a write fails (a full disk), the partial checkpoint is removed and the failure is
+    raised as the OSError it is, naming the checkpoint; the ones before it stay.
+    """
     root = run_dir / CHECKPOINTS
     final = root / f"step-{step}"
     tmp = root / f".step-{step}.tmp"
-    if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    with _quiet_shared_tensors():
-        accelerator.save_state(str(tmp))
-    gathered = None
-    if carry is not None:
-        gathered = {k: accelerator.gather(v.contiguous()) for k, v in carry.items()}
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if gathered is not None:
-            from safetensors.torch import save_file
+    try:
+        if accelerator.is_main_process:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        with _quiet_shared_tensors():
+            accelerator.save_state(str(tmp))
+        gathered = None
+        if carry is not None:
+            gathered = {k: accelerator.gather(v.contiguous()) for k, v in carry.items()}
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if gathered is not None:
+                from safetensors.torch import save_file
 
-            save_file({k: v.cpu() for k, v in gathered.items()}, str(tmp / CARRY_FILE))
-        state = {"step": step, "seconds": seconds, "processes": accelerator.num_processes}
-        (tmp / TRAINER_FILE).write_text(json.dumps(state) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+                save_file({k: v.cpu() for k, v in gathered.items()}, str(tmp / CARRY_FILE))
+            state = {"step": step, "seconds": seconds, "processes": accelerator.num_processes}
+            (tmp / TRAINER_FILE).write_text(json.dumps(state) + "\n")
+            files.share_like_new_files(tmp)  # save_state's safetensors files are 0600
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+    except Exception as err:
+        # Judged before the partial files go: torch's writer says only "unexpected pos",
+        # and the disk it filled tells why.
+        failure = files.as_os_error(err, root)
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if failure is None:
+            raise
+        raise OSError(failure.errno, failure.strerror, str(final)) from None
     accelerator.wait_for_everyone()
     return final
 
