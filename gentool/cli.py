@@ -6,6 +6,8 @@ becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGr
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import signal
@@ -16,8 +18,8 @@ from typing import Any
 
 import click
 
-from gentool import __version__, api
-from gentool.errors import EXIT_INTERRUPTED, GentoolError
+from gentool import __version__, api, files, runs
+from gentool.errors import EXIT_INTERRUPTED, GentoolError, OutputError
 from gentool.family import (
     GENERATE_IMAGE,
     GENERATE_TEXT,
@@ -73,9 +75,26 @@ class GentoolGroup(click.Group):
             return super().invoke(ctx)
         except GentoolError as err:
             raise click.ClickException(str(err)) from err
+        except OSError as err:
+            if err.errno not in _MACHINE_ERRORS:
+                raise
+            raise click.ClickException(_machine_error(err)) from err
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+# The machine's refusals, wherever they strike (a metrics line on a full disk, a data file
+# another user owns): said in one line, never a traceback. Each write gentool makes turns
+# them into a GentoolError of its own, with what was kept; this is the net under them.
+_MACHINE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _machine_error(err: OSError) -> str:
+    name = f"'{err.filename}'" if err.filename else "a file"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot use {name}: permission denied; check its permissions (ls -l)"
+    return f"cannot write {name}: {files.reason(err)}; {files.remedy(err)}"
 
 
 @click.group(cls=GentoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -387,6 +406,7 @@ def import_(
     type=click.IntRange(min=2),
     help="Image models: each sample becomes a latent walk of N frames (a grid row).",
 )
+@click.option("--force", is_flag=True, help="Image models: replace an existing grid or samples.")
 @json_option
 def generate(
     run: str,
@@ -403,9 +423,13 @@ def generate(
     grid: Path | None,
     out_dir: Path | None,
     interpolate: int | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Sample from the model in RUN: text, or images (--grid / --out-dir).
+
+    Images are never written into a run directory, and replace existing files only with
+    --force.
 
     \b
     Examples:
@@ -416,7 +440,9 @@ def generate(
       gentool generate runs/gan -n 64 --grid grid.png --seed 1
       gentool generate runs/gan --class 3 -n 8 --out-dir threes/
       gentool generate runs/gan -n 4 --interpolate 8 --grid walk.png
+      gentool generate runs/gan -n 64 --grid grid.png --seed 2 --force
     """
+    _check_image_outputs(grid, out_dir, force)  # before loading: fail at once
     model = api.load(run)
     request = GenerationRequest(
         prompt=prompt,
@@ -444,6 +470,22 @@ def generate(
     else:
         for sample in samples:
             click.echo(sample)
+
+
+def _check_image_outputs(grid: Path | None, out_dir: Path | None, force: bool) -> None:
+    from gentool.images import check_image_name
+
+    if grid is not None:
+        check_image_name(grid)
+        runs.check_output_file(grid, "--grid", force)
+    if out_dir is not None:
+        runs.check_output_folder(out_dir, "--out-dir")
+        existing = sorted(out_dir.glob("sample-*.png")) if out_dir.is_dir() else []
+        if existing and not force:
+            raise OutputError(
+                f"'{out_dir}' already holds samples ({existing[0].name}); pass --force to "
+                "replace them, or choose another --out-dir"
+            )
 
 
 def _class_index(model: Any, label: str | None) -> int | None:
@@ -475,14 +517,16 @@ def _generate_images(
         raise click.UsageError("image models write files: pass --grid FILE.png or --out-dir DIR")
     images = model.generate_images(request)
     written: list[str] = []
-    if grid is not None:
-        save_image(make_grid(images, columns=request.interpolate or None), grid)
-        written.append(str(grid))
-    if out_dir is not None:
-        for i, image in enumerate(images):
-            path = out_dir / f"sample-{i:04d}.png"
-            save_image(image, path)
-            written.append(str(path))
+    with runs.output_files() as outputs:
+        if grid is not None:
+            picture = make_grid(images, columns=request.interpolate or None)
+            outputs.write(grid, functools.partial(save_image, picture), "--grid")
+            written.append(str(grid))
+        if out_dir is not None:
+            for i, image in enumerate(images):
+                path = out_dir / f"sample-{i:04d}.png"
+                outputs.write(path, functools.partial(save_image, image), "--out-dir")
+                written.append(str(path))
     if as_json:
         print_json({"run": run, "images": len(images), "files": written})
     else:
@@ -609,7 +653,8 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
     inpaint: fills the transparent pixels (alpha 0) of an RGBA image, or the centre square
     (model.mask_size of the short side) of an image without alpha. upscale: the output is
     model.upscale_factor times larger. A folder gives a folder with the same relative
-    names (as PNG).
+    names (as PNG). Nothing is written into a run directory, and existing files are
+    replaced only with --force.
 
     \b
     Examples:
@@ -617,25 +662,31 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
       gentool restore runs/upscale small/ -o large/
     """
     from gentool.data.images import image_files, open_image
-    from gentool.images import save_image
+    from gentool.images import check_image_name, save_image
 
-    model = api.load(run)
-    api.require(model, RESTORE_IMAGE, "restore images")
     if source.is_dir():
         inputs = image_files(source)
         if not inputs:
             raise GentoolError(f"'{source}' holds no image files; give a folder of PNG/JPEG")
+        runs.check_output_folder(output, "--output")
         outputs = [output / p.relative_to(source).with_suffix(".png") for p in inputs]
+        for out in outputs:  # a subfolder of the output may link into a run
+            runs.check_outside_runs(out, "--output")
     else:
+        check_image_name(output)
+        runs.check_output_file(output, "--output", force)
         inputs, outputs = [source], [output]
-    existing = [p for p in outputs if p.exists()]
+    existing = [p for p in outputs if p.exists() or p.is_symlink()]
     if existing and not force:
-        raise GentoolError(f"'{existing[0]}' exists; pass --force to overwrite it")
-    for path, out in zip(inputs, outputs, strict=True):
-        (restored,) = model.restore([open_image(path)])
-        save_image(restored, out)
-        if not as_json:
-            click.echo(str(out))
+        raise OutputError(f"'{existing[0]}' exists; pass --force to overwrite it")
+    model = api.load(run)
+    api.require(model, RESTORE_IMAGE, "restore images")
+    with runs.output_files() as written:
+        for path, out in zip(inputs, outputs, strict=True):
+            (restored,) = model.restore([open_image(path)])
+            written.write(out, functools.partial(save_image, restored), "--output")
+            if not as_json:
+                click.echo(str(out))
     if as_json:
         print_json({"run": run, "files": [str(p) for p in outputs]})
 
@@ -729,16 +780,20 @@ def info(run: str, as_json: bool) -> None:
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="File to write.",
+    help="File to write (never inside a run directory).",
 )
-def export(run: str, fmt: str, output: Path) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+def export(run: str, fmt: str, output: Path, force: bool) -> None:
     """Write the model in RUN in another tool's format.
+
+    The file is written whole or not at all; an existing one is replaced only with --force.
 
     \b
     Example (an n-gram model for KenLM):
       gentool export runs/ngram --format arpa -o model.arpa
+      gentool export runs/ngram --format arpa -o model.arpa --force
     """
-    api.export(run, fmt, output)
+    api.export(run, fmt, output, force)
     log(f"wrote {output}")
 
 

@@ -154,6 +154,9 @@ class Family:
         return {}
 
     def export(self, fmt: str, path: Path) -> None:
+        """Write the model in the format ``fmt`` (one of ``export_formats``) to ``path``, as
+        a whole or not at all (write it under ``gentool.runs.atomic_path``). gentool has
+        checked the place: outside every run directory, replaced only with --force."""
         raise NotImplementedError
 
     @classmethod

@@ -29,10 +29,15 @@ def make_grid(images: Sequence[Any], columns: int | None = None, pad: int = 2) -
     return grid
 
 
-def save_image(image: Any, path: Path) -> None:
-    """Write ``image`` to ``path`` atomically, in the format its suffix names."""
+def check_image_name(path: Path) -> None:
+    """Raise DataError unless ``path`` ends in an image suffix (which names the format)."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise DataError(f"'{path}' has no image suffix; name it e.g. '{path.stem}.png'")
+
+
+def save_image(image: Any, path: Path) -> None:
+    """Write ``image`` to ``path`` atomically, in the format its suffix names."""
+    check_image_name(path)
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from gentool import __version__
 from gentool.errors import GentoolError, PluginError
+from gentool.files import check_can_create
+from gentool.runs import check_outside_runs
 
 TEMPLATES = ("_templates", "plugin")  # inside the gentool package
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -115,6 +117,8 @@ def new_plugin(name: str, parent: str | Path = ".") -> tuple[Path, list[Path]]:
         )
     if not parent.is_dir():
         raise GentoolError(f"folder '{parent}' does not exist; create it first or change --dir")
+    check_outside_runs(target, "--dir")
+    check_can_create(target, "--dir")
     building = parent / f".{name}.{secrets.token_hex(4)}.tmp"
     building.mkdir()
     try:

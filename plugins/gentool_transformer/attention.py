@@ -48,30 +48,33 @@ class AttentionMap:
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("attention.png"),
     show_default=True,
-    help="The PNG to write.",
+    help="The PNG to write (never inside a run directory).",
 )
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
 @json_option
-def attention_command(run: str, text: str, output: Path, as_json: bool) -> None:
+def attention_command(run: str, text: str, output: Path, force: bool, as_json: bool) -> None:
     """Draw the attention weights of the transformer in RUN on TEXT, per layer and head.
 
     A translator shows its encoder self-attention and its decoder cross-attention (over
-    the translation it produces); a language model its (causal) self-attention.
+    the translation it produces); a language model its (causal) self-attention. An
+    existing output file is replaced only with --force.
 
     \b
     Example:
       gentool attention runs/transformer "A dog runs in the snow." -o attention.png
     """
-    from gentool import api
+    from gentool import api, runs
     from gentool.images import save_image
-    from gentool.runs import dumps_json
 
     if output.suffix.lower() != ".png":
         raise DataError(f"'{output}' is not a .png file; name it e.g. '{output.stem}.png'")
     if not text.strip():
         raise DataError("TEXT is empty; give a sentence to draw the attention over")
+    runs.check_output_file(output, "--output", force)  # before loading: fail at once
     maps = attention_maps(api.load(run), text.strip(), run)
     image = render(maps)
-    save_image(image, output)
+    with runs.output_files() as written:
+        written.write(output, lambda path: save_image(image, path), "--output")
     if as_json:
         record = {
             "file": str(output),
@@ -82,7 +85,7 @@ def attention_command(run: str, text: str, output: Path, as_json: bool) -> None:
             "maps": [m.title for m in maps],
             "tokens": {m.title: {"queries": m.queries, "keys": m.keys} for m in maps},
         }
-        click.echo(dumps_json(record))
+        click.echo(runs.dumps_json(record))
     else:
         click.echo(str(output))
 
