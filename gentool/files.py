@@ -102,6 +102,12 @@ def free_bytes(where: Path) -> int:
     return 0
 
 
+# The errors of a write that the machine refused, as opposed to a bug in the writer.
+WRITE_FAILURES = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+)
+
+
 def is_disk_full(err: OSError) -> bool:
     return err.errno in (errno.ENOSPC, errno.EDQUOT)
 

@@ -152,7 +152,7 @@ def check_new_run(out: Path, force: bool) -> None:
             f"run directory '{out}' already exists; pass --force to replace it, "
             "or choose another with --out"
         )
-    if out.exists() and not (out / META_FILE).is_file() and not (out / TRAINING_FILE).is_file():
+    if out.exists() and not is_run_directory(out):
         raise RunError(
             f"'{out}' exists and is not a gentool run; --force replaces only run "
             "directories: choose another --out"
@@ -273,17 +273,16 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def _failed_write(err: BaseException, work: Path) -> OSError | None:
     """The write failure that ``err`` is, while building the run in ``work``; None for any
-    other error. A full disk or a read-only one is one wherever it strikes; any other
-    OSError only when it names a file of the run (not, say, a data file that cannot be read)."""
+    other error (a bug, an interruption). A full disk is one wherever it strikes; a denied
+    permission only on a file of the run (not, say, a data file another user owns)."""
     found = files.as_os_error(err, work)
-    if found is None or found is not err:  # None, or a library's report of a failed write
-        return found
-    if found.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-        return found
-    name = found.filename
-    if isinstance(name, str) and _is_within(Path(name), work):
-        return found
-    return None
+    if found is None or found.errno not in files.WRITE_FAILURES:
+        return None
+    if found.errno in (errno.EACCES, errno.EPERM):
+        name = found.filename
+        if not (isinstance(name, str) and _is_within(Path(name), work)):
+            return None
+    return found
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -375,12 +374,31 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 # -- what commands write outside runs -------------------------------------------------------
 
 
+def is_run_directory(folder: Path) -> bool:
+    """Whether ``folder`` is a run, finished or not (damaged too): it holds gentool.json, or
+    a training.json that gentool wrote (a name other tools use: a project folder holding
+    one of theirs is not a run, to be refused as an output place or removed by --force)."""
+    if (folder / META_FILE).is_file():
+        return True
+    if not (folder / TRAINING_FILE).is_file():
+        return False
+    if (folder / CHECKPOINTS).is_dir():
+        return True
+    try:
+        record = json.loads((folder / TRAINING_FILE).read_text(encoding="utf-8"))
+    except OSError:
+        return True  # unreadable: better taken for a run than overwritten
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"family", "recipe"} <= record.keys()
+
+
 def enclosing_run(path: Path) -> Path | None:
-    """The run directory ``path`` is in, or is: the nearest folder holding gentool.json or
-    training.json, judged on the resolved path (a symbolic link into a run counts)."""
+    """The run directory ``path`` is in, or is (``is_run_directory``), judged on the
+    resolved path: a symbolic link into a run counts."""
     resolved = Path(os.path.realpath(path))
     for folder in (resolved, *resolved.parents):
-        if (folder / META_FILE).is_file() or (folder / TRAINING_FILE).is_file():
+        if is_run_directory(folder):
             return folder
     return None
 

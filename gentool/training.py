@@ -377,6 +377,7 @@ def fit(
     start = 0
     carry: dict[str, torch.Tensor] | None = None
     elapsed_before = 0.0
+    logged_loss: float | None = None  # the last training loss logged before a resume
     if runtime.resume:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
@@ -395,7 +396,7 @@ def fit(
         start, elapsed_before = state["step"], state["seconds"]
         carry = _load_carry(checkpoint, rows, accelerator.device)
         if main:
-            _truncate_metrics(run_dir / runs.METRICS_FILE, start)
+            logged_loss = _truncate_metrics(run_dir / runs.METRICS_FILE, start)
         say(f"resuming from {checkpoint} (step {start} of {config.max_steps})")
     if start > config.max_steps:  # (at max_steps: trained, not saved; finish it below)
         raise TrainingError(
@@ -412,7 +413,7 @@ def fit(
     signals = _Signals()
     loss_sum = torch.zeros((), device=accelerator.device)
     window_steps, window_start = 0, time.perf_counter()
-    last_train_loss: float | None = None
+    last_train_loss = logged_loss  # (a run resumed at its last step trains no more)
     last_val: float | None = None
     last_checkpoint: int | None = None
     started = time.perf_counter()
@@ -568,16 +569,21 @@ def _log_metrics(accelerator: Any, path: Path, record: dict[str, Any], main: boo
         accelerator.log({k: v for k, v in record.items() if k != "step" and v is not None}, step)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop what was logged after the checkpoint being resumed: it will be logged again."""
+def _truncate_metrics(path: Path, step: int) -> float | None:
+    """Drop what was logged after the checkpoint being resumed: it will be logged again.
+    Return the last training loss that stays."""
     if not path.is_file():
-        return
+        return None
     kept = [
-        line
+        (line, record)
         for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("step", step + 1) <= step
+        if line.strip()
+        for record in [json.loads(line)]
+        if record.get("step", step + 1) <= step
     ]  # (a finished run's summary line, which has no step, goes too: a new one will come)
-    runs.write_text(path, "".join(line + "\n" for line in kept))
+    runs.write_text(path, "".join(line + "\n" for line, _ in kept))
+    losses = [r["loss"] for _, r in kept if isinstance(r.get("loss"), (int, float))]
+    return float(losses[-1]) if losses else None
 
 
 @contextlib.contextmanager

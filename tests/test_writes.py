@@ -368,6 +368,10 @@ def test_disk_full_while_saving_a_trained_run(
     invoke("train", "--resume", "--out", run)
     invoke("train", "rnn", *tiny_rnn(4, 2), "--out", tmp_path / "whole")
     assert_same_weights(run, tmp_path / "whole")
+    summary, whole = (
+        json.loads((r / "gentool.json").read_text()) for r in (run, tmp_path / "whole")
+    )
+    assert summary["metrics"]["train_loss"] == whole["metrics"]["train_loss"]
     assert_error(invoke("train", "--resume", "--out", run, ok=False), "already train.max_steps")
 
 
@@ -783,3 +787,19 @@ def test_permission_denied_anywhere_is_one_line(
     unreadable(monkeypatch, corpus)
     result = invoke("train", "ngram", "--data", corpus, "--out", "run", ok=False)
     assert_error(result, "corpus.txt", "permission denied")
+
+
+def test_a_folder_with_another_tools_training_json_is_no_run(run: Path, tmp_path: Path) -> None:
+    """training.json is a common name: only gentool's own marks a run."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "training.json").write_text('{"epochs": 3}')
+    invoke("export", run, "--format", "arpa", "-o", project / "model.arpa")
+    result = invoke("train", "ngram", "--out", project, "--force", ok=False)
+    assert_error(result, "is not a gentool run", "choose another --out")
+    assert (project / "training.json").read_text() == '{"epochs": 3}'
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "training.json").write_text('{"family": "rnn", "recipe": {}}')
+    result = invoke("export", run, "--format", "arpa", "-o", unfinished / "m.arpa", ok=False)
+    assert_error(result, "is inside the run directory")
