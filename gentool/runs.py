@@ -476,9 +476,12 @@ class OutputFiles:
         return path
 
     def remove_created(self) -> None:
-        for path in reversed(self.created):
+        for path in reversed(self.created):  # files before the folders that hold them
             with contextlib.suppress(OSError):
-                path.rmdir() if path.is_dir() else path.unlink()
+                if path.is_dir():
+                    path.rmdir()
+                else:
+                    path.unlink()
 
 
 @contextlib.contextmanager
