@@ -46,10 +46,14 @@ def plan(
     seed: int | None = None,
     parallel: ParallelPaths | None = None,
 ) -> tuple[type[Family], recipes.Recipe]:
-    """Resolve what ``train`` would do: the family class and the typed, complete recipe."""
+    """Resolve what ``train`` would do: the family class and the typed, complete recipe.
+
+    ``recipe`` is a TOML file, a shipped recipe's name, or a run directory: its recorded
+    recipe and data, to train it again."""
     raw: dict[str, Any] = {}
-    if recipe is not None:
-        raw = recipes.read_recipe_file(recipes.find_recipe(str(recipe)))
+    recipe_path = recipes.find_recipe(str(recipe)) if recipe is not None else None
+    if recipe_path is not None:
+        raw = recipes.read_recipe_file(recipe_path)
     name = family or raw.get("family")
     if not name:
         raise RecipeError("no family given; name one (gentool train ngram) or use --recipe FILE")
@@ -59,7 +63,67 @@ def plan(
         )
     raw["family"] = name
     family_class = get_family(str(name))
-    return family_class, _resolve(raw, family_class, overrides, data, val, seed, parallel)
+    resolved = _resolve(raw, family_class, overrides, data, val, seed, parallel)
+    if recipe_path is not None and recipe_path.is_dir():
+        _find_run_data(recipe_path, resolved, family_class)
+    return family_class, resolved
+
+
+_DATA_OPTIONS = {
+    "train": "--data",
+    "val": "--val",
+    "source": "--source",
+    "target": "--target",
+    "val_source": "--val-source",
+    "val_target": "--val-target",
+}
+
+
+def _find_run_data(run: Path, resolved: recipes.Recipe, family_class: type[Family]) -> None:
+    """Repeating ``run`` (``--recipe RUN``): its recorded data files, where they still are.
+    The embedded sample is found by its sha256 in this installation; any other recorded
+    file that is gone is a DataError naming it, its size and sha256, and the option."""
+    record = recipes.read_run_record(run)
+    if isinstance(record.get("imported_from"), dict):
+        source = record["imported_from"].get("path", "a file")
+        raise RecipeError(
+            f"'{run}' was imported from '{source}', not trained: there is no training to "
+            f"repeat; import it again with 'gentool import {family_class.name} FILE --out DIR'"
+        )
+    recorded: dict[str, dict[str, Any]] = {}
+    for value in (record.get("data") or {}).values():
+        for fp in value if isinstance(value, list) else [value]:
+            if isinstance(fp, dict) and isinstance(fp.get("path"), str):
+                recorded[fp["path"]] = fp
+    default = family_class.default_data
+    missing = []
+
+    def find(value: str, key: str) -> str:
+        fp = recorded.get(value)
+        if fp is None or Path(value).exists():
+            return value  # (a path from the command line is checked as always)
+        if (
+            default is not None
+            and default.is_file()
+            and fp.get("sha256") == runs.sha256_file(default)
+        ):
+            return str(default)  # the embedded sample, from another installation
+        missing.append(
+            f"'{value}' ({fp.get('bytes', '?')} bytes, sha256 {fp.get('sha256', '?')}; "
+            f"give it with {_DATA_OPTIONS[key]})"
+        )
+        return value
+
+    resolved.data.train = [find(p, "train") for p in resolved.data.train]
+    for key in ("val", "source", "target", "val_source", "val_target"):
+        value = getattr(resolved.data, key)
+        if value is not None:
+            setattr(resolved.data, key, find(value, key))
+    if missing:
+        raise DataError(
+            f"'{run}' was trained on data that is not here: {'; '.join(missing)}; the "
+            "sha256 identifies the files"
+        )
 
 
 def _resolve(
@@ -215,7 +279,8 @@ def _plan_resume(
     if not runs.has_checkpoint(out):
         raise RunError(
             f"'{out}' has no checkpoint to resume from; train it again with --force "
-            "(checkpoints are written every train.checkpoint_every steps)"
+            "(neural families write one every train.checkpoint_every steps; ngram trains in "
+            "one pass and writes none)"
         )
     stored = json.loads(stored_path.read_text(encoding="utf-8"))
     old = stored["recipe"]

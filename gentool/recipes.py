@@ -16,6 +16,9 @@ wrong type is a RecipeError naming the key and what is valid.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 import tomllib
 import types
 import typing
@@ -29,6 +32,11 @@ from gentool.errors import RecipeError
 
 SECTIONS = ("model", "train", "data")
 TOP_LEVEL = ("family", "seed", *SECTIONS)
+# Seeds are what numpy's legacy seeding (and so accelerate's set_seed) accepts: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+# A run directory as a recipe: its gentool.json, or training.json while it trains (the
+# names runs.py writes; recipes does not import the run machinery).
+RUN_RECORDS = ("gentool.json", "training.json")
 
 
 @dataclass
@@ -80,7 +88,11 @@ def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    """The raw recipe in a TOML file, or the resolved recipe of a run directory (so
+    ``gentool train --recipe runs/NAME`` repeats that run)."""
     path = Path(path)
+    if path.is_dir():
+        return dict(read_run_record(path)["recipe"])
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -88,8 +100,37 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
         raise RecipeError(
             f"recipe '{path}' does not exist; see 'gentool recipes' for the shipped ones"
         ) from None
+    except UnicodeDecodeError as err:
+        raise RecipeError(
+            f"recipe '{path}' is not a TOML text file (byte 0x{err.object[err.start]:02x} at "
+            f"offset {err.start} is not UTF-8); give a .toml recipe, or a shipped recipe's name"
+        ) from None
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"recipe '{path}' is not valid TOML: {err}") from None
+    except OSError as err:
+        raise RecipeError(f"recipe '{path}' cannot be read: {err.strerror or err}") from None
+
+
+def read_run_record(path: Path) -> dict[str, Any]:
+    """What a run directory records (gentool.json, else training.json), with its recipe;
+    RecipeError if ``path`` is a directory that holds no run."""
+    for name in RUN_RECORDS:
+        record_path = path / name
+        if not record_path.is_file():
+            continue
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+            raise RecipeError(
+                f"'{record_path}' cannot be read as a recipe ({err}); give a .toml recipe"
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("recipe"), dict):
+            raise RecipeError(f"'{record_path}' records no recipe; give a .toml recipe")
+        return record
+    raise RecipeError(
+        f"recipe '{path}' is a directory, and not a gentool run (no {RUN_RECORDS[0]}); give a "
+        ".toml recipe, a shipped recipe's name, or a run directory to repeat its training"
+    )
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
@@ -129,8 +170,10 @@ def resolve(
             )
         raw.setdefault(section, {})[key] = value
     seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise RecipeError(f"recipe key 'seed' must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise RecipeError(
+            f"recipe key 'seed' must be an integer from 0 to {MAX_SEED}, got {seed!r}"
+        )
     return Recipe(
         family=str(raw.get("family", "")),
         seed=seed,
@@ -188,6 +231,10 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    # TOML (and so --set) reads nan and inf as floats; no setting means either, and each
+    # would fail later, deep in a family's maths.
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise RecipeError(f"recipe key '{name}' must be a finite number, got {value!r}")
     # bool is a subclass of int, but `order = true` is a mistake, not the number 1.
     if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
         raise RecipeError(f"recipe key '{name}' must be {hint.__name__}, got {value!r}")
@@ -213,10 +260,22 @@ def shipped_recipes() -> list[RecipeFile]:
             continue
         path = Path(str(entry))
         text = path.read_text(encoding="utf-8")
-        comments = [ln.lstrip("# ").rstrip() for ln in text.splitlines() if ln.startswith("#")]
         family = tomllib.loads(text).get("family", "")
-        found.append(RecipeFile(path.stem, path, family, comments[0] if comments else ""))
+        found.append(RecipeFile(path.stem, path, family, _description(text)))
     return found
+
+
+def _description(text: str) -> str:
+    """The first sentence of a recipe's opening comment paragraph (the comment lines before
+    the first empty one), or the whole paragraph if no sentence ends in it."""
+    paragraph: list[str] = []
+    for line in text.splitlines():
+        words = line.removeprefix("#").strip()
+        if not line.startswith("#") or (not words and paragraph):
+            break
+        if words:
+            paragraph.append(words)
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(paragraph), maxsplit=1)[0]
 
 
 def find_recipe(name_or_path: str) -> Path:
