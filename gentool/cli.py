@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from gentool import __version__, api, files, runs
-from gentool.errors import EXIT_INTERRUPTED, GentoolError, OutputError
+from gentool.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, GentoolError, OutputError
 from gentool.family import (
     GENERATE_IMAGE,
     GENERATE_TEXT,
@@ -31,10 +31,14 @@ from gentool.family import (
     TranslationRequest,
 )
 from gentool.options import (
+    SEED,
+    FiniteFloatRange,
+    checked_stdout,
     complete_families,
     complete_recipes,
     json_option,
     print_json,
+    print_json_list,
     print_table,
     run_argument,
     sampling_options,
@@ -72,9 +76,14 @@ class GentoolGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with checked_stdout():
+                return super().invoke(ctx)
         except GentoolError as err:
             raise click.ClickException(str(err)) from err
+        except BrokenPipeError:
+            # stdout's reader has gone (`gentool generate ... | head -1`): stop now, quietly,
+            # with the status a shell reports for any tool that SIGPIPE ended.
+            ctx.exit(EXIT_BROKEN_PIPE)
         except OSError as err:
             if err.errno not in _MACHINE_ERRORS:
                 raise
@@ -210,9 +219,9 @@ def list_recipes(as_json: bool) -> None:
 @click.option(
     "--recipe",
     "-r",
-    metavar="FILE|NAME",
+    metavar="FILE|NAME|RUN",
     shell_complete=complete_recipes,
-    help="A TOML recipe, or a shipped one's name.",
+    help="A TOML recipe, a shipped one's name, or a run directory to train again.",
 )
 @click.option(
     "--data",
@@ -240,7 +249,7 @@ def list_recipes(as_json: bool) -> None:
     help="Run directory to write [default: runs/FAMILY].",
 )
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
-@click.option("--seed", type=int, help="Random seed [default: the recipe's, or 0].")
+@click.option("--seed", type=SEED, help="Random seed [default: the recipe's, or 0].")
 @click.option(
     "--resume",
     is_flag=True,
@@ -292,7 +301,10 @@ def train(
 
     Neural families train with accelerate and write checkpoints to RUN/checkpoints; the
     same command trains on several processes under torchrun or accelerate launch.
-    Ctrl-C writes a checkpoint and exits 130; --resume continues it.
+    Ctrl-C writes a checkpoint and exits 130; --resume continues it. ngram trains in one
+    pass, without checkpoints: Ctrl-C leaves nothing, and it is trained again.
+
+    --recipe also takes a run directory: its recorded recipe and data, to train it again.
 
     \b
     Examples:
@@ -304,6 +316,7 @@ def train(
           --val-source val.en.gz --val-target val.de.gz
       gentool train gan --data mnist/t10k-images-idx3-ubyte.gz
       gentool train --resume --out runs/rnn
+      gentool train --recipe runs/rnn --out runs/rnn-again
       torchrun --nproc-per-node 2 -m gentool train rnn --data input.txt
     """
     if mixed_precision is not None:
@@ -380,7 +393,7 @@ def import_(
 @sampling_options
 @click.option(
     "--repetition-penalty",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloatRange(min=0.0, min_open=True),
     default=1.0,
     show_default=True,
     help="Above 1 discourages repeating tokens (families that support it).",
@@ -464,9 +477,9 @@ def generate(
     for flag, value in (("--grid", grid), ("--out-dir", out_dir), ("--interpolate", interpolate)):
         if value is not None:
             raise click.UsageError(f"{flag} is for image models; '{run}' generates text")
-    samples = model.generate(request)
+    samples = model.generate_iter(request)  # each sample printed as it is made
     if as_json:
-        print_json({"run": run, "samples": samples})
+        print_json_list({"run": run}, "samples", samples)
     else:
         for sample in samples:
             click.echo(sample)
@@ -547,7 +560,7 @@ def _generate_images(
 )
 @click.option(
     "--length-penalty",
-    type=float,
+    type=FiniteFloatRange(),
     default=1.0,
     show_default=True,
     help="Beam scores are divided by length**P: above 1 favours longer translations.",

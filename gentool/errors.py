@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # a clear, expected failure: one "Error: ..." line on stderr
 EXIT_USAGE = 2  # command-line misuse (click's UsageError)
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM, after saving what can be saved
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader has gone (| head), as for any Unix tool
 
 
 class GentoolError(Exception):
@@ -35,4 +36,5 @@ class PluginError(GentoolError):
 
 class OutputError(GentoolError):
     """A place gentool cannot or may not write: a read-only or missing folder, a full disk,
-    a path inside a run directory, an existing file without --force."""
+    a path inside a run directory, an existing file without --force; stdout that cannot
+    be written (a full disk, /dev/full)."""

@@ -8,7 +8,7 @@ The CLI never asks which family it is talking to: it asks what the family can do
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,6 +41,20 @@ class GenerationRequest:
     repetition_penalty: float = 1.0  # > 1 discourages tokens already in the sequence
     class_label: int | None = None  # conditional image families: the class to draw
     interpolate: int = 0  # image families: > 1 gives each sample as a latent walk of N frames
+
+
+# Families that sample many rows at once (the neural ones) draw at most this many per
+# batch: the first samples print after one batch, and -n 200000 needs no 200000-row batch.
+SAMPLE_BATCH = 32
+
+
+def sample_batches(request: GenerationRequest) -> list[int]:
+    """How many rows each batch of ``request`` samples: one batch under beam search (its
+    best beams are the samples), else batches of at most SAMPLE_BATCH."""
+    total = request.num_samples
+    if request.num_beams > 1:
+        return [total]
+    return [min(SAMPLE_BATCH, total - start) for start in range(0, total, SAMPLE_BATCH)]
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,8 @@ class Family:
     ==================  =========================================================
     task                method
     ==================  =========================================================
-    ``generate-text``   ``generate(request) -> list[str]``
+    ``generate-text``   ``generate(request) -> list[str]`` (and, optionally,
+                        ``generate_iter``: the same samples, yielded as made)
     ``score-text``      ``evaluate(paths) -> dict`` (metrics)
     ``translate``       ``translate(texts, request) -> list[str]`` and
                         ``evaluate_translation(source, target) -> dict``
@@ -130,6 +145,13 @@ class Family:
     # -- tasks ----------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> list[str]:
         raise NotImplementedError
+
+    def generate_iter(self, request: GenerationRequest) -> Iterator[str]:
+        """``generate``'s samples, each yielded as soon as it is made: what ``gentool
+        generate`` prints from, so the first sample shows at once and a closed pipe stops
+        the rest. A family that makes samples one by one (or in small batches) overrides
+        this, and ``generate`` becomes ``list(self.generate_iter(request))``."""
+        yield from self.generate(request)
 
     def evaluate(self, paths: Sequence[Path]) -> dict[str, Any]:
         raise NotImplementedError

@@ -5,13 +5,20 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
-from collections.abc import Callable, Iterator
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import click
 from click.shell_completion import CompletionItem
 
+from gentool import files
+from gentool.errors import OutputError
+from gentool.recipes import MAX_SEED
 from gentool.runs import META_FILE, dumps_json
 
 F = Callable[..., Any]
@@ -19,6 +26,21 @@ F = Callable[..., Any]
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout."
 )
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing nan and inf (which pass its bounds: nan compares false
+    with everything). A usage error names the option, before any model is loaded."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# Every seed (--seed of train and generate, a recipe's seed) is one of numpy's: 0 to 2**32 - 1.
+SEED = click.IntRange(0, MAX_SEED)
 
 
 # -- shell completion (click's: bash, zsh, fish; see the README) ------------------------------
@@ -113,7 +135,7 @@ def sampling_options(f: F) -> F:
             "--temperature",
             default=1.0,
             show_default=True,
-            type=click.FloatRange(min=0.0),
+            type=FiniteFloatRange(min=0.0),
             help="Sharpen (<1) or flatten (>1) the distribution; 0 is greedy.",
         ),
         click.option(
@@ -124,7 +146,7 @@ def sampling_options(f: F) -> F:
         ),
         click.option(
             "--top-p",
-            type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+            type=FiniteFloatRange(min=0.0, max=1.0, min_open=True),
             default=None,
             help="Sample from the smallest set with this much mass.",
         ),
@@ -137,7 +159,7 @@ def sampling_options(f: F) -> F:
             help="Beam search with this many beams (families that support it).",
         ),
         click.option(
-            "--seed", type=int, default=None, help="Same seed and model give the same text."
+            "--seed", type=SEED, default=None, help="Same seed and model give the same text."
         ),
     ]
     for option in reversed(options):
@@ -149,9 +171,81 @@ def print_json(obj: Any) -> None:
     click.echo(dumps_json(obj))
 
 
+def print_json_list(record: dict[str, Any], key: str, items: Iterable[Any]) -> None:
+    """``print_json({**record, key: list(items)})`` to the byte, but each item (a string or
+    a number) printed as soon as it is made: a reader of the pipe sees the first at once,
+    and one that has gone (``| head``) stops the command at the next item, not at the end."""
+    marker = "\0"  # json writes it as "\u0000": it cannot be in a real value's text
+    head, _, tail = dumps_json({**record, key: [marker]}).partition(json.dumps(marker))
+    separator = "," + head[head.rindex("\n") :]  # a comma, then the line break and indent
+    empty = True
+    for item in items:
+        click.echo((head if empty else separator) + json.dumps(item, ensure_ascii=False), nl=False)
+        empty = False
+    click.echo(tail if not empty else dumps_json({**record, key: []}))
+
+
+class _CheckedStdout:
+    """sys.stdout while a command runs: a write that fails is an OutputError, one Error:
+    line, instead of a traceback from deep in click.echo. A closed pipe stays a
+    BrokenPipeError: the reader has gone (``| head``), which is no error."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _checked(self, method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise OutputError(
+                f"cannot write the output to stdout: {files.reason(err)}; free space where "
+                "stdout goes, or redirect it elsewhere"
+            ) from err
+
+    def write(self, text: Any) -> Any:
+        return self._checked(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._checked(self._stream.flush)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def checked_stdout() -> Iterator[None]:
+    """Run a command with stdout checked (see _CheckedStdout), flushed at the end. After a
+    failed write, stdout is pointed at /dev/null: what is still buffered cannot be written,
+    and Python would say so at exit ("Exception ignored ...") after the one Error: line."""
+    original = sys.stdout
+    sys.stdout = _CheckedStdout(original)
+    try:
+        yield
+        sys.stdout.flush()
+    except (BrokenPipeError, OutputError):
+        _discard_output(original)
+        raise
+    finally:
+        sys.stdout = original
+
+
+def _discard_output(stream: Any) -> None:
+    with contextlib.suppress(OSError, ValueError):  # an in-memory stream has no descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
 def print_table(rows: list[list[str]], header: list[str]) -> None:
-    """Plain aligned columns; the first row is the header."""
+    """Plain aligned columns; the first row is the header. On a terminal, the last column
+    (a description) wraps at word boundaries under itself; into a pipe, a row is one line."""
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    indent = " " * (sum(widths[:-1]) + 2 * (len(widths) - 1))
+    room = shutil.get_terminal_size().columns - len(indent) if sys.stdout.isatty() else 0
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        lead = "".join(cell.ljust(w) + "  " for cell, w in zip(row[:-1], widths, strict=False))
+        lines = (textwrap.wrap(row[-1], room) if room >= 30 else []) or [row[-1]]
+        click.echo((lead + "\n".join([lines[0], *(indent + ln for ln in lines[1:])])).rstrip())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,27 @@ def test_translate_command_works_in_a_pipe(trained: Path) -> None:
     records = [strict_json(line) for line in piped.stdout.splitlines()]
     assert [r["source"] for r in records] == ["A man is riding a bike.", "", "Two women talk."]
     assert [r["translation"] + "\n" for r in records] == answers
+
+
+def test_translate_stops_when_its_reader_leaves(trained: Path) -> None:
+    """`... | gentool translate RUN | head -1`: the first line out, then a quiet end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gentool", "translate", str(trained), "--beam", "1",
+         "--batch-size", "1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdin and process.stdout and process.stderr
+    process.stdin.write("A dog runs.\n" * 200)  # within a pipe's buffer: no deadlock
+    process.stdin.close()
+    assert process.stdout.readline().strip()
+    process.stdout.close()
+    try:
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    stderr = process.stderr.read()
+    assert code in (0, 141, -signal.SIGPIPE), stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
 
 
 def test_evaluate_gives_bleu_and_chrf_with_signatures(trained: Path, data: dict[str, Path]) -> None:

@@ -10,7 +10,7 @@ than one window while gradients flow through ``seq_len`` steps only.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +24,7 @@ from gentool.family import (
     Family,
     GenerationRequest,
     TrainingContext,
+    sample_batches,
 )
 from gentool.training import TrainConfig, check_setup, fit, require_neural
 
@@ -232,6 +233,9 @@ class RnnFamily(Family):
 
     # -- tasks --------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> list[str]:
+        return list(self.generate_iter(request))
+
+    def generate_iter(self, request: GenerationRequest) -> Iterator[str]:
         import torch
 
         from gentool.data.hf_tokenizers import encode_text
@@ -246,7 +250,6 @@ class RnnFamily(Family):
             )
         options: dict[str, Any] = {
             "max_new_tokens": request.max_tokens,
-            "num_return_sequences": request.num_samples,
             "pad_token_id": bos,
             "bos_token_id": bos,
             # The stream has one <|endoftext|>, at its start: a sample runs to max_tokens.
@@ -266,9 +269,15 @@ class RnnFamily(Family):
             )
         if request.seed is not None:
             torch.manual_seed(request.seed)
-        with torch.no_grad():
-            out = self.model.generate(torch.tensor([prompt], device=self.model.device), **options)
-        return [tok.decode(row[1:].tolist(), skip_special_tokens=True) for row in out]
+        for rows in sample_batches(request):
+            with torch.no_grad():
+                out = self.model.generate(
+                    torch.tensor([prompt], device=self.model.device),
+                    num_return_sequences=rows,
+                    **options,
+                )
+            for row in out:
+                yield tok.decode(row[1:].tolist(), skip_special_tokens=True)
 
     def evaluate(self, paths: Sequence[Path]) -> dict[str, Any]:
         """Per-token cross-entropy of the files read as one stream, every token predicted

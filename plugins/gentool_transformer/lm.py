@@ -14,8 +14,9 @@ and a resumed run sees the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ from gentool.data import read_corpus
 from gentool.data.hf_tokenizers import encode_text, run_tokenizer, train_tokenizer
 from gentool.data.streams import LN2, scoring_stream, split_stream, stream_metrics
 from gentool.errors import DataError, RecipeError
-from gentool.family import GENERATE_TEXT, SCORE_TEXT, GenerationRequest, TrainingContext
+from gentool.family import (
+    GENERATE_TEXT,
+    SCORE_TEXT,
+    GenerationRequest,
+    TrainingContext,
+    sample_batches,
+)
 from gentool.training import check_setup, fit, require_neural
 from gentool_transformer.family import (
     TransformerFamily,
@@ -224,8 +231,12 @@ class LanguageModel(TransformerFamily):
 
     # -- tasks --------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> list[str]:
+        return list(self.generate_iter(request))
+
+    def generate_iter(self, request: GenerationRequest) -> Iterator[str]:
         """Continue ``request.prompt`` (after ``<|endoftext|>``) by ``max_tokens`` tokens; each
-        sample is the whole prompt followed by its continuation (see ``continue_ids``)."""
+        sample is the whole prompt followed by its continuation (see ``continue_ids``),
+        yielded batch by batch (``sample_batches``)."""
         tok = self.tokenizer
         if 1 < request.num_beams < request.num_samples:
             raise RecipeError(
@@ -234,8 +245,11 @@ class LanguageModel(TransformerFamily):
             )
         if request.seed is not None:
             torch.manual_seed(request.seed)
-        new = self.continue_ids([self.bos, *encode_text(tok, request.prompt)], request)
-        return [request.prompt + tok.decode(row.tolist(), skip_special_tokens=True) for row in new]
+        prompt = [self.bos, *encode_text(tok, request.prompt)]
+        for rows in sample_batches(request):
+            new = self.continue_ids(prompt, dataclasses.replace(request, num_samples=rows))
+            for row in new:
+                yield request.prompt + tok.decode(row.tolist(), skip_special_tokens=True)
 
     def continue_ids(
         self, prompt: list[int], request: GenerationRequest, use_cache: bool = True
