@@ -112,8 +112,12 @@ def sha256_file(path: Path) -> str:
 
 def fingerprint(path: Path) -> dict[str, Any]:
     """Identify a data file: its path as given, size and sha256. A folder (of images) is
-    identified by every file under it: the sha256 of their relative names and contents."""
+    identified by every file under it: the sha256 of their relative names and contents.
+    A stream (a FIFO, /dev/zero) is refused: hashing it would read it forever, or use it up."""
     if not path.is_dir():
+        from gentool.data.files import check_regular
+
+        check_regular(path)
         return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     digest, size, count = hashlib.sha256(), 0, 0
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -144,10 +148,7 @@ def check_new_run(out: Path, force: bool) -> None:
     if out.exists() and not force:
         step = unfinished_step(out)
         if step is not None:
-            raise RunError(
-                f"'{out}' holds an unfinished training run ({step}); continue it with "
-                f"'gentool train --resume --out {out}', or replace it with --force"
-            )
+            raise RunError(f"'{out}' holds an unfinished training run ({step}); {_resume(out)}")
         raise RunError(
             f"run directory '{out}' already exists; pass --force to replace it, "
             "or choose another with --out"
@@ -201,6 +202,17 @@ def unfinished_step(run: Path) -> str | None:
         return None
     found = checkpoints(run)
     return f"latest checkpoint: step {found[-1][0]}" if found else "no checkpoint"
+
+
+def _resume(run: Path) -> str:
+    """What to do with an unfinished run: resume its checkpoint, or, with none (it stopped
+    before the first; ngram writes none), train it again."""
+    if has_checkpoint(run):
+        return f"continue it with 'gentool train --resume --out {run}', or replace it with --force"
+    return (
+        "it stopped before writing a checkpoint (ngram runs write none), so --resume cannot "
+        "continue it: train it again, with --force to replace it"
+    )
 
 
 def is_main_process() -> bool:
@@ -513,8 +525,7 @@ class RunDirectory:
         step = unfinished_step(self.path)
         if step is not None:
             raise RunError(
-                f"'{self.path}' is an unfinished training run ({step}); continue it with "
-                f"'gentool train --resume --out {self.path}'"
+                f"'{self.path}' is an unfinished training run ({step}); {_resume(self.path)}"
             )
         if not meta_path.is_file():
             raise RunError(

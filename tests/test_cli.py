@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import interruptible, invoke, invoke_json, run_gentool
+from conftest import fake_distribution, interruptible, invoke, invoke_json, run_gentool
 
 from gentool.cli import cli
 
@@ -84,23 +84,67 @@ def wait_until_blocked_reading(pid: int) -> None:
         time.sleep(0.5)
 
 
+# A family whose training reads a FIFO that the test writes to and never closes: it is
+# blocked in a read, deterministically, while the run directory is being built. (gentool
+# refuses a FIFO as --data, so the wait lives in the family.)
+BLOCKING_FAMILY = """
+import os
+from dataclasses import dataclass
+
+import gentool
+from gentool.family import GENERATE_TEXT, Family
+
+
+@dataclass
+class Config:
+    pass
+
+
+class Blocking(Family):
+    name = "blocking"
+    tasks = (GENERATE_TEXT,)
+    config_class = Config
+
+    @classmethod
+    def train(cls, config, context):
+        with open(os.environ["BLOCKING_FIFO"]) as f:
+            f.read()
+
+
+@gentool.hookimpl
+def register_models(register):
+    register(Blocking)
+"""
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_training_exits_130_and_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "gentool-blocking", BLOCKING_FAMILY, "blocking")
+    (tmp_path / "t.txt").write_text("the cat sat\n")
     fifo = tmp_path / "data.fifo"
     os.mkfifo(fifo)
+    env = {
+        **os.environ,
+        "BLOCKING_FIFO": str(fifo),
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gentool", "train", "ngram", "--data", str(fifo)],
+        [sys.executable, "-m", "gentool", "train", "blocking", "--data", "t.txt"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
         preexec_fn=interruptible,
     )
-    with open(fifo, "w") as writer:  # returns once gentool has opened the data to read it
+    with open(fifo, "w") as writer:  # returns once the family has opened the FIFO to read it
         writer.write("the cat sat\n")
-        writer.flush()  # gentool now waits for the end of the file, which never comes
+        writer.flush()  # it now waits for the end of the file, which never comes
+        assert (tmp_path / "runs" / "blocking").is_dir()  # the run is being built
         wait_until_blocked_reading(process.pid)
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Interrupted." in stderr and "Traceback" not in stderr
-    assert [p.name for p in tmp_path.iterdir()] == ["data.fifo"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.fifo", "site", "t.txt"]

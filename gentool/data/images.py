@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gentool.data.files import check_regular, read_data_bytes
 from gentool.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -59,6 +60,7 @@ def open_image(path: Path) -> Any:
     """Open one image fully (a PIL image); a DataError names an unreadable file."""
     from PIL import Image, UnidentifiedImageError
 
+    check_regular(path, "image")  # Image.open would wait forever on a FIFO
     try:
         with Image.open(path) as image:
             image.load()
@@ -113,6 +115,7 @@ def _read_one(path: Path, image_size: int, channels: Channels) -> ImageSet:
         raise DataError(f"image data '{path}' does not exist; check the path")
     if path.is_dir():
         return _read_folder(path, image_size, channels)
+    check_regular(path, "image data")
     name = path.name.lower()
     if name.endswith(".npz"):
         return _read_npz(path, image_size, channels)
@@ -211,9 +214,10 @@ _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0
 
 def _idx_array(path: Path) -> np.ndarray:
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        check_regular(path, "image data")  # before open(), which waits forever on a FIFO
+        with path.open("rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        raw = read_data_bytes(path, gzipped, "image data")
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise DataError(f"'{path}' cannot be read: {err}") from err
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
+from gentool.data.files import read_data_bytes
 from gentool.errors import DataError
 
 DEFAULT_TEXT = "shakespeare.txt"
+# Longer than any sentence or paragraph: a file with no line breaks, or minified data.
+LONG_LINE = 100_000
 
 
 def default_text_path() -> Path:
@@ -29,9 +31,7 @@ def read_text(path: str | Path) -> str:
     if path.is_dir():
         raise DataError(f"data path '{path}' is a directory; give a text file")
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
+        raw = read_data_bytes(path, gzipped=path.suffix == ".gz")
     except (OSError, EOFError) as err:
         raise DataError(f"data file '{path}' cannot be read: {err}") from err
     if not raw.strip():
@@ -68,3 +68,15 @@ def read_lines(path: str | Path) -> list[str]:
     if lines[-1] == "":
         lines.pop()
     return [line.removesuffix("\r") for line in lines]
+
+
+def warn_long_lines(path: str | Path, lines: Sequence[str], log: Callable[[str], None]) -> None:
+    """Warn (through ``log``) when a file read as one sentence per line has a line no
+    sentence is as long as: the model would learn one sentence start and end from it."""
+    longest = max(range(len(lines)), key=lambda i: len(lines[i]), default=None)
+    if longest is not None and len(lines[longest]) > LONG_LINE:
+        log(
+            f"warning: line {longest + 1} of '{path}' is {len(lines[longest]):,} characters "
+            "long; models that read one sentence per line learn where sentences start and "
+            "end from line breaks: put one sentence (or paragraph) per line"
+        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +16,7 @@ import numpy as np
 
 from gentool import runs
 from gentool.data import default_text_path, get_tokenizer, read_lines
+from gentool.data.text import warn_long_lines
 from gentool.errors import PluginError, RunError
 from gentool.family import (
     GENERATE_TEXT,
@@ -51,14 +52,26 @@ class NGramConfig:
             raise ValueError(f"model.k must be positive, got {self.k}")
         if not 0 < self.alpha <= 1:
             raise ValueError(f"model.alpha must be in (0, 1], got {self.alpha}")
-        if len(self.discount_fallback) != 3:
-            raise ValueError("model.discount_fallback takes three discounts: D1, D2, D3+")
+        fallback = self.discount_fallback
+        if len(fallback) != 3 or not all(0 <= d <= j for j, d in enumerate(fallback, start=1)):
+            raise ValueError(
+                "model.discount_fallback takes three discounts D1, D2, D3+ with "
+                f"0 <= D1 <= 1, 0 <= D2 <= 2, 0 <= D3+ <= 3; got {fallback}"
+            )
 
 
-def read_sentences(paths: Sequence[Path], tokens: str) -> list[list[str]]:
-    """One sentence per line, tokenized."""
+def read_sentences(
+    paths: Sequence[Path], tokens: str, log: Callable[[str], None] | None = None
+) -> list[list[str]]:
+    """One sentence per line, tokenized; with ``log``, a warning for absurdly long lines."""
     split = get_tokenizer(tokens).split
-    return [split(line) for path in paths for line in read_lines(path)]
+    sentences = []
+    for path in paths:
+        lines = read_lines(path)
+        if log is not None:
+            warn_long_lines(path, lines, log)
+        sentences += [split(line) for line in lines]
+    return sentences
 
 
 class NGramFamily(Family):
@@ -80,7 +93,7 @@ class NGramFamily(Family):
     @classmethod
     def train(cls, config: NGramConfig, context: TrainingContext) -> NGramFamily:
         started = time.perf_counter()
-        sentences = read_sentences(context.data, config.tokens)
+        sentences = read_sentences(context.data, config.tokens, context.log)
         lm = NGramLM.estimate(
             sentences,
             order=config.order,
@@ -137,13 +150,15 @@ class NGramFamily(Family):
 
     # -- tasks --------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> list[str]:
+        return list(self.generate_iter(request))
+
+    def generate_iter(self, request: GenerationRequest) -> Iterator[str]:
         if request.num_beams > 1:
             raise PluginError("ngram models sample token by token; they have no --beams search")
         tokenizer = get_tokenizer(self.config.tokens)
         prompt = tokenizer.split(request.prompt)
         rng = np.random.default_rng(request.seed)
         banned = [BOS, UNK]  # never start a sentence mid-way, never emit "<unk>"
-        samples = []
         for _ in range(request.num_samples):
             context = [BOS, *self.lm.encode(prompt).tolist()]
             new: list[str] = []
@@ -160,8 +175,7 @@ class NGramFamily(Family):
                     break
                 context.append(token)
                 new.append(self.lm.vocab[token])
-            samples.append(tokenizer.join([*prompt, *new]))
-        return samples
+            yield tokenizer.join([*prompt, *new])
 
     def evaluate(self, paths: Sequence[Path]) -> dict[str, Any]:
         scores = self.lm.score(read_sentences(paths, self.config.tokens))
