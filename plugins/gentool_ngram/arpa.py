@@ -28,6 +28,7 @@ from gentool.errors import GentoolError
 from gentool_ngram.lm import BOS, EOS, SPECIAL_TOKENS, NGramLM
 
 UNKNOWN_MISSING_LOGPROB = -100.0  # what KenLM gives <unk> when an ARPA file lacks it
+MAX_BACKOFF = 99.0  # log10: a weight of 10^99
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -154,6 +155,22 @@ def _parse_floats(src: _Lines, fields: list[str], lines: np.ndarray, what: str) 
     return values
 
 
+def _refuse(
+    src: _Lines,
+    fields: list[list[str]],
+    column: int,
+    lines: np.ndarray,
+    bad: np.ndarray,
+    what: str,
+    why: str,
+) -> None:
+    """Raise, naming the first line where ``bad`` holds, its ``what`` (``column``) and why."""
+    found = np.flatnonzero(bad)
+    if found.size:
+        row = int(found[0])
+        raise src.error(f"{what} {fields[row][column]} is {why}", int(lines[row]))
+
+
 def _float_or_nan(text: str) -> float:
     try:
         return float(text)
@@ -183,10 +200,16 @@ def _read_section(
         raise src.error(f"expected {expected}", first + int(bad[0]))
     lines = np.arange(first, end)
     logprobs = _parse_floats(src, [f[0] for f in fields], lines, "log-probability")
+    # log10 of a probability: at most 0 (-inf and -99 mean impossible).
+    _refuse(src, fields, 0, lines, logprobs > 0, "log-probability", "above 0 (a chance over 1)")
     has_backoff = widths == n + 2
     backoff_fields = [f[n + 1] for f, b in zip(fields, has_backoff, strict=True) if b]
     backoffs = np.zeros(len(fields))
     backoffs[has_backoff] = _parse_floats(src, backoff_fields, lines[has_backoff], "back-off")
+    # log10 of the weight on a lower order's probabilities (-inf: never back off). One over
+    # MAX_BACKOFF is no model's, and overflows the float32 tables into NaN probabilities.
+    too_big = backoffs > MAX_BACKOFF
+    _refuse(src, fields, n + 1, lines, too_big, "back-off", f"above {MAX_BACKOFF:g}")
     src.pos = end
     return fields, logprobs, backoffs, lines
 
