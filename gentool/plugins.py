@@ -24,6 +24,7 @@ from gentool.family import Family, check_family
 from gentool.interrupts import threads_started_here_ignore_interrupts
 
 ENTRY_POINT_GROUP = "gentool"
+BUILTIN_DISTRIBUTION = "gentool"  # the families that ship with gentool (plugins/)
 TRACE_VARIABLE = "GENTOOL_TRACE_PLUGINS"
 
 
@@ -47,6 +48,10 @@ class PluginInfo:
     version: str
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -95,7 +100,11 @@ class LoadedPlugins:
     def _load_entry_points(self) -> None:
         selection = os.environ.get("GENTOOL_LOAD_PLUGINS")
         wanted = None if selection is None else {s.strip() for s in selection.split(",") if s}
-        entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        # By name; of two with one name, gentool's own first, so that it keeps the name.
+        entry_points = sorted(
+            metadata.entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda e: (e.name, _distribution(e) != BUILTIN_DISTRIBUTION, _distribution(e)),
+        )
         for name in sorted((wanted or set()) - {ep.name for ep in entry_points}):
             installed = ", ".join(ep.name for ep in entry_points) or "none"
             print(
@@ -110,12 +119,25 @@ class LoadedPlugins:
             info = PluginInfo(
                 name=ep.name,
                 module=ep.value,
-                distribution=dist.name if dist else "?",
+                distribution=_distribution(ep),
                 version=dist.version if dist else "?",
             )
-            if any(p.name == ep.name for p in self.plugins):
+            taken = next((p for p in self.plugins if p.name == ep.name), None)
+            if taken is not None and taken.distribution == info.distribution:
                 continue  # the same distribution seen twice on sys.path
             self.plugins.append(info)
+            if taken is not None:
+                # Loading it would replace (and, if it is broken, unregister) the plugin
+                # that has the name: one distribution must not hide another's families.
+                self._report(
+                    info,
+                    "is skipped",
+                    PluginError(
+                        f"the entry point name '{ep.name}' is taken by '{taken.distribution}' "
+                        f"({taken.module}); rename the entry point in {info.distribution}"
+                    ),
+                )
+                continue
             try:
                 with threads_started_here_ignore_interrupts():  # see gentool.interrupts
                     module = ep.load()
@@ -126,19 +148,25 @@ class LoadedPlugins:
                     f"loaded plugin '{ep.name}' = {ep.value} ({info.distribution} "
                     f"{info.version}); hooks: {', '.join(info.hooks) or 'none'}"
                 )
-            except Exception as err:  # a broken plugin must not break gentool
-                self._fail(info, "failed to load", err)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:  # a broken plugin (even one calling sys.exit) must
+                self._fail(info, "failed to load", err)  # not break gentool
 
     def _fail(self, info: PluginInfo, what: str, err: BaseException) -> None:
-        if info.error is None:
-            info.error = f"{type(err).__name__}: {err}"
-            print(
-                f"gentool: warning: plugin '{info.name}' ({info.distribution}) {what}: "
-                f"{info.error}; it is skipped",
-                file=sys.stderr,
-            )
+        self._report(info, what, err)
         if self.pm.get_plugin(info.name) is not None:
             self.pm.unregister(name=info.name)
+
+    def _report(self, info: PluginInfo, what: str, err: BaseException) -> None:
+        if info.error is None:
+            info.error = _describe(err)
+            ending = "" if what == "is skipped" else "; it is skipped"
+            print(
+                f"gentool: warning: plugin '{info.name}' ({info.distribution}) {what}: "
+                f"{info.error}{ending}",
+                file=sys.stderr,
+            )
 
     def call_each(
         self,
@@ -153,7 +181,9 @@ class LoadedPlugins:
         runs after each successful call. With ``GENTOOL_TRACE_PLUGINS=1`` each call, and
         what it did or returned or raised, is printed on stderr. Every hook is called here.
         """
-        by_name = {p.name: p for p in self.plugins}
+        by_name: dict[str, PluginInfo] = {}
+        for p in self.plugins:  # the loaded one of two with a name comes first
+            by_name.setdefault(p.name, p)
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             info = by_name[impl.plugin_name]
             self._notes = []
@@ -163,8 +193,10 @@ class LoadedPlugins:
                 result = impl.function(**{name: args[name] for name in impl.argnames})
                 if after is not None:
                     after(info)
-            except Exception as err:
-                trace(f"{call} -> raised {type(err).__name__}: {err}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:  # SystemExit too: a hook must not end gentool
+                trace(f"{call} -> raised {_describe(err)}")
                 self._fail(info, f"failed in {hook_name}", err)
             else:
                 shown = [*self._notes, *([] if result is None and self._notes else [repr(result)])]
@@ -173,6 +205,18 @@ class LoadedPlugins:
     def note(self, message: str) -> None:
         """Record what the hook being called did, for its GENTOOL_TRACE_PLUGINS line."""
         self._notes.append(message)
+
+
+def _distribution(ep: metadata.EntryPoint) -> str:
+    return ep.dist.name if ep.dist else "?"
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, SystemExit):
+        return f"SystemExit: {err} (it called sys.exit)"
+    if isinstance(err, PluginError):  # gentool's own words
+        return str(err)
+    return f"{type(err).__name__}: {err}"
 
 
 @functools.cache
@@ -195,6 +239,22 @@ def get_registry() -> Registry:
         def register(family: type[Family]) -> None:
             check_family(family)
             name = family.name
+            owner = registry.owners.get(name)
+            if owner is not None and owner.builtin != info.builtin:
+                # gentool's own families cannot be replaced (as its commands cannot): the
+                # other registration is refused, and the built-in one keeps working.
+                builtin, other = (owner, info) if owner.builtin else (info, owner)
+                print(
+                    f"gentool: warning: family '{name}' of '{other.distribution}' has the name "
+                    f"of a family built into gentool ('{builtin.distribution}'); gentool's is "
+                    f"kept: rename the family in {other.distribution}",
+                    file=sys.stderr,
+                )
+                manager.note(f"registered {name} ({family.__qualname__}): a built-in name, refused")
+                if info.builtin:
+                    registry.families[name], registry.owners[name] = family, info
+                    registry.conflicts.pop(name, None)
+                return
             if name in registry.families or name in registry.conflicts:
                 registry.conflicts.setdefault(name, [registry.owners[name]]).append(info)
                 owners = " and ".join(f"'{p.distribution}'" for p in registry.conflicts[name])

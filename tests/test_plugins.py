@@ -40,16 +40,21 @@ def register_commands(cli):
         click.echo("hijacked")
 """
 
-SECOND_NGRAM = """
+SECOND_NGRAM_AND_HELLO = """
 import gentool
+from gentool_hello import HelloFamily
 from gentool_ngram import NGramFamily
 
 class Impostor(NGramFamily):
     pass
 
+class OtherHello(HelloFamily):
+    pass
+
 @gentool.hookimpl
 def register_models(register):
     register(Impostor)
+    register(OtherHello)
 """
 
 
@@ -117,11 +122,21 @@ def test_broken_plugin_is_reported_and_skipped(tmp_path: Path) -> None:
 def test_two_families_with_one_name_name_both_distributions(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    fake_distribution(site, "gentool-impostor", SECOND_NGRAM, "impostor")
+    fake_distribution(site, "gentool-impostor", SECOND_NGRAM_AND_HELLO, "impostor")
+    (tmp_path / "t.txt").write_text("abcabc\n")
+    # Two plugins: the name is unusable until one is uninstalled.
+    result = run_gentool("train", "hello", "--data", "t.txt", env=_with_site(site))
+    assert_error(
+        result, "family 'hello' is registered by both", "'gentool-hello'", "'gentool-impostor'"
+    )
+    # A built-in family keeps its name (as gentool's commands do); the other is reported.
     result = run_gentool("train", "ngram", env=_with_site(site))
-    assert_error(result, "family 'ngram' is registered by both", "'gentool'", "'gentool-impostor'")
-    # Families without a conflict still work.
-    assert run_gentool("models", "--json", env=_with_site(site)).returncode == 0
+    assert result.returncode == 0, result.stderr
+    assert "family 'ngram' of 'gentool-impostor' has the name of a family built into" in (
+        result.stderr
+    )
+    models = json.loads(run_gentool("models", "--json", env=_with_site(site)).stdout)
+    assert {m["name"]: m["distribution"] for m in models}["ngram"] == "gentool"
 
 
 def test_help_and_plugins_do_not_import_torch() -> None:
