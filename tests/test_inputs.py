@@ -245,6 +245,31 @@ def test_samples_are_batched_for_the_neural_families() -> None:
     assert sample_batches(GenerationRequest(num_samples=40, num_beams=40)) == [40]
 
 
+NEURAL = {
+    "rnn": ["model.hidden_size=16", "model.embedding_size=8", "model.num_layers=1"],
+    "transformer": ["model.d_model=16", "model.num_layers=1", "model.num_heads=2",
+                    "model.d_ff=32", "model.context_length=32"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", sorted(NEURAL))
+def test_neural_families_stream_in_batches_with_the_same_samples(
+    family: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    settings = [*NEURAL[family], "train.max_steps=2", "train.batch_size=2", "train.seq_len=8",
+                "train.warmup_steps=1", "train.eval_every=2", "train.eval_batches=1"]  # fmt: skip
+    invoke("train", family, *[a for s in settings for a in ("--set", s)], "--out", "run")
+    count = SAMPLE_BATCH + 1  # two batches
+    args = ("generate", "run", "-n", str(count), "--max-tokens", "4", "--seed", "2")
+    samples = strict_json(invoke(*args, "--json").stdout)["samples"]
+    request = GenerationRequest(num_samples=count, max_tokens=4, seed=2)
+    assert samples == api.load(tmp_path / "run").generate(request)
+    assert len(samples) == count and len(set(samples)) > 1
+    line, code, stderr = _first_line_then_close(*args[:3], "100000", *args[4:])
+    assert line and code in (0, 141, -signal.SIGPIPE) and stderr == "", stderr
+
+
 def _first_line_then_close(*args: str) -> tuple[str, int, str]:
     """Run gentool ARGS in a real process, read one line of its stdout and close the pipe,
     as `| head -1` does; return the line, the exit status and stderr."""
