@@ -239,8 +239,9 @@ def list_recipes(as_json: bool) -> None:
 )
 @click.option(
     "--mixed-precision",
-    type=click.Choice(["no", "bf16", "fp16"]),
-    help="Neural families: autocast precision (bf16 works on CPU) [default: the recipe's].",
+    type=click.Choice(["no", "auto", "bf16", "fp16"]),
+    help="Neural families: autocast precision; auto: bf16 where it is fast (a GPU or CPU "
+    "with native bf16: AVX512-BF16, AMX), else float32 [default: the recipe's].",
 )
 @click.option(
     "--log-with",
@@ -280,7 +281,7 @@ def train(
       gentool train ngram
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
-      gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision bf16
+      gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision auto
       gentool train transformer --source train.en.gz --target train.de.gz \
           --val-source val.en.gz --val-target val.de.gz
       gentool train gan --data mnist/t10k-images-idx3-ubyte.gz

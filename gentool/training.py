@@ -19,6 +19,7 @@ as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -65,7 +66,8 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # auto: bf16 where this machine runs it fast (see resolve_precision), else float32
+    mixed_precision: Literal["no", "auto", "bf16", "fp16"] = "no"
     log_every: int = 10
     eval_every: int = 250  # steps between evaluations on the validation split; 0: only at the end
     eval_batches: int = 20  # batches per evaluation during training; 0: the whole split
@@ -132,6 +134,7 @@ class FitResult:
     val_loss: float | None
     seconds: float
     items_per_second: float
+    mixed_precision: str = "no"  # what this session trained in ("auto" resolved): no, bf16, fp16
 
 
 def require_neural() -> None:
@@ -201,6 +204,65 @@ def uses_cpu(device: str) -> bool:
     )
 
 
+NATIVE_BF16 = "AVX512-BF16 or AMX"  # the x86 features that make bf16 arithmetic fast
+
+
+@functools.cache
+def native_bf16_cpu() -> str | None:
+    """The CPU feature that gives this process fast bf16 arithmetic ("AMX" or "AVX512-BF16"),
+    or None.
+
+    Without one, torch emulates bf16 and every bf16 kernel measured is several times slower
+    than float32, and oneDNN has no bf16 LSTM at all (docs/benchmarks.md, "Precision"). Two
+    of torch's own checks: what the CPU has (CPUID), and whether oneDNN, which runs the bf16
+    matmuls, convolutions and LSTM on x86, may use bf16 kernels here (ONEDNN_MAX_CPU_ISA=AVX2
+    forbids them: the tests emulate an AVX2-only CPU that way). Other CPUs (ARM) count as
+    without: bf16 there is not measured.
+    """
+    import torch
+
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return None
+        if torch.cpu._is_amx_tile_supported():
+            return "AMX"
+        if torch.cpu._is_avx512_bf16_supported():
+            return "AVX512-BF16"
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        pass
+    return None
+
+
+def resolve_precision(setting: str, device: str) -> tuple[str, str]:
+    """The autocast precision (``no``, ``bf16``, ``fp16``) that ``train.mixed_precision``
+    means on ``--device``, and a note for the log ('' when there is nothing to say).
+
+    ``auto`` is bf16 where it is fast, float32 elsewhere: a CUDA GPU with native bf16
+    (Ampere or newer) or a CPU with AVX512-BF16 or AMX. An explicit ``bf16`` on a CPU
+    without them trains (slowly): the note is a warning that says so.
+    """
+    import torch
+
+    cpu = uses_cpu(device)
+    if setting == "auto":
+        if cpu:
+            feature = native_bf16_cpu()
+            if feature:
+                return "bf16", f"mixed precision auto: bf16 autocast (this CPU has {feature})"
+            return "no", f"mixed precision auto: float32 (this CPU has no {NATIVE_BF16})"
+        if device in ("auto", "cuda") and torch.cuda.is_available():
+            if torch.cuda.is_bf16_supported(including_emulation=False):
+                return "bf16", "mixed precision auto: bf16 autocast (the GPU has native bf16)"
+            return "no", "mixed precision auto: float32 (the GPU has no native bf16)"
+        return "no", "mixed precision auto: float32 (bf16 on this device is not measured)"
+    if setting == "bf16" and cpu and not native_bf16_cpu():
+        return "bf16", (
+            f"warning: this CPU has no {NATIVE_BF16}: bf16 is emulated, several times slower "
+            "than float32 (docs/benchmarks.md); --mixed-precision auto trains in float32 here"
+        )
+    return setting, ""
+
+
 def init_processes(device: str) -> None:
     """Join the process group of a multi-process launch (torchrun, accelerate launch) early,
     on the right backend (gloo on CPU), so that processes can wait for each other."""
@@ -216,7 +278,8 @@ def check_setup(config: TrainConfig, runtime: Runtime) -> None:
     check_config(config, world_size())
     if config.mixed_precision == "fp16" and uses_cpu(runtime.device):
         raise RecipeError(
-            "train.mixed_precision=fp16 needs a GPU; use bf16 on CPU (--mixed-precision bf16)"
+            "train.mixed_precision=fp16 needs a GPU; on a CPU use --mixed-precision auto (bf16 "
+            f"where the CPU has {NATIVE_BF16}, else float32)"
         )
     _check_trackers(runtime.log_with)
 
@@ -229,6 +292,7 @@ def make_accelerator(
 
     check_setup(config, runtime)
     cpu = uses_cpu(runtime.device)
+    precision, _ = resolve_precision(config.mixed_precision, runtime.device)
     if world_size() == 1:
         # One process may train several models (the Python API, tests), each with its own
         # mixed precision: accelerate keeps those settings in a process-wide singleton.
@@ -238,7 +302,7 @@ def make_accelerator(
     try:
         accelerator = Accelerator(
             cpu=cpu,
-            mixed_precision=config.mixed_precision,
+            mixed_precision=precision,
             gradient_accumulation_steps=config.grad_accum,
             log_with=list(runtime.log_with) or None,
             project_config=ProjectConfiguration(
@@ -346,6 +410,9 @@ def fit(
     rank = accelerator.process_index
     rows = slice(rank * per_process, (rank + 1) * per_process)
     say = log if main else (lambda message: None)
+    note = resolve_precision(config.mixed_precision, runtime.device)[1]
+    if note:
+        say(note)
 
     model = task.model
     if hasattr(task, "param_groups"):
@@ -522,6 +589,7 @@ def fit(
         val_loss=val_loss,
         seconds=elapsed_before + trained_for,
         items_per_second=items / max(1e-9, trained_for),
+        mixed_precision=str(accelerator.mixed_precision),
     )
 
 

@@ -208,6 +208,7 @@ class RnnFamily(Family):
             "val_tokens": len(val_ids) if val_ids is not None else 0,
             "tokens_per_s": result.items_per_second,
             "train_seconds": result.seconds,
+            "mixed_precision": result.mixed_precision,
             "parameters": sum(p.numel() for p in task.model.parameters()),
         }
         if result.val_loss is not None:

@@ -207,6 +207,7 @@ class LanguageModel(TransformerFamily):
             "val_tokens": len(val_ids) if val_ids is not None else 0,
             "tokens_per_s": result.items_per_second,
             "train_seconds": result.seconds,
+            "mixed_precision": result.mixed_precision,
             "parameters": _parameters(task.model),
         }
         if result.val_loss is not None:

@@ -284,6 +284,7 @@ class Translator(TransformerFamily):
             "epochs": result.steps * train_config.batch_size / len(pairs),
             "tokens_per_s": result.items_per_second,
             "train_seconds": result.seconds,
+            "mixed_precision": result.mixed_precision,
             "parameters": sum(p.numel() for p in task.model.parameters()),
         }
         translator = cls(task.model.eval(), tokenizer, config, metrics)
