@@ -25,7 +25,6 @@ import math
 import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from gentool import recipes, runs
 from gentool.errors import GentoolError, RecipeError
 from gentool.interrupts import threads_started_here_ignore_interrupts
+from gentool.progress import StatusLine, phase, stderr_is_terminal
 from gentool.runs import CHECKPOINTS
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ class Runtime:
     log_with: tuple[str, ...] = ()
     resume: bool = False
     progress: bool | None = None  # None: when stderr is a terminal
+    # Off a terminal (CI, nohup, a pipe): a plain progress line at most this often (seconds)
+    plain_every: float = 30.0
 
 
 class TrainingTask(Protocol):
@@ -364,32 +366,6 @@ class _Signals:
                 signal.signal(signum, handler)
 
 
-class _Progress:
-    """One status line on stderr (main process, terminal only); plain lines otherwise."""
-
-    def __init__(self, enabled: bool, total: int, unit: str) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.unit = unit
-        self.shown = False
-
-    def update(self, step: int, loss: float, rate: float, eta: float) -> None:
-        if not self.enabled:
-            return
-        minutes, seconds = divmod(int(eta), 60)
-        sys.stderr.write(
-            f"\rstep {step}/{self.total}  loss {loss:.4f}  {rate:,.0f} {self.unit}/s  "
-            f"ETA {minutes}:{seconds:02d} "
-        )
-        sys.stderr.flush()
-        self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            self.shown = False
-
-
 def fit(
     task: TrainingTask,
     config: TrainConfig,
@@ -471,11 +447,8 @@ def fit(
         )
 
     metrics_path = run_dir / runs.METRICS_FILE
-    progress = _Progress(
-        main and (sys.stderr.isatty() if runtime.progress is None else runtime.progress),
-        config.max_steps,
-        task.unit,
-    )
+    terminal = main and (stderr_is_terminal() if runtime.progress is None else runtime.progress)
+    progress = StatusLine(say, terminal, runtime.plain_every)
     signals = _Signals()
     loss_sum = torch.zeros((), device=accelerator.device)
     window_steps, window_start = 0, time.perf_counter()
@@ -537,22 +510,24 @@ def fit(
             if done % config.log_every == 0 or last_step:
                 now = time.perf_counter()
                 last_train_loss = window_loss()
-                rate = (
-                    window_steps * config.grad_accum * task.items_per_batch / (now - window_start)
-                )
+                seconds_per_step = (now - window_start) / window_steps
+                rate = config.grad_accum * task.items_per_batch / seconds_per_step
                 record = {"step": done, "loss": last_train_loss, "lr": lr}
                 record[f"{task.unit}_per_s"] = rate
                 if log_extras is not None:
                     record.update(log_extras())
                 _log_metrics(accelerator, metrics_path, record, main)
-                eta = (config.max_steps - done) * (now - window_start) / window_steps
-                progress.update(done, last_train_loss, rate, eta)
+                minutes, seconds = divmod(int(seconds_per_step * (config.max_steps - done)), 60)
+                progress.show(
+                    f"step {done}/{config.max_steps}  loss {last_train_loss:.4f}  "
+                    f"{rate:,.0f} {task.unit}/s  ETA {minutes}:{seconds:02d}"
+                )
                 loss_sum.zero_()
                 window_steps, window_start = 0, time.perf_counter()
             if config.eval_every and done % config.eval_every == 0 and not last_step:
                 last_val = evaluate(config.eval_batches)
                 _log_metrics(accelerator, metrics_path, {"step": done, "val_loss": last_val}, main)
-                if not progress.enabled:
+                if not terminal:
                     say(
                         f"step {done}/{config.max_steps}: train loss {_fmt(last_train_loss)}, "
                         f"val loss {_fmt(last_val)}"
@@ -572,7 +547,8 @@ def fit(
                 raise TrainingInterrupted
     progress.clear()
     trained_for = time.perf_counter() - started  # this session's training, without evaluation
-    val_loss = evaluate(0)  # the whole validation split
+    with phase(say, "evaluating on the whole validation split", terminal=terminal):
+        val_loss = evaluate(0)
     if val_loss is not None:
         record = {"step": config.max_steps, "val_loss": val_loss}
         _log_metrics(accelerator, metrics_path, record, main)

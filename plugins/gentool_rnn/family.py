@@ -162,10 +162,11 @@ class RnnFamily(Family):
             run_dir,
             context.runtime.resume,
             lambda: train_tokenizer(config.tokens, [text], vocab_size=config.vocab_size),
+            context.log,
         )
         bos = tokenizer.convert_tokens_to_ids(tokenizer.bos_token)
         train_ids, val_ids = split_stream(
-            tokenizer, text, bos, context.val, train_config.val_fraction
+            tokenizer, text, bos, context.val, train_config.val_fraction, context.log
         )
         rows = train_config.batch_size // train_config.grad_accum
         need = rows * (train_config.seq_len + 1)

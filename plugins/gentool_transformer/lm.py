@@ -179,10 +179,11 @@ class LanguageModel(TransformerFamily):
             run_dir,
             context.runtime.resume,
             lambda: train_tokenizer(tokens, [text], vocab_size=vocab),
+            context.log,
         )
         bos = _bos(tokenizer)
         train_ids, val_ids = split_stream(
-            tokenizer, text, bos, context.val, train_config.val_fraction
+            tokenizer, text, bos, context.val, train_config.val_fraction, context.log
         )
         seq_len = train_config.seq_len
         if len(train_ids) < seq_len + 1:

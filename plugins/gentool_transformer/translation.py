@@ -39,6 +39,7 @@ from gentool.data.hf_tokenizers import ENDOFTEXT, UNK, run_tokenizer, train_toke
 from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
 from gentool.errors import DataError, RecipeError
 from gentool.family import TRANSLATE, TrainingContext, TranslationRequest
+from gentool.progress import phase
 from gentool.runs import is_main_process
 from gentool.training import check_setup, fit, require_neural
 from gentool_transformer.family import (
@@ -243,6 +244,7 @@ class Translator(TransformerFamily):
             run_dir,
             context.runtime.resume,
             lambda: train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size),
+            context.log,
         )
         pairs, val_pairs, dropped, val_dropped = _prepare(
             tokenizer, corpus, val_corpus, config.context_length, train_config.val_fraction, log
@@ -475,10 +477,10 @@ def _prepare(
     """Encoded training and validation pairs (the last ``val_fraction`` of the training
     pairs without a held-out corpus), those over ``limit`` tokens dropped; the drops of each,
     by reason, also logged."""
-    pairs = encode_pairs(tokenizer, corpus)
-    if val_corpus is not None:
-        val_pairs = encode_pairs(tokenizer, val_corpus)
-    else:
+    with phase(log, "encoding the sentence pairs"):
+        pairs = encode_pairs(tokenizer, corpus)
+        val_pairs = encode_pairs(tokenizer, val_corpus) if val_corpus is not None else []
+    if val_corpus is None:
         cut = len(pairs) - int(len(pairs) * val_fraction)
         pairs, val_pairs = pairs[:cut], pairs[cut:]
     pairs, too_long = filter_long(pairs, limit)
