@@ -274,7 +274,12 @@ def train(
 
     Neural families train with accelerate and write checkpoints to RUN/checkpoints; the
     same command trains on several processes under torchrun or accelerate launch.
-    Ctrl-C writes a checkpoint and exits 130; --resume continues it.
+    Ctrl-C writes a checkpoint and exits 130; --resume continues it. Off a terminal,
+    progress is a plain line every 30 seconds.
+
+    After the last step: the loss over the whole validation split, then (a translator)
+    validation BLEU with beam search over the first train.bleu_pairs pairs (200; 0 skips
+    it), then the run is saved with its model card (text families generate its samples).
 
     \b
     Examples:

@@ -1,13 +1,16 @@
 """Training is visible: progress off a terminal (CI, nohup, a pipe) comes as plain lines
-at a steady interval, and long phases (tokenizer, encoding, final evaluation) are
-announced with their time."""
+at a steady interval, long phases (tokenizer, encoding, final evaluation, BLEU) are
+announced with their time, and a translator's BLEU after training is capped."""
 
 from __future__ import annotations
 
+import json
+import random
 import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_error, invoke
 
 from gentool.progress import phase
 
@@ -68,3 +71,74 @@ def test_training_off_a_terminal_logs_plain_progress_lines(tmp_path: Path) -> No
     api.train("rnn", overrides=overrides, out=tmp_path / "q", runtime=Runtime(progress=False),
               log=lines.append)  # fmt: skip
     assert not [line for line in lines if line.startswith("step ")], lines
+
+
+def test_train_help_says_what_runs_after_the_last_step() -> None:
+    text = " ".join(invoke("train", "--help").stdout.split())
+    assert "After the last step:" in text and "train.bleu_pairs" in text
+    assert "plain line every 30 seconds" in text
+
+
+# -- a translator's BLEU after training -----------------------------------------------------
+
+WORDS = {"one": "eins", "two": "zwei", "three": "drei", "cat": "Katze", "dog": "Hund"}
+
+
+@pytest.fixture
+def pairs_tsv(tmp_path: Path) -> Path:
+    rng = random.Random(0)
+    lines = []
+    for _ in range(80):
+        words = rng.choices(list(WORDS), k=rng.randint(2, 5))
+        lines.append(" ".join(words) + "\t" + " ".join(WORDS[w] for w in words))
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def translator(data: Path, out: Path, *settings: str, ok: bool = True) -> object:
+    pytest.importorskip("torch")
+    return invoke(
+        "train", "transformer", "--data", data, "--out", out,
+        "--set", "model.d_model=16", "--set", "model.num_layers=1", "--set", "model.num_heads=2",
+        "--set", "model.d_ff=32", "--set", "model.vocab_size=280", "--set", "train.batch_size=8",
+        "--set", "train.max_steps=2", "--set", "train.checkpoint_every=0",
+        "--set", "train.val_fraction=0.25", *settings, ok=ok,
+    )  # fmt: skip
+
+
+def test_translator_bleu_after_training_is_capped_and_optional(
+    pairs_tsv: Path, tmp_path: Path
+) -> None:
+    translator(pairs_tsv, tmp_path / "some", "--set", "train.bleu_pairs=5")
+    meta = json.loads((tmp_path / "some" / "gentool.json").read_text())["metrics"]
+    assert meta["val_bleu_pairs"] == 5 and 0 <= meta["val_bleu"] <= 100
+    translator(pairs_tsv, tmp_path / "none", "--set", "train.bleu_pairs=0")
+    meta = json.loads((tmp_path / "none" / "gentool.json").read_text())["metrics"]
+    assert "val_bleu" not in meta and meta["val_loss"] is not None
+    result = translator(pairs_tsv, tmp_path / "bad", "--set", "train.bleu_pairs=-1", ok=False)
+    assert_error(result, "train.bleu_pairs must be at least 0")
+
+
+def test_an_untrained_translator_stops_at_twice_the_source_length(
+    pairs_tsv: Path, tmp_path: Path
+) -> None:
+    """It may never end a sentence: BLEU after training caps each translation (and only
+    there: ``gentool translate`` runs to the model's limit)."""
+    from gentool import api
+    from gentool.family import TranslationRequest
+
+    translator(pairs_tsv, tmp_path / "run", "--set", "train.bleu_pairs=0")
+    model = api.load(tmp_path / "run")
+    asked: list[int] = []
+    generate = model.model.generate
+
+    def spy(**options: object) -> object:
+        asked.append(options["max_new_tokens"])
+        return generate(**options)
+
+    model.model.generate = spy
+    length = len(model.tokenizer("one two")["input_ids"])
+    model.translate(["one two"], TranslationRequest(num_beams=1), source_cap=True)
+    model.translate(["one two"], TranslationRequest(num_beams=1))
+    assert asked == [2 * length + 10, model.model.config.max_position_embeddings - 1]
