@@ -259,8 +259,8 @@ def resolve_precision(setting: str, device: str) -> tuple[str, str]:
         return "no", "mixed precision auto: float32 (bf16 on this device is not measured)"
     if setting == "bf16" and cpu and not native_bf16_cpu():
         return "bf16", (
-            f"warning: this CPU has no {NATIVE_BF16}: bf16 is emulated, several times slower "
-            "than float32 (docs/benchmarks.md); --mixed-precision auto trains in float32 here"
+            f"warning: this CPU has no {NATIVE_BF16}: bf16 is emulated, up to 50x slower than "
+            "float32 (docs/benchmarks.md); --mixed-precision auto trains in float32 here"
         )
     return setting, ""
 

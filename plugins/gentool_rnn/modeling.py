@@ -223,7 +223,7 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
     def _step(self, x: torch.Tensor, state: RnnState) -> tuple[torch.Tensor, RnnState]:
         if _recurrence_in_float32(x):
             # oneDNN has no bf16 LSTM without AVX-512 ("could not create a primitive
-            # descriptor"), and bf16 GRU/RNN are emulated there, 10-70x slower than float32.
+            # descriptor"), and bf16 GRU/RNN are emulated there, 8-70x slower than float32.
             with torch.autocast("cpu", enabled=False):
                 return self._step(x.float(), state.to(torch.float32))
         if state.c is not None:
