@@ -240,8 +240,8 @@ def list_recipes(as_json: bool) -> None:
 @click.option(
     "--mixed-precision",
     type=click.Choice(["no", "auto", "bf16", "fp16"]),
-    help="Neural families: autocast precision; auto: bf16 where it is fast (a GPU or CPU "
-    "with native bf16: AVX512-BF16, AMX), else float32 [default: the recipe's].",
+    help="Neural families: autocast precision; auto: bf16 on a GPU or CPU with native bf16 "
+    "(AVX512-BF16, AMX), else float32 [default: the recipe's].",
 )
 @click.option(
     "--log-with",
