@@ -299,8 +299,9 @@ class Translator(TransformerFamily):
         """BLEU (beam search) of ``pairs`` after training, with its progress shown.
 
         An undertrained model may never end a sentence, and would generate up to the
-        context length: here a translation is capped at twice the source's length plus 10
-        tokens (``source_cap``), which a trained model does not reach.
+        context length: here a translation is capped at twice the longest source of its
+        batch plus 10 tokens (``source_cap``; batches hold sentences of similar length),
+        which a trained model does not reach.
         """
         tokenizer = self.tokenizer
         sources = [str(tokenizer.decode(s, skip_special_tokens=True)) for s, _ in pairs]
