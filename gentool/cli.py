@@ -267,8 +267,9 @@ def list_recipes(as_json: bool) -> None:
 )
 @click.option(
     "--mixed-precision",
-    type=click.Choice(["no", "bf16", "fp16"]),
-    help="Neural families: autocast precision (bf16 works on CPU) [default: the recipe's].",
+    type=click.Choice(["no", "auto", "bf16", "fp16"]),
+    help="Neural families: autocast precision; auto: bf16 on a GPU or CPU with native bf16 "
+    "(AVX512-BF16, AMX), else float32 [default: the recipe's].",
 )
 @click.option(
     "--log-with",
@@ -302,7 +303,12 @@ def train(
     Neural families train with accelerate and write checkpoints to RUN/checkpoints; the
     same command trains on several processes under torchrun or accelerate launch.
     Ctrl-C writes a checkpoint and exits 130; --resume continues it. ngram trains in one
-    pass, without checkpoints: Ctrl-C leaves nothing, and it is trained again.
+    pass, without checkpoints: Ctrl-C leaves nothing, and it is trained again. Off a
+    terminal, progress is a plain line every 30 seconds.
+
+    After the last step: the loss over the whole validation split, then (a translator)
+    validation BLEU with beam search over the first train.bleu_pairs pairs (200; 0 skips
+    it), then the run is saved with its model card (text families generate its samples).
 
     --recipe also takes a run directory: its recorded recipe and data, to train it again.
 
@@ -311,7 +317,7 @@ def train(
       gentool train ngram
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
-      gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision bf16
+      gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision auto
       gentool train transformer --source train.en.gz --target train.de.gz \
           --val-source val.en.gz --val-target val.de.gz
       gentool train gan --data mnist/t10k-images-idx3-ubyte.gz

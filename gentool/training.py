@@ -19,12 +19,12 @@ as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from gentool import files, recipes, runs
 from gentool.errors import GentoolError, RecipeError
 from gentool.interrupts import threads_started_here_ignore_interrupts
+from gentool.progress import StatusLine, phase, stderr_is_terminal
 from gentool.runs import CHECKPOINTS
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # auto: bf16 where this machine runs it fast (see resolve_precision), else float32
+    mixed_precision: Literal["no", "auto", "bf16", "fp16"] = "no"
     log_every: int = 10
     eval_every: int = 250  # steps between evaluations on the validation split; 0: only at the end
     eval_batches: int = 20  # batches per evaluation during training; 0: the whole split
@@ -82,6 +84,8 @@ class Runtime:
     log_with: tuple[str, ...] = ()
     resume: bool = False
     progress: bool | None = None  # None: when stderr is a terminal
+    # Off a terminal (CI, nohup, a pipe): a plain progress line at most this often (seconds)
+    plain_every: float = 30.0
 
 
 class TrainingTask(Protocol):
@@ -132,6 +136,7 @@ class FitResult:
     val_loss: float | None
     seconds: float
     items_per_second: float
+    mixed_precision: str = "no"  # what this session trained in ("auto" resolved): no, bf16, fp16
 
 
 def require_neural() -> None:
@@ -201,6 +206,65 @@ def uses_cpu(device: str) -> bool:
     )
 
 
+NATIVE_BF16 = "AVX512-BF16 or AMX"  # the x86 features that make bf16 arithmetic fast
+
+
+@functools.cache
+def native_bf16_cpu() -> str | None:
+    """The CPU feature that gives this process fast bf16 arithmetic ("AMX" or "AVX512-BF16"),
+    or None.
+
+    Without one, torch emulates bf16 and every bf16 kernel measured is several times slower
+    than float32, and oneDNN has no bf16 LSTM at all (docs/benchmarks.md, "Precision"). Two
+    of torch's own checks: what the CPU has (CPUID), and whether oneDNN, which runs the bf16
+    matmuls, convolutions and LSTM on x86, may use bf16 kernels here (ONEDNN_MAX_CPU_ISA=AVX2
+    forbids them: the tests emulate an AVX2-only CPU that way). Other CPUs (ARM) count as
+    without: bf16 there is not measured.
+    """
+    import torch
+
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return None
+        if torch.cpu._is_amx_tile_supported():
+            return "AMX"
+        if torch.cpu._is_avx512_bf16_supported():
+            return "AVX512-BF16"
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        pass
+    return None
+
+
+def resolve_precision(setting: str, device: str) -> tuple[str, str]:
+    """The autocast precision (``no``, ``bf16``, ``fp16``) that ``train.mixed_precision``
+    means on ``--device``, and a note for the log ('' when there is nothing to say).
+
+    ``auto`` is bf16 where it is fast, float32 elsewhere: a CUDA GPU with native bf16
+    (Ampere or newer) or a CPU with AVX512-BF16 or AMX. An explicit ``bf16`` on a CPU
+    without them trains (slowly): the note is a warning that says so.
+    """
+    import torch
+
+    cpu = uses_cpu(device)
+    if setting == "auto":
+        if cpu:
+            feature = native_bf16_cpu()
+            if feature:
+                return "bf16", f"mixed precision auto: bf16 autocast (this CPU has {feature})"
+            return "no", f"mixed precision auto: float32 (this CPU has no {NATIVE_BF16})"
+        if device in ("auto", "cuda") and torch.cuda.is_available():
+            if torch.cuda.is_bf16_supported(including_emulation=False):
+                return "bf16", "mixed precision auto: bf16 autocast (the GPU has native bf16)"
+            return "no", "mixed precision auto: float32 (the GPU has no native bf16)"
+        return "no", "mixed precision auto: float32 (bf16 on this device is not measured)"
+    if setting == "bf16" and cpu and not native_bf16_cpu():
+        return "bf16", (
+            f"warning: this CPU has no {NATIVE_BF16}: bf16 is emulated, up to 50x slower than "
+            "float32 (docs/benchmarks.md); --mixed-precision auto trains in float32 here"
+        )
+    return setting, ""
+
+
 def init_processes(device: str) -> None:
     """Join the process group of a multi-process launch (torchrun, accelerate launch) early,
     on the right backend (gloo on CPU), so that processes can wait for each other."""
@@ -216,7 +280,8 @@ def check_setup(config: TrainConfig, runtime: Runtime) -> None:
     check_config(config, world_size())
     if config.mixed_precision == "fp16" and uses_cpu(runtime.device):
         raise RecipeError(
-            "train.mixed_precision=fp16 needs a GPU; use bf16 on CPU (--mixed-precision bf16)"
+            "train.mixed_precision=fp16 needs a GPU; on a CPU use --mixed-precision auto (bf16 "
+            f"where the CPU has {NATIVE_BF16}, else float32)"
         )
     _check_trackers(runtime.log_with)
 
@@ -229,6 +294,7 @@ def make_accelerator(
 
     check_setup(config, runtime)
     cpu = uses_cpu(runtime.device)
+    precision, _ = resolve_precision(config.mixed_precision, runtime.device)
     if world_size() == 1:
         # One process may train several models (the Python API, tests), each with its own
         # mixed precision: accelerate keeps those settings in a process-wide singleton.
@@ -238,7 +304,7 @@ def make_accelerator(
     try:
         accelerator = Accelerator(
             cpu=cpu,
-            mixed_precision=config.mixed_precision,
+            mixed_precision=precision,
             gradient_accumulation_steps=config.grad_accum,
             log_with=list(runtime.log_with) or None,
             project_config=ProjectConfiguration(
@@ -300,32 +366,6 @@ class _Signals:
                 signal.signal(signum, handler)
 
 
-class _Progress:
-    """One status line on stderr (main process, terminal only); plain lines otherwise."""
-
-    def __init__(self, enabled: bool, total: int, unit: str) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.unit = unit
-        self.shown = False
-
-    def update(self, step: int, loss: float, rate: float, eta: float) -> None:
-        if not self.enabled:
-            return
-        minutes, seconds = divmod(int(eta), 60)
-        sys.stderr.write(
-            f"\rstep {step}/{self.total}  loss {loss:.4f}  {rate:,.0f} {self.unit}/s  "
-            f"ETA {minutes}:{seconds:02d} "
-        )
-        sys.stderr.flush()
-        self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            self.shown = False
-
-
 def fit(
     task: TrainingTask,
     config: TrainConfig,
@@ -346,6 +386,9 @@ def fit(
     rank = accelerator.process_index
     rows = slice(rank * per_process, (rank + 1) * per_process)
     say = log if main else (lambda message: None)
+    note = resolve_precision(config.mixed_precision, runtime.device)[1]
+    if note:
+        say(note)
 
     model = task.model
     if hasattr(task, "param_groups"):
@@ -405,11 +448,8 @@ def fit(
         )
 
     metrics_path = run_dir / runs.METRICS_FILE
-    progress = _Progress(
-        main and (sys.stderr.isatty() if runtime.progress is None else runtime.progress),
-        config.max_steps,
-        task.unit,
-    )
+    terminal = main and (stderr_is_terminal() if runtime.progress is None else runtime.progress)
+    progress = StatusLine(say, terminal, runtime.plain_every)
     signals = _Signals()
     loss_sum = torch.zeros((), device=accelerator.device)
     window_steps, window_start = 0, time.perf_counter()
@@ -471,22 +511,24 @@ def fit(
             if done % config.log_every == 0 or last_step:
                 now = time.perf_counter()
                 last_train_loss = window_loss()
-                rate = (
-                    window_steps * config.grad_accum * task.items_per_batch / (now - window_start)
-                )
+                seconds_per_step = (now - window_start) / window_steps
+                rate = config.grad_accum * task.items_per_batch / seconds_per_step
                 record = {"step": done, "loss": last_train_loss, "lr": lr}
                 record[f"{task.unit}_per_s"] = rate
                 if log_extras is not None:
                     record.update(log_extras())
                 _log_metrics(accelerator, metrics_path, record, main)
-                eta = (config.max_steps - done) * (now - window_start) / window_steps
-                progress.update(done, last_train_loss, rate, eta)
+                minutes, seconds = divmod(int(seconds_per_step * (config.max_steps - done)), 60)
+                progress.show(
+                    f"step {done}/{config.max_steps}  loss {last_train_loss:.4f}  "
+                    f"{rate:,.0f} {task.unit}/s  ETA {minutes}:{seconds:02d}"
+                )
                 loss_sum.zero_()
                 window_steps, window_start = 0, time.perf_counter()
             if config.eval_every and done % config.eval_every == 0 and not last_step:
                 last_val = evaluate(config.eval_batches)
                 _log_metrics(accelerator, metrics_path, {"step": done, "val_loss": last_val}, main)
-                if not progress.enabled:
+                if not terminal:
                     say(
                         f"step {done}/{config.max_steps}: train loss {_fmt(last_train_loss)}, "
                         f"val loss {_fmt(last_val)}"
@@ -506,7 +548,8 @@ def fit(
                 raise TrainingInterrupted
     progress.clear()
     trained_for = time.perf_counter() - started  # this session's training, without evaluation
-    val_loss = evaluate(0)  # the whole validation split
+    with phase(say, "evaluating on the whole validation split", terminal=terminal):
+        val_loss = evaluate(0)
     if val_loss is not None:
         record = {"step": config.max_steps, "val_loss": val_loss}
         _log_metrics(accelerator, metrics_path, record, main)
@@ -523,6 +566,7 @@ def fit(
         val_loss=val_loss,
         seconds=elapsed_before + trained_for,
         items_per_second=items / max(1e-9, trained_for),
+        mixed_precision=str(accelerator.mixed_precision),
     )
 
 

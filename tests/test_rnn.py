@@ -246,6 +246,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path: Path) -> None:
     invoke("train", "rnn", *tiny(2, 0), "--mixed-precision", "bf16", "--out", tmp_path / "r")
     meta = json.loads((tmp_path / "r" / "gentool.json").read_text())
     assert meta["recipe"]["train"]["mixed_precision"] == "bf16"
+    assert meta["metrics"]["mixed_precision"] == "bf16"  # what it trained in (any CPU)
     assert weights(tmp_path / "r")["lm_head.weight"].dtype == torch.float32
 
 

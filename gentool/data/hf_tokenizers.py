@@ -125,20 +125,26 @@ def train_tokenizer(
 
 
 def run_tokenizer(
-    run_dir: Path, resume: bool, train: Callable[[], PreTrainedTokenizerBase]
+    run_dir: Path,
+    resume: bool,
+    train: Callable[[], PreTrainedTokenizerBase],
+    log: Callable[[str], None] = lambda message: None,
 ) -> PreTrainedTokenizerBase:
     """The tokenizer of a training run in ``run_dir``: when resuming, the one saved there
     (the checkpoint was trained with it); otherwise ``train()``'s, saved there by the main
-    process. A ValueError from ``train`` (a vocabulary size it cannot meet) is a RecipeError."""
+    process. A ValueError from ``train`` (a vocabulary size it cannot meet) is a RecipeError.
+    ``log`` hears about a tokenizer that takes long to learn (a large BPE vocabulary)."""
     from transformers import AutoTokenizer
 
     from gentool.errors import RecipeError
+    from gentool.progress import phase
     from gentool.runs import is_main_process
 
     if resume:
         return AutoTokenizer.from_pretrained(str(run_dir))
     try:
-        tokenizer = train()
+        with phase(log, "learning the tokenizer"):
+            tokenizer = train()
     except ValueError as err:
         raise RecipeError(f"model.vocab_size: {err}") from None
     if is_main_process():

@@ -5,12 +5,13 @@ sequence of ids that starts with ``<|endoftext|>``, its held-out part, and the f
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gentool.data.text import read_corpus
 from gentool.errors import DataError
+from gentool.progress import phase
 
 if TYPE_CHECKING:
     import torch
@@ -28,13 +29,20 @@ def encode_stream(tokenizer: Any, text: str, bos: int) -> torch.Tensor:
 
 
 def split_stream(
-    tokenizer: Any, text: str, bos: int, val: Path | None, val_fraction: float
+    tokenizer: Any,
+    text: str,
+    bos: int,
+    val: Path | None,
+    val_fraction: float,
+    log: Callable[[str], None] = lambda message: None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The training stream, and the held-out one: ``val`` when given, else the last
-    ``val_fraction`` of the text's stream (None when that is empty)."""
-    ids = encode_stream(tokenizer, text, bos)
-    if val is not None:
-        return ids, encode_stream(tokenizer, read_corpus([val]), bos)
+    ``val_fraction`` of the text's stream (None when that is empty). ``log`` hears about
+    an encoding that takes long."""
+    with phase(log, "encoding the text"):
+        ids = encode_stream(tokenizer, text, bos)
+        if val is not None:
+            return ids, encode_stream(tokenizer, read_corpus([val]), bos)
     cut = len(ids) - int(len(ids) * val_fraction)
     return ids[:cut], (ids[cut:] if cut < len(ids) else None)
 

@@ -227,6 +227,7 @@ class ImageGenerator(GanFamily):
             "generator_steps": task.generator_steps(result.steps),
             "train_seconds": result.seconds,
             "images_per_s": result.items_per_second,
+            "mixed_precision": result.mixed_precision,
             "val_loss_d": result.val_loss,
             **{k: v for k, v in task.last_extras.items() if not k.startswith("grad_norm")},
             "train_images": len(train_set),

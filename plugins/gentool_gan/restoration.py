@@ -405,6 +405,7 @@ class Restorer(GanFamily):
             "val_images": 0 if val is None else len(val),
             "images_per_s": result.items_per_second,
             "train_seconds": result.seconds,
+            "mixed_precision": result.mixed_precision,
             "parameters": sum(p.numel() for p in sampler.parameters()),
         }
         return cls(sampler, config, metrics, samples)

@@ -163,10 +163,11 @@ class RnnFamily(Family):
             run_dir,
             context.runtime.resume,
             lambda: train_tokenizer(config.tokens, [text], vocab_size=config.vocab_size),
+            context.log,
         )
         bos = tokenizer.convert_tokens_to_ids(tokenizer.bos_token)
         train_ids, val_ids = split_stream(
-            tokenizer, text, bos, context.val, train_config.val_fraction
+            tokenizer, text, bos, context.val, train_config.val_fraction, context.log
         )
         rows = train_config.batch_size // train_config.grad_accum
         need = rows * (train_config.seq_len + 1)
@@ -209,6 +210,7 @@ class RnnFamily(Family):
             "val_tokens": len(val_ids) if val_ids is not None else 0,
             "tokens_per_s": result.items_per_second,
             "train_seconds": result.seconds,
+            "mixed_precision": result.mixed_precision,
             "parameters": sum(p.numel() for p in task.model.parameters()),
         }
         if result.val_loss is not None:

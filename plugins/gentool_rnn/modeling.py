@@ -221,6 +221,11 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         return RnnState(h, torch.zeros_like(h) if self.config.cell == "lstm" else None)
 
     def _step(self, x: torch.Tensor, state: RnnState) -> tuple[torch.Tensor, RnnState]:
+        if _recurrence_in_float32(x):
+            # oneDNN has no bf16 LSTM without AVX-512 ("could not create a primitive
+            # descriptor"), and bf16 GRU/RNN are emulated there, 8-70x slower than float32.
+            with torch.autocast("cpu", enabled=False):
+                return self._step(x.float(), state.to(torch.float32))
         if state.c is not None:
             out, (h, c) = self.rnn(x, (state.h, state.c))
             return out, RnnState(h, c)
@@ -360,6 +365,17 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
                 state = state.index_select(index.repeat_interleave(expand_size))
             model_kwargs["state"] = state
         return input_ids, model_kwargs
+
+
+def _recurrence_in_float32(x: torch.Tensor) -> bool:
+    """Whether the recurrent layers must leave bf16 autocast: on a CPU without native bf16."""
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return False
+    if torch.get_autocast_dtype("cpu") != torch.bfloat16:
+        return False
+    from gentool.training import native_bf16_cpu
+
+    return native_bf16_cpu() is None
 
 
 def _register() -> None:

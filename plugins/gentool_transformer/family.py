@@ -57,6 +57,8 @@ class TransformerTrainConfig(TrainConfig):
     warmup_steps: int = 100
     seq_len: int = 128  # decoder: tokens per training row (at most model.context_length)
     label_smoothing: float = 0.1  # translation: the 2017 paper's epsilon
+    # translation: validation pairs (the first N) translated for BLEU after training; 0: none
+    bleu_pairs: int = 200
 
 
 class TransformerFamily(Family):

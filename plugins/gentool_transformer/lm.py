@@ -186,10 +186,11 @@ class LanguageModel(TransformerFamily):
             run_dir,
             context.runtime.resume,
             lambda: train_tokenizer(tokens, [text], vocab_size=vocab),
+            context.log,
         )
         bos = _bos(tokenizer)
         train_ids, val_ids = split_stream(
-            tokenizer, text, bos, context.val, train_config.val_fraction
+            tokenizer, text, bos, context.val, train_config.val_fraction, context.log
         )
         seq_len = train_config.seq_len
         if len(train_ids) < seq_len + 1:
@@ -214,6 +215,7 @@ class LanguageModel(TransformerFamily):
             "val_tokens": len(val_ids) if val_ids is not None else 0,
             "tokens_per_s": result.items_per_second,
             "train_seconds": result.seconds,
+            "mixed_precision": result.mixed_precision,
             "parameters": _parameters(task.model),
         }
         if result.val_loss is not None:

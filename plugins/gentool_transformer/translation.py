@@ -20,7 +20,7 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from gentool.data.hf_tokenizers import ENDOFTEXT, UNK, run_tokenizer, train_toke
 from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
 from gentool.errors import DataError, RecipeError
 from gentool.family import TRANSLATE, TrainingContext, TranslationRequest
+from gentool.progress import phase
 from gentool.runs import is_main_process
 from gentool.training import check_setup, fit, require_neural
 from gentool_transformer.family import (
@@ -243,6 +244,7 @@ class Translator(TransformerFamily):
             run_dir,
             context.runtime.resume,
             lambda: train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size),
+            context.log,
         )
         pairs, val_pairs, dropped, val_dropped = _prepare(
             tokenizer, corpus, val_corpus, config.context_length, train_config.val_fraction, log
@@ -284,16 +286,32 @@ class Translator(TransformerFamily):
             "epochs": result.steps * train_config.batch_size / len(pairs),
             "tokens_per_s": result.items_per_second,
             "train_seconds": result.seconds,
+            "mixed_precision": result.mixed_precision,
             "parameters": sum(p.numel() for p in task.model.parameters()),
         }
         translator = cls(task.model.eval(), tokenizer, config, metrics)
-        if val_pairs and is_main_process():  # the score to choose recipes by
-            sources = [str(tokenizer.decode(s, skip_special_tokens=True)) for s, _ in val_pairs]
-            targets = [str(tokenizer.decode(t, skip_special_tokens=True)) for _, t in val_pairs]
-            bleu = translator.score(sources, targets)
-            metrics["val_bleu"] = bleu["bleu"]
-            log(f"validation BLEU {bleu['bleu']:.2f} (beam {TranslationRequest().num_beams})")
+        scored = val_pairs[: train_config.bleu_pairs]
+        if scored and is_main_process():  # the score to choose recipes by
+            metrics.update(translator.validation_bleu(scored, log))
         return translator
+
+    def validation_bleu(self, pairs: list[Pair], log: Any) -> dict[str, Any]:
+        """BLEU (beam search) of ``pairs`` after training, with its progress shown.
+
+        An undertrained model may never end a sentence, and would generate up to the
+        context length: here a translation is capped at twice the longest source of its
+        batch plus 10 tokens (``source_cap``; batches hold sentences of similar length),
+        which a trained model does not reach.
+        """
+        tokenizer = self.tokenizer
+        sources = [str(tokenizer.decode(s, skip_special_tokens=True)) for s, _ in pairs]
+        targets = [str(tokenizer.decode(t, skip_special_tokens=True)) for _, t in pairs]
+        request = TranslationRequest()
+        what = f"validation BLEU (beam {request.num_beams})"
+        with phase(log, what, total=len(pairs), unit="sentences") as advance:
+            bleu = self.score(sources, targets, request, advance, source_cap=True)
+        log(f"validation BLEU {bleu['bleu']:.2f} (beam {request.num_beams}, {len(pairs)} pairs)")
+        return {"val_bleu": bleu["bleu"], "val_bleu_pairs": len(pairs)}
 
     # -- persistence ----------------------------------------------------------------------------
     @classmethod
@@ -304,8 +322,11 @@ class Translator(TransformerFamily):
         return cls(model, tokenizer, config, {})
 
     # -- tasks ----------------------------------------------------------------------------------
-    def translate(self, texts: Sequence[str], request: TranslationRequest) -> list[str]:
-        """Beam-search translations, one per text, in order; an empty text gives ''."""
+    def translate(
+        self, texts: Sequence[str], request: TranslationRequest, source_cap: bool = False
+    ) -> list[str]:
+        """Beam-search translations, one per text, in order; an empty text gives ''.
+        ``source_cap``: at most twice the batch's longest source plus 10 tokens each."""
         out = [""] * len(texts)
         todo = [i for i, text in enumerate(texts) if text.strip()]
         if not todo:
@@ -319,8 +340,11 @@ class Translator(TransformerFamily):
             ids = [x[: limit - 1] + x[-1:] if len(x) > limit else x for x in ids]
         eos = self.tokenizer.eos_token_id
         # The model's limit, not one derived from the batch: a sentence translates the same
-        # in any batch. A trained model ends its sentences long before.
+        # in any batch. A trained model ends its sentences long before. (source_cap gives
+        # that up, to score a model that may not have learnt to end a sentence.)
         max_new = min(request.max_tokens or limit, limit - 1)
+        if source_cap:
+            max_new = min(max_new, 2 * max(len(x) for x in ids) + 10)
         options: dict[str, Any] = {
             "max_new_tokens": max_new,
             "num_beams": request.num_beams,
@@ -342,23 +366,40 @@ class Translator(TransformerFamily):
             out[i] = text.strip()
         return out
 
-    def translate_all(self, texts: Sequence[str], request: TranslationRequest) -> list[str]:
-        """``translate`` over many sentences, in length-sorted batches (less padding)."""
+    def translate_all(
+        self,
+        texts: Sequence[str],
+        request: TranslationRequest,
+        advance: Callable[[int], None] | None = None,
+        source_cap: bool = False,
+    ) -> list[str]:
+        """``translate`` over many sentences, in length-sorted batches (less padding);
+        ``advance(n)`` hears of each batch done."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = [""] * len(texts)
         for start in range(0, len(order), TRANSLATE_BATCH):
             chunk = order[start : start + TRANSLATE_BATCH]
-            translated = self.translate([texts[i] for i in chunk], request)
+            translated = self.translate([texts[i] for i in chunk], request, source_cap)
             for i, text in zip(chunk, translated, strict=True):
                 out[i] = text
+            if advance is not None:
+                advance(len(chunk))
         return out
 
-    def score(self, sources: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
+    def score(
+        self,
+        sources: Sequence[str],
+        targets: Sequence[str],
+        request: TranslationRequest | None = None,
+        advance: Callable[[int], None] | None = None,
+        source_cap: bool = False,
+    ) -> dict[str, Any]:
         """Corpus BLEU and chrF (sacrebleu defaults: cased, detokenized, 13a) of beam-search
         translations of ``sources`` against ``targets``."""
         import sacrebleu
 
-        hypotheses = self.translate_all(sources, TranslationRequest())
+        request = request or TranslationRequest()
+        hypotheses = self.translate_all(sources, request, advance, source_cap)
         bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
         bleu_score = bleu.corpus_score(hypotheses, [list(targets)])
         chrf_score = chrf.corpus_score(hypotheses, [list(targets)])
@@ -474,10 +515,10 @@ def _prepare(
     """Encoded training and validation pairs (the last ``val_fraction`` of the training
     pairs without a held-out corpus), those over ``limit`` tokens dropped; the drops of each,
     by reason, also logged."""
-    pairs = encode_pairs(tokenizer, corpus)
-    if val_corpus is not None:
-        val_pairs = encode_pairs(tokenizer, val_corpus)
-    else:
+    with phase(log, "encoding the sentence pairs"):
+        pairs = encode_pairs(tokenizer, corpus)
+        val_pairs = encode_pairs(tokenizer, val_corpus) if val_corpus is not None else []
+    if val_corpus is None:
         cut = len(pairs) - int(len(pairs) * val_fraction)
         pairs, val_pairs = pairs[:cut], pairs[cut:]
     pairs, too_long = filter_long(pairs, limit)
@@ -543,6 +584,10 @@ def _check(config: TransformerModelConfig, train: TransformerTrainConfig) -> Non
         raise RecipeError(f"model.context_length must be at least 4, got {config.context_length}")
     if not 0 <= config.dropout < 1:
         raise RecipeError(f"model.dropout must be in [0, 1), got {config.dropout}")
+    if train.bleu_pairs < 0:
+        raise RecipeError(
+            f"train.bleu_pairs must be at least 0 (0: no BLEU), got {train.bleu_pairs}"
+        )
     if not 0 <= train.label_smoothing < 1:
         raise RecipeError(f"train.label_smoothing must be in [0, 1), got {train.label_smoothing}")
     if math.isnan(train.lr):
