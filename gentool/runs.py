@@ -330,6 +330,8 @@ def check_meta(meta: Any, run: Path) -> dict[str, Any]:
     if not all(isinstance(task, str) for task in meta.get("tasks", [])):
         raise damaged(run, f"{META_FILE} 'tasks' must be a list of strings")
     recorded = meta.get("recipe", {}).get("family", meta["family"])
+    if not isinstance(recorded, str):
+        raise damaged(run, f"{META_FILE} recipe 'family' is {_json_type(recorded)}, not a string")
     if recorded != meta["family"]:
         raise damaged(
             run,
@@ -386,6 +388,7 @@ class RunDirectory:
                 f"'{self.path}' is not a gentool run directory (no {META_FILE}); "
                 "give a directory written by 'gentool train'"
             )
+        self._check_link(META_FILE)
         try:
             if meta_path.stat().st_size > _MAX_META_BYTES:
                 raise damaged(self.path, f"{META_FILE} is {meta_path.stat().st_size} bytes")
@@ -399,6 +402,18 @@ class RunDirectory:
         self.meta: dict[str, Any] = check_meta(meta, self.path)
         self._check_names()
 
+    def _check_link(self, name: str, root: Path | None = None) -> None:
+        """Refuse the file ``name`` of the run if it is a link to anything outside it."""
+        path = self.path / name
+        if not path.is_symlink():
+            return
+        try:
+            inside = path.resolve(strict=True).is_relative_to(root or self.path.resolve())
+        except (OSError, RuntimeError):  # a dangling link, or a loop
+            inside = False
+        if not inside:
+            raise damaged(self.path, f"'{name}' is a link to something outside the run")
+
     def _check_names(self) -> None:
         """Every listed file is a file of this run (not a path, nor a link to one outside),
         and every file here is listed: a loader must never read anything unverified."""
@@ -409,14 +424,7 @@ class RunDirectory:
                 raise damaged(
                     self.path, f"{META_FILE} lists {name!r}, which is not a file name in the run"
                 )
-            path = self.path / name
-            if path.is_symlink():
-                try:
-                    inside = path.resolve(strict=True).is_relative_to(root)
-                except (OSError, RuntimeError):  # a dangling link, or a loop
-                    inside = False
-                if not inside:
-                    raise damaged(self.path, f"'{name}' is a link to something outside the run")
+            self._check_link(name, root)
         try:
             with os.scandir(self.path) as entries:
                 unlisted = sorted(
@@ -486,24 +494,29 @@ def save_tensors(path: Path, tensors: dict[str, Any], family: str) -> None:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def load_tensors(path: Path, family: str) -> dict[str, Any]:
-    """Read numpy arrays from safetensors written by ``save_tensors`` for ``family``."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """``safe_open(path)`` for numpy; a missing or damaged file is a RunError naming it."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
-            found = (f.metadata() or {}).get("gentool.family")
-            if found != family:
-                raise RunError(
-                    f"'{path}' holds a '{found}' model, not '{family}'; give a {family} run"
-                )
-            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+            yield f
     except FileNotFoundError:
         raise RunError(f"'{path}' is missing; retrain the run") from None
     except (SafetensorError, OSError, ValueError) as err:
         raise RunError(
             f"'{path}' is truncated or corrupt ({err}); retrain the run or restore the file"
         ) from None
+
+
+def load_tensors(path: Path, family: str) -> dict[str, Any]:
+    """Read numpy arrays from safetensors written by ``save_tensors`` for ``family``."""
+    with _opened(path) as f:
+        found = (f.metadata() or {}).get("gentool.family")
+        if found != family:
+            raise RunError(f"'{path}' holds a '{found}' model, not '{family}'; give a {family} run")
+        return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
 
 
 #: A tensor as a safetensors header describes it: (dtype, shape), e.g. ("F32", (64, 32)).
@@ -514,21 +527,9 @@ def tensor_header(path: Path) -> dict[str, TensorSpec]:
     """Name -> (dtype, shape) of every tensor in a safetensors file, from its header alone:
     no tensor is read, whatever sizes the file claims. (safetensors checks that the header's
     offsets cover the file exactly, so the sizes it gives are those of the bytes on disk.)"""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = {}
-            for name in f.keys():  # noqa: SIM118 (not a dict)
-                tensor = f.get_slice(name)
-                header[name] = (tensor.get_dtype(), tuple(tensor.get_shape()))
-            return header
-    except FileNotFoundError:
-        raise RunError(f"'{path}' is missing; retrain the run") from None
-    except (SafetensorError, OSError, ValueError) as err:
-        raise RunError(
-            f"'{path}' is truncated or corrupt ({err}); retrain the run or restore the file"
-        ) from None
+    with _opened(path) as f:
+        slices = {name: f.get_slice(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+        return {name: (s.get_dtype(), tuple(s.get_shape())) for name, s in slices.items()}
 
 
 def _spec(spec: tuple[str, tuple[int | None, ...]]) -> str:

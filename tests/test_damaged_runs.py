@@ -180,6 +180,11 @@ def test_links_out_of_the_run_are_refused(r: Path, ngram_run: Path, tmp_path: Pa
         assert_error(
             invoke(*command, ok=False), "run 'r' is damaged: 'vocab.json' is a link to something"
         )
+    (r / "gentool.json").rename(tmp_path / "elsewhere.json")  # its own record too
+    (r / "gentool.json").symlink_to(tmp_path / "elsewhere.json")
+    assert_error(invoke("info", "r", ok=False), "'gentool.json' is a link to something outside")
+    (r / "gentool.json").unlink()
+    (tmp_path / "elsewhere.json").rename(r / "gentool.json")
     # A link inside the run, and a run reached through a link (runs/latest -> r), are fine.
     (r / "vocab.json").unlink()
     shutil.copy(ngram_run / "vocab.json", r / ".vocab.json")
