@@ -124,17 +124,25 @@ def check_weights(
 
 
 def load_pretrained(
-    auto_class: Any, directory: Path, tokens: Sequence[str], **kwargs: Any
+    auto_class: Any, directory: Path, model_type: str, tokens: Sequence[str], **kwargs: Any
 ) -> tuple[Any, Any]:
     """``auto_class.from_pretrained(directory)`` (an ``AutoModelFor*``) from safetensors only,
-    once ``check_weights`` has found config.json to agree with model.safetensors, and the
-    run's tokenizer, checked against the model (``tokens``: the special tokens the family
-    uses, e.g. ``bos_token``). Returns (model, tokenizer). Transformers never falls back to
-    a pickle (``pytorch_model.bin``): ``use_safetensors=True``."""
+    once config.json is known to describe a ``model_type`` model (the family's) that agrees
+    with model.safetensors (``check_weights``), and the run's tokenizer, checked against
+    the model (``tokens``: the special tokens the family uses, e.g. ``bos_token``). Returns
+    (model, tokenizer). Nothing but safetensors and JSON is read: ``use_safetensors=True``
+    (transformers never falls back to a ``pytorch_model.bin``), and the tokenizer is the
+    fast one of tokenizer.json, whatever class tokenizer_config.json names."""
     import torch
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig, PreTrainedTokenizerFast
 
     config = _read(directory, "config.json", lambda: AutoConfig.from_pretrained(str(directory)))
+    if config.model_type != model_type:
+        raise runs.damaged(
+            directory,
+            f"config.json describes a '{config.model_type}' model, not '{model_type}' "
+            "(a family mismatch)",
+        )
     dtype = getattr(config, "dtype", None)
     options = {"dtype": dtype} if isinstance(dtype, torch.dtype) else {}
     check_weights(lambda: auto_class.from_config(config, **options), directory / runs.TENSOR_FILE)
@@ -148,7 +156,7 @@ def load_pretrained(
     tokenizer = _read(
         directory,
         "the tokenizer (tokenizer.json, tokenizer_config.json)",
-        lambda: AutoTokenizer.from_pretrained(str(directory)),
+        lambda: PreTrainedTokenizerFast.from_pretrained(str(directory)),
     )
     _check_settings(directory, model, tokenizer, tokens)
     return model.eval(), tokenizer

@@ -354,6 +354,12 @@ def test_a_config_that_is_not_a_model_is_refused(
         run = copy_run(neural_runs[kind], tmp_path / kind)
         lie(run, lambda c, change=change: c.update(change))
         assert_error(invoke("info", kind, ok=False), f"run '{kind}' is damaged", "config.json")
+    run = copy_run(neural_runs["rnn"], tmp_path / "other")
+    lie(run, lambda c: c.update(model_type="gpt2"))
+    assert_error(
+        invoke("info", "other", ok=False),
+        "config.json describes a 'gpt2' model, not 'gentool_rnn' (a family mismatch)",
+    )
     run = copy_run(neural_runs["lm"], tmp_path / "lm")
     (run / "config.json").write_text("[]")
     rehash(run, "config.json")

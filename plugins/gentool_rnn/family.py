@@ -229,7 +229,7 @@ class RnnFamily(Family):
         from gentool.weights import load_pretrained
 
         model, tokenizer = load_pretrained(
-            AutoModelForCausalLM, directory, ("bos_token", "unk_token")
+            AutoModelForCausalLM, directory, "gentool_rnn", ("bos_token", "unk_token")
         )
         return cls(model, tokenizer, config, {})
 

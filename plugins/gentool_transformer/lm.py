@@ -222,7 +222,11 @@ class LanguageModel(TransformerFamily):
         from gentool.weights import load_pretrained
 
         model, tokenizer = load_pretrained(
-            AutoModelForCausalLM, directory, ("bos_token", "unk_token"), attn_implementation="sdpa"
+            AutoModelForCausalLM,
+            directory,
+            "gpt2",
+            ("bos_token", "unk_token"),
+            attn_implementation="sdpa",
         )
         return cls(model, tokenizer, config, {})
 

@@ -302,7 +302,7 @@ class Translator(TransformerFamily):
         from gentool.weights import load_pretrained
 
         model, tokenizer = load_pretrained(
-            AutoModelForSeq2SeqLM, directory, ("eos_token", "pad_token", "unk_token")
+            AutoModelForSeq2SeqLM, directory, "marian", ("eos_token", "pad_token", "unk_token")
         )
         if model.generation_config.decoder_start_token_id is None:  # what decoding starts from
             raise runs.damaged(directory, "generation_config.json has no decoder_start_token_id")
