@@ -18,7 +18,7 @@ from typing import Any
 from gentool import recipes, runs
 from gentool.errors import DataError, PluginError, RecipeError, RunError
 from gentool.family import GENERATE_TEXT, Family, GenerationRequest, TrainingContext
-from gentool.plugins import get_family
+from gentool.plugins import get_family, get_registry
 from gentool.runs import is_main_process
 from gentool.training import Runtime, TrainingError, init_processes
 
@@ -242,11 +242,12 @@ def train(
 
 @contextlib.contextmanager
 def _restored_on_failure(run: Path, resume: bool) -> Iterator[None]:
-    """When resuming, put the run's records back if it fails before a new checkpoint."""
+    """When resuming, put the run's records back if it fails before a new checkpoint (and
+    drop the one it made: a finished run refused on resume stays a finished run)."""
     saved = {
-        name: (run / name).read_bytes()
+        name: (run / name).read_bytes() if (run / name).is_file() else None
         for name in (runs.TRAINING_FILE, runs.META_FILE)
-        if resume and is_main_process() and (run / name).is_file()
+        if resume and is_main_process()
     }
     before = runs.checkpoints(run)[-1:] if saved else []
     try:
@@ -254,6 +255,9 @@ def _restored_on_failure(run: Path, resume: bool) -> Iterator[None]:
     except BaseException:
         if saved and runs.checkpoints(run)[-1:] == before:
             for name, content in saved.items():
+                if content is None:
+                    (run / name).unlink(missing_ok=True)
+                    continue
                 with runs.atomic_path(run / name) as tmp:
                     tmp.write_bytes(content)
         raise
@@ -282,7 +286,7 @@ def _plan_resume(
             "(neural families write one every train.checkpoint_every steps; ngram trains in "
             "one pass and writes none)"
         )
-    stored = json.loads(stored_path.read_text(encoding="utf-8"))
+    stored = _read_record(stored_path)
     old = stored["recipe"]
     finished = stored_path.name == runs.META_FILE
     if family and family != old["family"]:
@@ -310,10 +314,36 @@ def _plan_resume(
     return family_class, resolved, stored
 
 
+def _read_record(path: Path) -> dict[str, Any]:
+    """training.json (or a finished run's gentool.json): the recipe a resume continues."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        problem = f"is not valid JSON ({err})"
+    except OSError as err:
+        problem = f"cannot be read ({err.strerror})"
+    else:
+        recipe = stored.get("recipe") if isinstance(stored, dict) else None
+        data = stored.get("data", {}) if isinstance(stored, dict) else None
+        if isinstance(recipe, dict) and isinstance(recipe.get("family"), str):
+            if isinstance(data, dict):
+                return stored
+            problem = "has a 'data' that is not an object"
+        else:
+            problem = "holds no recipe with a family"
+    raise RunError(
+        f"'{path}' {problem}: the run's recorded recipe is lost; restore the file from a copy, "
+        "or train the run again with --force"
+    )
+
+
 def _check_same_data(out: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    def sha256(fingerprint: Any) -> Any:  # (a damaged record's odd entry differs too)
+        return fingerprint.get("sha256") if isinstance(fingerprint, dict) else fingerprint
+
     def digests(record: dict[str, Any]) -> dict[str, Any]:
         return {
-            key: [d["sha256"] for d in value] if isinstance(value, list) else value["sha256"]
+            key: [sha256(d) for d in value] if isinstance(value, list) else sha256(value)
             for key, value in record.items()
             if value
         }
@@ -348,15 +378,36 @@ def load(run: str | Path | runs.RunDirectory) -> Family:
         run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
         family_class = get_family(run_dir.family)
         run_dir.verify()
-        resolved = recipes.resolve(
-            run_dir.recipe, family_class.config_class, family_class.train_config_class
-        )
+        try:
+            resolved = recipes.resolve(
+                run_dir.recipe, family_class.config_class, family_class.train_config_class
+            )
+        except RecipeError as err:
+            raise _recipe_mismatch(run_dir, err) from None
         return family_class.load(run_dir.path, resolved.model)
     except PermissionError as err:  # a run of another user, not shared with this one
         raise RunError(
             f"cannot read '{err.filename or path}' of the run '{path}' (permission denied); "
             f"ask its owner to share it (chmod -R a+rX '{path}') or copy it"
         ) from None
+
+
+def _recipe_mismatch(run: runs.RunDirectory, err: RecipeError) -> RunError:
+    """A run whose recorded recipe does not fit its family: say so, and whether it fits
+    another family (gentool.json's family was changed: a family mismatch)."""
+    for name, other in sorted(get_registry().families.items()):
+        if name == run.family:
+            continue
+        with contextlib.suppress(RecipeError):
+            recipes.resolve(run.recipe, other.config_class, other.train_config_class)
+            return runs.damaged(
+                run.path,
+                f"{runs.META_FILE} says family '{run.family}' but its recipe is for family "
+                f"'{name}' (a family mismatch)",
+            )
+    return runs.damaged(
+        run.path, f"the recipe in its {runs.META_FILE} does not fit family '{run.family}' ({err})"
+    )
 
 
 def require(model: Family, task: str, command: str) -> None:

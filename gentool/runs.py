@@ -20,7 +20,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -512,8 +512,113 @@ def output_files() -> Iterator[OutputFiles]:
 # -- reading a run --------------------------------------------------------------------------
 
 
+def damaged(run: Path, what: str, fix: str = "restore it from a copy, or retrain it") -> RunError:
+    """The error for a run whose files contradict each other or gentool's format."""
+    return RunError(f"run '{run}' is damaged: {what}; {fix}")
+
+
+# gentool.json's fields: name -> (JSON type, required). Only what the code relies on is
+# checked; finish_run writes them all.
+_META_FIELDS: dict[str, tuple[type, bool]] = {
+    "family": (str, True),
+    "recipe": (dict, False),  # none: the family's defaults
+    "files": (dict, True),
+    "tasks": (list, False),
+    "seed": (int, False),
+    "data": (dict, False),
+    "metrics": (dict, False),
+    "imported_from": (dict, False),
+    "created": (str, False),
+    "versions": (dict, False),
+}
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
+_MAX_META_BYTES = 64 << 20  # a real gentool.json is a few kilobytes
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a number"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_meta(meta: Any, run: Path) -> dict[str, Any]:
+    """Check a run's gentool.json against its schema (docs/run-directory.md); return it.
+
+    A run may be edited, synced or downloaded: every field the code relies on is checked
+    here, once, so that nothing later meets a list where it expects an object.
+    """
+    if not isinstance(meta, dict):
+        raise damaged(run, f"{META_FILE} holds {_json_type(meta)}, not an object")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise damaged(run, f"{META_FILE} 'format_version' is {version!r}, not a positive integer")
+    if version > FORMAT_VERSION:
+        raise RunError(
+            f"run '{run}' was made by a newer gentool (format {version}; gentool {__version__} "
+            f"reads format {FORMAT_VERSION}); upgrade gentool: pip install --upgrade gentool"
+        )
+    for field, (kind, required) in _META_FIELDS.items():
+        if field not in meta:
+            if required:
+                raise damaged(run, f"{META_FILE} has no '{field}'")
+            continue
+        value = meta[field]
+        if not (_is_int(value) if kind is int else isinstance(value, kind)):
+            raise damaged(
+                run, f"{META_FILE} '{field}' is {_json_type(value)}, not {_JSON_TYPES[kind]}"
+            )
+    if not meta["family"]:
+        raise damaged(run, f"{META_FILE} 'family' is empty")
+    if not all(isinstance(task, str) for task in meta.get("tasks", [])):
+        raise damaged(run, f"{META_FILE} 'tasks' must be a list of strings")
+    recorded = meta.get("recipe", {}).get("family", meta["family"])
+    if not isinstance(recorded, str):
+        raise damaged(run, f"{META_FILE} recipe 'family' is {_json_type(recorded)}, not a string")
+    if recorded != meta["family"]:
+        raise damaged(
+            run,
+            f"{META_FILE} says family {meta['family']!r} but its recipe is for {recorded!r} "
+            "(a family mismatch)",
+        )
+    for name, entry in meta["files"].items():
+        if not (
+            isinstance(entry, dict)
+            and _is_int(entry.get("bytes"))
+            and entry["bytes"] >= 0
+            and isinstance(entry.get("sha256"), str)
+            and len(entry["sha256"]) == 64
+        ):
+            raise damaged(
+                run,
+                f"{META_FILE} 'files' entry {name!r} needs 'bytes' (its size) and 'sha256' "
+                "(64 hex digits)",
+            )
+    return meta
+
+
+def _plain_name(name: str) -> bool:
+    """A file name with no directory part: what finish_run records."""
+    return (
+        name not in ("", ".", "..", META_FILE)
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and Path(name).name == name
+    )
+
+
 class RunDirectory:
-    """A complete run directory, read and verified."""
+    """A complete run directory, read and checked: its gentool.json fits the schema, every
+    file it lists is a plain file of the run (no path outside it), and the run holds no
+    file it does not list. Nothing but gentool.json is read until ``verify``."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -532,12 +637,64 @@ class RunDirectory:
                 f"'{self.path}' is not a gentool run directory (no {META_FILE}); "
                 "give a directory written by 'gentool train'"
             )
+        self._check_link(META_FILE)
         try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise RunError(f"'{meta_path}' is corrupt ({err}); retrain the run") from None
-        if not isinstance(self.meta, dict) or "family" not in self.meta:
-            raise RunError(f"'{meta_path}' has no 'family'; retrain the run")
+            if meta_path.stat().st_size > _MAX_META_BYTES:
+                raise damaged(self.path, f"{META_FILE} is {meta_path.stat().st_size} bytes")
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            raise damaged(self.path, f"{META_FILE} is not valid JSON ({err})") from None
+        except OSError as err:
+            raise RunError(
+                f"cannot read '{meta_path}' ({err.strerror}); check its permissions"
+            ) from None
+        self.meta: dict[str, Any] = check_meta(meta, self.path)
+        self._check_names()
+
+    def _check_link(self, name: str, root: Path | None = None) -> None:
+        """Refuse the file ``name`` of the run if it is a link to anything outside it."""
+        path = self.path / name
+        if not path.is_symlink():
+            return
+        try:
+            inside = path.resolve(strict=True).is_relative_to(root or self.path.resolve())
+        except (OSError, RuntimeError):  # a dangling link, or a loop
+            inside = False
+        if not inside:
+            raise damaged(self.path, f"'{name}' is a link to something outside the run")
+
+    def _check_names(self) -> None:
+        """Every listed file is a file of this run (not a path, nor a link to one outside),
+        and every file here is listed: a loader must never read anything unverified."""
+        listed = self.meta["files"]
+        root = self.path.resolve()
+        for name in listed:
+            if not _plain_name(name):
+                raise damaged(
+                    self.path, f"{META_FILE} lists {name!r}, which is not a file name in the run"
+                )
+            self._check_link(name, root)
+        try:
+            with os.scandir(self.path) as entries:
+                unlisted = sorted(
+                    entry.name
+                    for entry in entries
+                    if entry.name not in listed
+                    and entry.name not in (META_FILE, TRAINING_FILE)
+                    and not entry.name.startswith(".")  # .DS_Store...: as in finish_run
+                    and not entry.is_dir()  # checkpoints/, samples/: no loader reads them
+                )
+        except OSError as err:
+            raise RunError(
+                f"cannot list '{self.path}' ({err.strerror}); check its permissions"
+            ) from None
+        if unlisted:
+            raise damaged(
+                self.path,
+                f"it holds '{unlisted[0]}', which its {META_FILE} does not list (added after "
+                "training: a model loader might read it)",
+                "move that file out of the run",
+            )
 
     @property
     def family(self) -> str:
@@ -549,17 +706,23 @@ class RunDirectory:
 
     def verify(self) -> None:
         """Check every recorded file's size and sha256; raise RunError naming the first bad one."""
-        for name, expected in self.meta.get("files", {}).items():
+        for name, expected in self.meta["files"].items():
             path = self.path / name
             if not path.is_file():
                 raise RunError(f"run '{self.path}' is missing '{name}'; retrain the run")
-            size = path.stat().st_size
-            if size != expected["bytes"]:
+            try:
+                size = path.stat().st_size
+                if size != expected["bytes"]:
+                    raise RunError(
+                        f"'{path}' is truncated or corrupt ({size} bytes, expected "
+                        f"{expected['bytes']}); retrain the run or restore the file"
+                    )
+                digest = sha256_file(path)
+            except OSError as err:
                 raise RunError(
-                    f"'{path}' is truncated or corrupt ({size} bytes, expected "
-                    f"{expected['bytes']}); retrain the run or restore the file"
-                )
-            if sha256_file(path) != expected["sha256"]:
+                    f"cannot read '{path}' ({err.strerror}); check its permissions"
+                ) from None
+            if digest != expected["sha256"]:
                 raise RunError(
                     f"'{path}' is corrupt (its sha256 differs from {META_FILE}); retrain the "
                     "run or restore the file"
@@ -586,21 +749,81 @@ def save_tensors(path: Path, tensors: dict[str, Any], family: str) -> None:
             raise OSError(failure.errno, failure.strerror, str(path)) from None
 
 
-def load_tensors(path: Path, family: str) -> dict[str, Any]:
-    """Read numpy arrays from safetensors written by ``save_tensors`` for ``family``."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """``safe_open(path)`` for numpy; a missing or damaged file is a RunError naming it."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
-            found = (f.metadata() or {}).get("gentool.family")
-            if found != family:
-                raise RunError(
-                    f"'{path}' holds a '{found}' model, not '{family}'; give a {family} run"
-                )
-            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+            yield f
     except FileNotFoundError:
         raise RunError(f"'{path}' is missing; retrain the run") from None
     except (SafetensorError, OSError, ValueError) as err:
         raise RunError(
             f"'{path}' is truncated or corrupt ({err}); retrain the run or restore the file"
         ) from None
+
+
+def load_tensors(path: Path, family: str) -> dict[str, Any]:
+    """Read numpy arrays from safetensors written by ``save_tensors`` for ``family``."""
+    with _opened(path) as f:
+        found = (f.metadata() or {}).get("gentool.family")
+        if found != family:
+            raise RunError(f"'{path}' holds a '{found}' model, not '{family}'; give a {family} run")
+        return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+
+
+#: A tensor as a safetensors header describes it: (dtype, shape), e.g. ("F32", (64, 32)).
+TensorSpec = tuple[str, tuple[int, ...]]
+
+
+def tensor_header(path: Path) -> dict[str, TensorSpec]:
+    """Name -> (dtype, shape) of every tensor in a safetensors file, from its header alone:
+    no tensor is read, whatever sizes the file claims. (safetensors checks that the header's
+    offsets cover the file exactly, so the sizes it gives are those of the bytes on disk.)"""
+    with _opened(path) as f:
+        slices = {name: f.get_slice(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+        return {name: (s.get_dtype(), tuple(s.get_shape())) for name, s in slices.items()}
+
+
+def _spec(spec: tuple[str, tuple[int | None, ...]]) -> str:
+    dtype, shape = spec
+    return f"{dtype} [{', '.join('*' if n is None else str(n) for n in shape)}]"
+
+
+def check_tensors(
+    path: Path,
+    expected: dict[str, tuple[str, tuple[int | None, ...]]],
+    optional: Collection[str] = (),
+    config: str = "config.json",
+    header: dict[str, TensorSpec] | None = None,
+) -> dict[str, TensorSpec]:
+    """Check that the tensors of ``path`` are exactly ``expected`` (what the run's ``config``
+    describes: name -> (dtype, shape), None for a size the config leaves open), before
+    anything is built or read; return the header. Names in ``optional`` may be absent (a
+    tensor tied to another, or recomputed on load). A file that disagrees with its config
+    is damaged, or lies: refused before anything the config claims is allocated.
+    ``header``: the file's, if already read."""
+    header = tensor_header(path) if header is None else header
+    run = path.parent
+
+    def disagree(what: str) -> RunError:
+        return damaged(run, f"'{path.name}' does not match {config}: {what}")
+
+    for name, spec in header.items():
+        if name not in expected:
+            raise disagree(f"it holds tensor '{name}', which the config's model does not have")
+        dtype, shape = expected[name]
+        fits = len(shape) == len(spec[1]) and all(
+            want is None or want == got for want, got in zip(shape, spec[1], strict=True)
+        )
+        if spec[0] != dtype or not fits:
+            raise disagree(
+                f"tensor '{name}' is {_spec(spec)} in the file, {_spec(expected[name])} "
+                "by the config"
+            )
+    missing = sorted(set(expected) - set(header) - set(optional))
+    if missing:
+        raise disagree(f"the config's model needs tensor '{missing[0]}', absent from the file")
+    return header

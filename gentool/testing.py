@@ -755,6 +755,192 @@ class _Checker:
         self.passed(check)
 
 
+# -- damaged runs --------------------------------------------------------------------------
+
+#: The kinds of damage ``damage_run`` picks from. "rehashed": gentool.json's size and sha256
+#: are updated to match the damaged file, as a deliberate edit would.
+DAMAGES = (
+    "truncate",
+    "flip",
+    "flip-rehashed",
+    "edit-json",
+    "edit-json-rehashed",
+    "add-entry",
+    "add-file",
+    "remove",
+    "link-out",
+)
+_ODD_VALUES: tuple[Any, ...] = (
+    None, True, -1, 0, 1, 2**31, 10**30, 1e308, -1e308, 0.5, float("nan"), float("inf"),
+    "", "x", "ngram", "rnn", [], {}, [1, 2], {"a": 1},
+)  # fmt: skip
+_ADDED_FILES = ("pytorch_model.bin", "model.bin", "extra.safetensors", "notes.txt", ".hidden")
+
+
+def damage_run(run: Path, copy: Path, rng: random.Random, outside: Path) -> str:
+    """Copy the run directory ``run`` to ``copy`` and damage the copy in one way picked by
+    ``rng`` from ``DAMAGES``, as a disk, a sync tool, a careless edit or a hostile download
+    might: truncate a file, flip a byte, change a JSON value (gentool.json, config.json, a
+    safetensors header ...), list a path outside the run, add a file, remove one, or make
+    one a link out of the run. ``outside`` is a file outside the run that added entries
+    and links point at. Returns what was done, for a failure message."""
+    shutil.copytree(run, copy, symlinks=True)
+    meta_path = copy / runs.META_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    files = sorted(p.name for p in copy.iterdir() if p.is_file())
+    damage = rng.choice(DAMAGES)
+    name = rng.choice(files)
+    path = copy / name
+    rehash = damage.endswith("-rehashed")
+
+    if damage == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: rng.randrange(len(data) + 1)])
+        what = f"{name} truncated"
+    elif damage.startswith("flip"):
+        flipped = bytearray(path.read_bytes())
+        if flipped:
+            flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(flipped))
+        what = f"a bit of {name} flipped"
+    elif damage.startswith("edit-json"):
+        json_files = [f for f in files if f.endswith((".json", ".safetensors"))]
+        name = rng.choice(json_files)
+        path = copy / name
+        what = _edit_json(path, rng)
+    elif damage == "add-entry":
+        entry = rng.choice(
+            [f"../{outside.name}", str(outside), f"sub/{name}", "..", ".", "", "a\\b"]
+        )
+        meta["files"][entry] = {
+            "bytes": outside.stat().st_size,
+            "sha256": runs.sha256_file(outside),
+        }
+        what = f"gentool.json lists {entry!r}"
+    elif damage == "add-file":
+        name = rng.choice(_ADDED_FILES)
+        path = copy / name
+        path.write_bytes(outside.read_bytes())
+        rehash = rng.random() < 0.5
+        what = f"{name} added" + (", and listed" if rehash else "")
+    elif damage == "remove":
+        path.unlink()
+        what = f"{name} removed"
+    else:  # link-out
+        path.unlink()
+        path.symlink_to(outside.resolve())
+        rehash = rng.random() < 0.5
+        what = f"{name} made a link out of the run" + (", rehashed" if rehash else "")
+    if rehash and name != runs.META_FILE:
+        meta["files"][name] = {"bytes": path.stat().st_size, "sha256": runs.sha256_file(path)}
+        what += " (gentool.json updated to match)"
+    if name != runs.META_FILE or damage == "add-entry":
+        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    return f"{damage}: {what}"
+
+
+def _edit_json(path: Path, rng: random.Random) -> str:
+    """Change one value of the JSON in ``path`` (a safetensors file: of its header), or
+    drop it; return what was done."""
+    raw = path.read_bytes()
+    header = path.suffix == ".safetensors"
+    if header:
+        size = int.from_bytes(raw[:8], "little")
+        text, rest = raw[8 : 8 + size], raw[8 + size :]
+    else:
+        text, rest = raw, b""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return f"{path.name} left alone (not JSON)"
+    places: list[tuple[Any, Any]] = []  # (container, key) of every value
+
+    def walk(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            places.append((node, key))
+            if isinstance(value, (dict, list)):
+                walk(value)
+
+    if isinstance(doc, (dict, list)):
+        walk(doc)
+    if not places:
+        return f"{path.name} left alone (no values)"
+    container, key = rng.choice(places)
+    if rng.random() < 0.2:
+        del container[key]
+        what = f"{path.name}: {key!r} removed"
+    else:
+        container[key] = rng.choice(_ODD_VALUES)
+        what = f"{path.name}: {key!r} set to {container[key]!r}"
+    data = json.dumps(doc).encode()
+    path.write_bytes(len(data).to_bytes(8, "little") + data + rest if header else data)
+    return what
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` (links not followed): a file's size and modification time
+    (a folder's change with what is made and removed in it)."""
+    found = {}
+    for path in root.rglob("*"):
+        stat = path.lstat()
+        found[str(path.relative_to(root))] = (
+            (0, 0) if path.is_dir() else (stat.st_size, stat.st_mtime_ns)
+        )
+    return found
+
+
+def fuzz_run(
+    run: Path,
+    commands: Sequence[Sequence[str | Path]],
+    work: Path,
+    count: int = 300,
+    seed: int = 0,
+    outputs: Sequence[str] = (),
+) -> dict[str, int]:
+    """Damage copies of the run ``run`` ``count`` times (``damage_run``, seeded) and run each
+    of ``commands`` (gentool arguments; ``"RUN"`` stands for the damaged copy) on every copy,
+    in-process, in ``work`` (a fresh directory). Each must exit 0, or 1 with exactly one
+    ``Error:`` line; none may raise (a traceback) or write anything, anywhere under
+    ``work``, but the files named in ``outputs`` (a command's ``--grid grid.png``, say;
+    removed after each command). Raises ConformanceError on the first that does not;
+    returns how many ended in each exit code."""
+    from click.testing import CliRunner
+
+    from gentool.cli import cli
+
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    outside = work / "secret.txt"
+    outside.write_text("a file outside the run\n", encoding="utf-8")
+    outcomes = {"0": 0, "1": 0}
+    with contextlib.chdir(work):
+        for i in range(count):
+            copy = work / f"run-{i}"
+            what = damage_run(run, copy, rng, outside)
+            for command in commands:
+                args = [str(copy) if a == "RUN" else str(a) for a in command]
+                before = _tree(work)
+                result = CliRunner().invoke(cli, args)
+                errors = [x for x in result.stderr.splitlines() if x.startswith("Error: ")]
+                where = f"damage {i} ({what}), 'gentool {' '.join(map(str, command))}'"
+                if result.exception is not None and not isinstance(result.exception, SystemExit):
+                    trace = "".join(traceback.format_exception(result.exception))
+                    raise ConformanceError(f"{where} raised:\n{trace}")
+                if result.exit_code not in (0, 1) or (result.exit_code == 1) != (len(errors) == 1):
+                    raise ConformanceError(
+                        f"{where} exited {result.exit_code} with {len(errors)} Error: lines:\n"
+                        f"{result.stderr}"
+                    )
+                for output in outputs:
+                    (work / output).unlink(missing_ok=True)
+                if _tree(work) != before:
+                    raise ConformanceError(f"{where} wrote or changed files under {work}")
+                outcomes[str(result.exit_code)] += 1
+            shutil.rmtree(copy)
+    return outcomes
+
+
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -803,10 +989,13 @@ def _no_pickle() -> Iterator[None]:
 
 __all__ = [
     "CHECKS",
+    "DAMAGES",
     "SKIPPABLE",
     "ConformanceError",
     "FamilyReport",
     "check_family",
+    "damage_run",
+    "fuzz_run",
     "registered",
     "sample_lines",
     "write_sample_corpus",

@@ -427,17 +427,10 @@ def fit(
             raise TrainingError(
                 f"'{run_dir}' has no checkpoint to resume from; train it again without --resume"
             )
-        try:
-            accelerator.load_state(str(checkpoint))
-        except (RuntimeError, ValueError, KeyError) as err:
-            first = str(err).strip().splitlines()[-1].strip()
-            raise TrainingError(
-                f"checkpoint {_display(checkpoint)} does not fit this model ({first}); resume "
-                "with the model settings it was trained with"
-            ) from None
-        state = json.loads((checkpoint / TRAINER_FILE).read_text())
+        state = read_checkpoint(checkpoint, run_dir)  # complete, or refused before any load
+        _load_state(accelerator, checkpoint, run_dir)
         start, elapsed_before = state["step"], state["seconds"]
-        carry = _load_carry(checkpoint, rows, accelerator.device)
+        carry = _load_carry(checkpoint, rows, accelerator.device, run_dir)
         if main:
             logged_loss = _truncate_metrics(run_dir / runs.METRICS_FILE, start)
         say(f"resuming from {checkpoint} (step {start} of {config.max_steps})")
@@ -677,6 +670,7 @@ def _save_checkpoint(
 
                 save_file({k: v.cpu() for k, v in gathered.items()}, str(tmp / CARRY_FILE))
             state = {"step": step, "seconds": seconds, "processes": accelerator.num_processes}
+            state["files"] = checkpoint_files(tmp)  # what a resume checks is there
             (tmp / TRAINER_FILE).write_text(json.dumps(state) + "\n")
             files.share_like_new_files(tmp)  # save_state's safetensors files are 0600
             if final.exists():
@@ -695,20 +689,111 @@ def _save_checkpoint(
     return final
 
 
-def _load_carry(checkpoint: Path, rows: slice, device: Any) -> dict[str, Any] | None:
+def _load_carry(checkpoint: Path, rows: slice, device: Any, run_dir: Path) -> dict[str, Any] | None:
     path = checkpoint / CARRY_FILE
     if not path.is_file():
-        return None
+        return None  # (a checkpoint that listed one was refused by read_checkpoint)
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    carry = load_file(str(path), device="cpu")
-    total = next(iter(carry.values())).shape[0]
+    try:
+        carry = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise _damaged_checkpoint(
+            checkpoint, run_dir, f"{CARRY_FILE} does not load ({err})"
+        ) from None
+    sizes = {v.shape[0] if v.dim() else 0 for v in carry.values()}
+    if len(sizes) != 1:
+        raise _damaged_checkpoint(checkpoint, run_dir, f"{CARRY_FILE} holds no state of rows")
+    total = sizes.pop()
     if rows.stop > total:
         raise TrainingError(
             f"checkpoint {checkpoint} holds state for {total} rows, not {rows.stop}: resume it "
             "with the same train.batch_size and number of processes"
         )
     return {k: v[rows].to(device) for k, v in carry.items()}
+
+
+def checkpoint_files(directory: Path) -> dict[str, int]:
+    """Every file of a checkpoint being written (path inside it -> bytes), for its
+    trainer.json: a resume checks that they are all there, whole (``read_checkpoint``).
+    Sizes, not checksums: cheap, and what a truncated or missing file changes."""
+    return {
+        path.relative_to(directory).as_posix(): path.stat().st_size
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != TRAINER_FILE
+    }
+
+
+def read_checkpoint(checkpoint: Path, run_dir: Path) -> dict[str, Any]:
+    """The trainer.json of ``checkpoint`` (``step``, ``seconds``), once the checkpoint is known
+    to be complete: every file its trainer.json lists is there, with its size. Otherwise a
+    TrainingError says which checkpoint is damaged and how to fall back to an earlier one.
+    (A checkpoint written before trainer.json listed its files is taken as it is.)"""
+
+    def damaged(what: str) -> TrainingError:
+        return _damaged_checkpoint(checkpoint, run_dir, what)
+
+    try:
+        state = json.loads((checkpoint / TRAINER_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise damaged(f"{TRAINER_FILE} is not valid JSON ({err})") from None
+    except OSError as err:
+        raise damaged(f"{TRAINER_FILE} cannot be read ({err.strerror})") from None
+    if not isinstance(state, dict):
+        raise damaged(f"{TRAINER_FILE} does not hold a JSON object")
+    step, seconds, files = state.get("step"), state.get("seconds"), state.get("files", {})
+    if not (isinstance(step, int) and not isinstance(step, bool)) or checkpoint.name != (
+        f"step-{step}"
+    ):
+        raise damaged(f"{TRAINER_FILE} 'step' is {step!r}, not the step in its name")
+    if not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise damaged(f"{TRAINER_FILE} 'seconds' is {seconds!r}, not a time")
+    if not isinstance(files, dict) or not all(
+        isinstance(size, int) and not isinstance(size, bool) for size in files.values()
+    ):
+        raise damaged(f"{TRAINER_FILE} 'files' is not {{path: bytes}}")
+    for name, size in files.items():
+        path = checkpoint / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise damaged(f"{TRAINER_FILE} lists {name!r}, a path outside the checkpoint")
+        if not path.is_file():
+            raise damaged(f"'{name}' is missing")
+        if path.stat().st_size != size:
+            raise damaged(f"'{name}' is truncated or corrupt ({path.stat().st_size} bytes, "
+                          f"expected {size})")  # fmt: skip
+    return state
+
+
+def _damaged_checkpoint(checkpoint: Path, run_dir: Path, what: str) -> TrainingError:
+    """The error for a checkpoint that cannot be resumed: what is wrong, and the fix."""
+    earlier = [path for _, path in runs.checkpoints(run_dir) if path != checkpoint]
+    fix = (
+        f"delete {_display(checkpoint)} to resume from {_display(earlier[-1])}"
+        if earlier
+        else "it is the only one: train the run again with --force"
+    )
+    return TrainingError(f"checkpoint {_display(checkpoint)} is damaged: {what}; {fix}")
+
+
+def _load_state(accelerator: Any, checkpoint: Path, run_dir: Path) -> None:
+    """accelerate's ``load_state`` of a checkpoint, its failures as one TrainingError: a file
+    that does not load is damaged; tensors that do not fit belong to other model settings."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    try:
+        accelerator.load_state(str(checkpoint))
+    except (SafetensorError, OSError, EOFError, pickle.UnpicklingError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise _damaged_checkpoint(checkpoint, run_dir, f"it does not load ({first})") from None
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise TrainingError(
+            f"checkpoint {_display(checkpoint)} does not fit this model ({first}); resume "
+            "with the model settings it was trained with"
+        ) from None
 
 
 def _prune_checkpoints(run_dir: Path, keep: int) -> None:

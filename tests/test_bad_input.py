@@ -95,14 +95,15 @@ def test_damaged_model_file(tmp_path: Path, corpus: Path, damage: str) -> None:
 
 
 def test_safetensors_damage_is_caught_without_the_checksum(tmp_path: Path, corpus: Path) -> None:
-    """Even when gentool.json's checksums are bypassed, the safetensors reader reports it."""
+    """Even when gentool.json's checksums are updated to match, the safetensors reader
+    reports it."""
     invoke("train", "ngram", "--data", corpus, "--out", "r")
-    meta_path = tmp_path / "r" / "gentool.json"
-    meta = json.loads(meta_path.read_text())
-    del meta["files"]["model.safetensors"]
-    meta_path.write_text(json.dumps(meta))
     model = tmp_path / "r" / "model.safetensors"
     model.write_bytes(model.read_bytes()[:100])
+    meta_path = tmp_path / "r" / "gentool.json"
+    meta = json.loads(meta_path.read_text())
+    meta["files"]["model.safetensors"] = {"bytes": 100, "sha256": runs.sha256_file(model)}
+    meta_path.write_text(json.dumps(meta))
     assert_error(invoke("generate", "r", ok=False), "model.safetensors' is truncated or corrupt")
 
 

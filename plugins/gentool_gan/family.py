@@ -82,6 +82,10 @@ class GanFamily(Family):
             stored = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise RunError(f"'{directory}' has no readable config.json; retrain the run") from err
+        if not isinstance(stored, dict):
+            raise RunError(
+                f"'{directory}/config.json' does not hold a JSON object; retrain the run"
+            )
         if stored.get("task", "generate") == "generate":
             from gentool_gan.generation import ImageGenerator
 

@@ -31,6 +31,7 @@ from gentool.errors import DataError, GentoolError, RecipeError, RunError
 from gentool.family import GENERATE_IMAGE, SCORE_IMAGES, GenerationRequest, TrainingContext
 from gentool.images import make_grid, save_image
 from gentool.training import check_setup, fit
+from gentool.weights import check_weights
 from gentool_gan.adversarial import (
     AdversarialPair,
     AdversarialTask,
@@ -254,21 +255,23 @@ class ImageGenerator(GanFamily):
     def load(cls, directory: Path, config: GanModelConfig) -> ImageGenerator:
         try:
             spec = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-            pair = build_pair(spec)
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError) as err:
             raise RunError(
                 f"'{directory / CONFIG_FILE}' is not a gan generator's config ({err}); "
                 "retrain the run"
             ) from None
+        if not isinstance(spec, dict):
+            raise runs.damaged(directory, f"{CONFIG_FILE} does not hold a JSON object")
+        # The config must describe the networks the file holds, before they are built, and
+        # the reference images must be images of the size the networks make.
+        check_weights(lambda: build_pair(spec), directory / runs.TENSOR_FILE)
+        size, channels = spec["image_size"], spec["channels"]
+        runs.check_tensors(
+            directory / REFERENCE_FILE, {"images": ("U8", (None, channels, size, size))}
+        )
+        pair = build_pair(spec)
         tensors = runs.load_tensors(directory / runs.TENSOR_FILE, cls.name)
-        try:
-            pair.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise RunError(
-                f"'{directory / runs.TENSOR_FILE}' does not fit its config.json ({first}); "
-                "retrain the run"
-            ) from None
+        pair.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
         reference = runs.load_tensors(directory / REFERENCE_FILE, cls.name)["images"]
         return cls(pair, spec, reference)
 

@@ -47,10 +47,11 @@ from torch import nn
 
 from gentool import runs
 from gentool.data.images import read_images
-from gentool.errors import DataError, RecipeError, RunError
+from gentool.errors import DataError, RecipeError
 from gentool.family import RESTORE_IMAGE, SCORE_IMAGES, TrainingContext
 from gentool.images import make_grid, save_image
 from gentool.training import TrainingTask, check_setup, fit
+from gentool.weights import check_weights
 from gentool_gan import quality
 from gentool_gan.adversarial import (
     AdversarialPair,
@@ -424,20 +425,29 @@ class Restorer(GanFamily):
 
     @classmethod
     def load(cls, directory: Path, config: GanModelConfig) -> Restorer:
-        stored = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        known = {f.name for f in fields(GanModelConfig)}
-        config = GanModelConfig(**{k: v for k, v in stored.items() if k in known})
-        channels = 3 if config.channels == "rgb" else 1
-        depth = stored.get("depth", unet_depth(config.image_size))
-        generator = RestorationGenerator(config.task, channels, config.width, depth)
-        tensors = runs.load_tensors(directory / runs.TENSOR_FILE, cls.name)
         try:
-            generator.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
-        except RuntimeError as err:
-            raise RunError(
-                f"'{directory / runs.TENSOR_FILE}' does not fit its config.json "
-                f"({str(err).splitlines()[0]}); retrain the run"
+            stored = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+            known = {f.name for f in fields(GanModelConfig)}
+            config = GanModelConfig(**{k: v for k, v in stored.items() if k in known})
+            check_config(config)
+            channels = 3 if config.channels == "rgb" else 1
+            depth = stored.get("depth", unet_depth(config.image_size))
+            # image_size is not in the weights' shapes, depth is: they must agree, so that
+            # the images this model reads and makes are the size it was trained on.
+            if depth != unet_depth(config.image_size):
+                raise ValueError(f"depth {depth} does not fit image_size {config.image_size}")
+        except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecipeError) as err:
+            raise runs.damaged(
+                directory, f"config.json is not a gan restorer's config ({err})"
             ) from None
+
+        def build() -> RestorationGenerator:
+            return RestorationGenerator(config.task, channels, config.width, depth)
+
+        check_weights(build, directory / runs.TENSOR_FILE)  # before building it for real
+        generator = build()
+        tensors = runs.load_tensors(directory / runs.TENSOR_FILE, cls.name)
+        generator.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
         return cls(generator, config)
 
     # -- tasks ----------------------------------------------------------------------------

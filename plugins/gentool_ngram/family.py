@@ -17,7 +17,7 @@ import numpy as np
 from gentool import runs
 from gentool.data import default_text_path, get_tokenizer, read_lines
 from gentool.data.text import warn_long_lines
-from gentool.errors import PluginError, RunError
+from gentool.errors import PluginError
 from gentool.family import (
     GENERATE_TEXT,
     SCORE_TEXT,
@@ -137,15 +137,24 @@ class NGramFamily(Family):
 
     @classmethod
     def load(cls, directory: Path, config: NGramConfig) -> NGramFamily:
-        tensors = runs.load_tensors(directory / runs.TENSOR_FILE, cls.name)
+        path = directory / runs.TENSOR_FILE
         try:
             vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
             meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["lm"]
+            order = meta["order"]
+            if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+                raise ValueError(f"{VOCAB_FILE} is not a list of tokens")
+            if not isinstance(order, int) or not 1 <= order <= 10:
+                raise ValueError(f"order {order!r} is not 1-10")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise runs.damaged(directory, f"its n-gram config is incomplete ({err})") from None
+        # The tables the config describes, before any is read.
+        runs.check_tensors(path, NGramLM.tensor_specs(order, len(vocab)))
+        tensors = runs.load_tensors(path, cls.name)
+        try:
             lm = NGramLM.from_tensors(tensors, vocab, meta)
-        except (OSError, ValueError, KeyError) as err:
-            raise RunError(
-                f"run '{directory}' is incomplete or corrupt ({err}); retrain it"
-            ) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise runs.damaged(directory, f"its n-gram model is inconsistent ({err})") from None
         return cls(lm, config, directory)
 
     # -- tasks --------------------------------------------------------------------------
@@ -168,6 +177,8 @@ class NGramFamily(Family):
                 logprobs[banned] = -np.inf
                 if len(context) == 1:  # blank lines are sentences too; a sample is not one
                     logprobs[EOS] = -np.inf
+                if not np.isfinite(logprobs).any():  # nothing may follow (an odd model)
+                    break
                 token = sample_token(
                     logprobs, rng, request.temperature, request.top_k, request.top_p
                 )

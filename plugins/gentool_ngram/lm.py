@@ -443,6 +443,14 @@ class NGramLM:
                 raise ValueError(f"order {n}: keys are not strictly increasing")
             if n > 1 and keys.size and not (keys[0] >= 0 and keys[-1] < self.keys[n - 2].size * v):
                 raise ValueError(f"order {n}: keys point outside the order {n - 1} table")
+            # Sampling and scoring add these up: one NaN or +inf spoils every result.
+            for kind, table in [("log-prob", self.logprobs[n - 1])] + (
+                [("back-off", self.backoffs[n - 1])] if n < self.order else []
+            ):
+                if np.isnan(table).any() or np.isposinf(table).any():
+                    raise ValueError(f"order {n}: a {kind} is NaN or +infinity")
+        if not math.isfinite(self.unseen_backoff):
+            raise ValueError(f"the unseen back-off is {self.unseen_backoff}, not a number")
 
     # -- estimation ----------------------------------------------------------------------
     @classmethod
@@ -669,6 +677,19 @@ class NGramLM:
             "unseen_backoff": self.unseen_backoff,
             "params": dict(self.params),
         }
+
+    @staticmethod
+    def tensor_specs(order: int, vocab_size: int) -> dict[str, tuple[str, tuple[int | None]]]:
+        """What ``to_tensors`` writes for a model of ``order``: name -> (safetensors dtype,
+        shape); None where the size depends on the data."""
+        specs: dict[str, tuple[str, tuple[int | None]]] = {}
+        for n in range(1, order + 1):
+            size = vocab_size if n == 1 else None  # the unigram table is dense
+            specs[f"ngram.{n}.keys"] = ("I64", (size,))
+            specs[f"ngram.{n}.logprob"] = ("F32", (size,))
+            if n < order:
+                specs[f"ngram.{n}.backoff"] = ("F32", (size,))
+        return specs
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         """Flat name -> array map (for safetensors): ``ngram.{n}.keys|logprob|backoff``."""

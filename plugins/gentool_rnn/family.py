@@ -226,12 +226,15 @@ class RnnFamily(Family):
     @classmethod
     def load(cls, directory: Path, config: RnnModelConfig) -> RnnFamily:
         require_neural()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         import gentool_rnn.modeling  # noqa: F401  (registers the Auto classes)
+        from gentool.weights import load_pretrained
 
-        model = AutoModelForCausalLM.from_pretrained(str(directory)).eval()
-        return cls(model, AutoTokenizer.from_pretrained(str(directory)), config, {})
+        model, tokenizer = load_pretrained(
+            AutoModelForCausalLM, directory, "gentool_rnn", ("bos_token", "unk_token")
+        )
+        return cls(model, tokenizer, config, {})
 
     # -- tasks --------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> list[str]:

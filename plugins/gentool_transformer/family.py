@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from gentool import runs
 from gentool.data import default_text_path
 from gentool.errors import RecipeError, RunError
 from gentool.family import GENERATE_TEXT, SCORE_TEXT, TRANSLATE, Family, TrainingContext
@@ -108,6 +109,8 @@ class TransformerFamily(Family):
             hf_config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise RunError(f"'{directory}' has no readable config.json; retrain the run") from err
+        if not isinstance(hf_config, dict):
+            raise runs.damaged(directory, "config.json does not hold a JSON object")
         if hf_config.get("is_encoder_decoder"):
             from gentool_transformer.translation import Translator
 

@@ -226,10 +226,18 @@ class LanguageModel(TransformerFamily):
     @classmethod
     def load(cls, directory: Path, config: TransformerModelConfig) -> LanguageModel:
         require_neural()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(str(directory), attn_implementation="sdpa")
-        return cls(model.eval(), AutoTokenizer.from_pretrained(str(directory)), config, {})
+        from gentool.weights import load_pretrained
+
+        model, tokenizer = load_pretrained(
+            AutoModelForCausalLM,
+            directory,
+            "gpt2",
+            ("bos_token", "unk_token"),
+            attn_implementation="sdpa",
+        )
+        return cls(model, tokenizer, config, {})
 
     # -- tasks --------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> list[str]:

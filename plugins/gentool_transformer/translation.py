@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from transformers import (
     AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     MarianConfig,
     MarianMTModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
 
+from gentool import runs
 from gentool.data.hf_tokenizers import ENDOFTEXT, UNK, run_tokenizer, train_tokenizer
 from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
 from gentool.errors import DataError, RecipeError
@@ -317,8 +317,13 @@ class Translator(TransformerFamily):
     @classmethod
     def load(cls, directory: Path, config: TransformerModelConfig) -> Translator:
         require_neural()
-        model = AutoModelForSeq2SeqLM.from_pretrained(str(directory)).eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        from gentool.weights import load_pretrained
+
+        model, tokenizer = load_pretrained(
+            AutoModelForSeq2SeqLM, directory, "marian", ("eos_token", "pad_token", "unk_token")
+        )
+        if model.generation_config.decoder_start_token_id is None:  # what decoding starts from
+            raise runs.damaged(directory, "generation_config.json has no decoder_start_token_id")
         return cls(model, tokenizer, config, {})
 
     # -- tasks ----------------------------------------------------------------------------------
