@@ -386,10 +386,7 @@ def load(run: str | Path | runs.RunDirectory) -> Family:
             raise _recipe_mismatch(run_dir, err) from None
         return family_class.load(run_dir.path, resolved.model)
     except PermissionError as err:  # a run of another user, not shared with this one
-        raise RunError(
-            f"cannot read '{err.filename or path}' of the run '{path}' (permission denied); "
-            f"ask its owner to share it (chmod -R a+rX '{path}') or copy it"
-        ) from None
+        raise runs.unreadable(Path(err.filename or path), path, err) from None
 
 
 def _recipe_mismatch(run: runs.RunDirectory, err: RecipeError) -> RunError:

@@ -615,6 +615,16 @@ def _plain_name(name: str) -> bool:
     )
 
 
+def unreadable(path: Path, run: Path, err: OSError) -> RunError:
+    """A file of ``run`` that cannot be read: for lack of permission, say how to share it."""
+    if isinstance(err, PermissionError):
+        return RunError(
+            f"cannot read '{path}' of the run '{run}' (permission denied); ask its owner to "
+            f"share it (chmod -R a+rX '{run}') or copy it"
+        )
+    return RunError(f"cannot read '{path}' of the run '{run}' ({err.strerror}); check the disk")
+
+
 class RunDirectory:
     """A complete run directory, read and checked: its gentool.json fits the schema, every
     file it lists is a plain file of the run (no path outside it), and the run holds no
@@ -645,9 +655,7 @@ class RunDirectory:
         except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise damaged(self.path, f"{META_FILE} is not valid JSON ({err})") from None
         except OSError as err:
-            raise RunError(
-                f"cannot read '{meta_path}' ({err.strerror}); check its permissions"
-            ) from None
+            raise unreadable(meta_path, self.path, err) from None
         self.meta: dict[str, Any] = check_meta(meta, self.path)
         self._check_names()
 
@@ -685,9 +693,7 @@ class RunDirectory:
                     and not entry.is_dir()  # checkpoints/, samples/: no loader reads them
                 )
         except OSError as err:
-            raise RunError(
-                f"cannot list '{self.path}' ({err.strerror}); check its permissions"
-            ) from None
+            raise unreadable(self.path, self.path, err) from None
         if unlisted:
             raise damaged(
                 self.path,
@@ -719,9 +725,7 @@ class RunDirectory:
                     )
                 digest = sha256_file(path)
             except OSError as err:
-                raise RunError(
-                    f"cannot read '{path}' ({err.strerror}); check its permissions"
-                ) from None
+                raise unreadable(path, self.path, err) from None
             if digest != expected["sha256"]:
                 raise RunError(
                     f"'{path}' is corrupt (its sha256 differs from {META_FILE}); retrain the "
