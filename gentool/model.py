@@ -1,0 +1,145 @@
+"""A kind of model: its configs, how it trains, saves and loads.
+
+A plugin registers one or more kinds (``register_models``). Each kind is a subclass of
+``Model`` that also implements the task interfaces of ``gentool.tasks`` for what it can
+do; nothing else is required::
+
+    class Bigram(Model, TextGeneration):
+        family = "bigram"
+        config_class = BigramConfig
+
+        @classmethod
+        def train(cls, config, context): ...
+        @classmethod
+        def load(cls, directory, config): ...
+        def save(self, directory): ...
+        def generate(self, request): ...
+
+A family (the name users type: ``gentool train transformer``) may have several kinds
+(``transformer``: ``lm`` and ``translator``); ``gentool.kinds.route`` picks one from the
+recipe and the data, in one place for every family.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
+
+from gentool.recipes import NoTrainingOptions
+from gentool.tasks import tasks_of
+
+
+@dataclass
+class Runtime:
+    """How this process trains, as opposed to what (the recipe): not part of the recipe."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    log_with: tuple[str, ...] = ()
+    resume: bool = False
+    progress: bool | None = None  # None: when stderr is a terminal
+
+
+TrainT = TypeVar("TrainT")
+
+
+@dataclass
+class TrainingContext(Generic[TrainT]):
+    """What the core hands to ``Model.train`` besides the ``[model]`` config.
+
+    ``data`` are the training files (``--data`` or the recipe's ``[data] train``; the
+    kind's embedded default when neither is given), ``val`` an optional held-out file,
+    ``source``/``target`` aligned parallel files. ``train`` is the recipe's ``[train]``
+    table (an instance of the kind's ``train_config_class``). ``run_dir`` is where the run
+    is being built: checkpoints and metrics.jsonl go there while training. ``log`` prints
+    progress to stderr (on the main process only).
+    """
+
+    data: list[Path]
+    val: Path | None
+    seed: int
+    train: TrainT
+    run_dir: Path
+    source: Path | None = None
+    target: Path | None = None
+    val_source: Path | None = None
+    val_target: Path | None = None
+    log: Callable[[str], None] = print
+    runtime: Runtime = field(default_factory=Runtime)
+    recipe: dict[str, Any] = field(default_factory=dict)  # the whole resolved recipe
+
+
+class Model(ABC):
+    """One kind of model. Subclass it together with the ``gentool.tasks`` interfaces.
+
+    Class attributes (``family`` and ``config_class`` are required):
+
+    - ``family``: the name users type (``gentool train NAME``); several kinds may share it.
+    - ``kind``: this kind's name within the family (default: the family's name).
+    - ``config_class``: a dataclass, the recipe's ``[model]`` table.
+    - ``train_config_class``: a dataclass, the recipe's ``[train]`` table.
+    - ``selected_by``: ``[model]`` keys whose values choose this kind among the family's,
+      e.g. ``{"arch": ("encoder-decoder",)}``; the value ``auto`` leaves it to the data.
+    - ``trains_on``: the kind of data only this kind takes (``"parallel"``), or None.
+    - ``default_data``: the embedded data ``gentool train FAMILY`` uses with no ``--data``.
+    """
+
+    family: ClassVar[str]
+    kind: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    config_class: ClassVar[type]
+    train_config_class: ClassVar[type] = NoTrainingOptions
+    selected_by: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    trains_on: ClassVar[str | None] = None
+    default_data: ClassVar[Path | None] = None
+
+    @classmethod
+    def kind_name(cls) -> str:
+        return cls.kind or cls.family
+
+    @classmethod
+    def tasks(cls) -> tuple[str, ...]:
+        """What this kind can do, from the task interfaces it implements."""
+        return tasks_of(cls)
+
+    @classmethod
+    @abstractmethod
+    def train(cls, config: Any, context: TrainingContext[Any]) -> Self:
+        """Train a model from ``config`` (the ``[model]`` table) and ``context``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path, config: Any) -> Self:
+        """Load the model saved in the run ``directory`` (verified by the core)."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the model's files into ``directory`` (the run being built); return the
+        metrics summary for gentool.json."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``gentool info``: sizes, vocabulary, statistics (JSON-serialisable)."""
+        return {}
+
+
+class Exportable(ABC):
+    """A model that ``gentool export --format FORMAT`` can write in another tool's format."""
+
+    export_formats: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def export(self, fmt: str, path: Path) -> None:
+        """Write the model in format ``fmt`` (one of ``export_formats``) to ``path``."""
+
+
+class Importable(ABC):
+    """A kind that ``gentool import FAMILY FILE`` can make from another tool's format."""
+
+    import_formats: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    @abstractmethod
+    def import_model(cls, fmt: str, path: Path) -> tuple[Model, Any]:
+        """Read ``path`` in format ``fmt``; return the model and the config it corresponds to."""

@@ -1,0 +1,155 @@
+"""What a model can do: one small interface per task, and the requests commands pass.
+
+A kind of model (``gentool.model.Model``) states its tasks by implementing these
+interfaces; the core derives ``Model.tasks()`` from them and checks, when the plugin
+registers the kind, that every abstract method is implemented. A command asks for a
+capability (``isinstance(model, TextGeneration)``), never for a family.
+
+Adding a task is adding one interface here (and listing it in ``CAPABILITIES``), plus the
+``gentool.api`` function and command that use it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+# -- requests -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What ``gentool generate`` asks for; a model ignores options that do not apply to it."""
+
+    prompt: str = ""
+    num_samples: int = 1
+    max_tokens: int = 100
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    num_beams: int = 1  # > 1: beam search (deterministic; temperature and top-k/p unused)
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the sequence
+    class_label: int | None = None  # conditional image models: the class to draw
+    interpolate: int = 0  # image models: > 1 gives each sample as a latent walk of N frames
+
+
+@dataclass(frozen=True)
+class TranslationRequest:
+    """What ``gentool translate`` asks for."""
+
+    num_beams: int = 4
+    length_penalty: float = 1.0  # > 1 favours longer outputs under beam search
+    max_tokens: int | None = None  # most new tokens per sentence (None: the model's limit)
+
+
+# -- capabilities -----------------------------------------------------------------------------
+
+
+class Capability(ABC):  # noqa: B024 (a marker base: the tasks below add the abstract methods)
+    """Base of the task interfaces. ``task`` is the name commands and gentool.json use."""
+
+    task: ClassVar[str]
+
+
+class TextGeneration(Capability):
+    """``gentool generate`` for text."""
+
+    task = "generate-text"
+
+    @abstractmethod
+    def generate(self, request: GenerationRequest) -> Iterator[str]:
+        """Yield ``request.num_samples`` samples, each as soon as it is made (the CLI prints
+        it at once, so ``| head -1`` ends the command early)."""
+
+
+class TextScoring(Capability):
+    """``gentool evaluate --data TEXT``: perplexity and bits per token."""
+
+    task = "score-text"
+
+    @abstractmethod
+    def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
+        """Score the text files; the metrics dict of docs/cli.md (tokens, perplexity, ...)."""
+
+
+class Translation(Capability):
+    """``gentool translate``; ``gentool evaluate --source --target``: BLEU, chrF, loss."""
+
+    task = "translate"
+
+    @abstractmethod
+    def translate(self, texts: Sequence[str], request: TranslationRequest) -> list[str]:
+        """One translation per text, in order."""
+
+    @abstractmethod
+    def evaluate_translation(self, source: Path, target: Path) -> dict[str, Any]:
+        """Score translations of ``source`` against the references in ``target``."""
+
+
+class ImageGeneration(Capability):
+    """``gentool generate`` for images (``--grid`` / ``--out-dir``)."""
+
+    task = "generate-image"
+
+    @abstractmethod
+    def generate_images(self, request: GenerationRequest) -> list[Any]:
+        """``request.num_samples`` PIL images (times ``request.interpolate`` frames)."""
+
+    def classes(self) -> list[str]:
+        """The class names a conditional model draws (``--class``); [] when unconditional."""
+        return []
+
+
+class ImageScoring(Capability):
+    """``gentool evaluate --data IMAGES``: FID/KID, PSNR/SSIM, ..."""
+
+    task = "score-images"
+
+    @abstractmethod
+    def evaluate_images(self, paths: Sequence[Path]) -> dict[str, Any]:
+        """Score the model against the real images in ``paths``."""
+
+
+class ImageRestoration(Capability):
+    """``gentool restore``: an image in, the restored image out."""
+
+    task = "restore-image"
+
+    @abstractmethod
+    def restore(self, images: Sequence[Any]) -> list[Any]:
+        """One restored PIL image per input image."""
+
+
+#: Every task interface, in the order ``gentool models`` lists tasks.
+CAPABILITIES: tuple[type[Capability], ...] = (
+    TextGeneration,
+    TextScoring,
+    Translation,
+    ImageGeneration,
+    ImageScoring,
+    ImageRestoration,
+)
+
+GENERATE_TEXT = TextGeneration.task
+SCORE_TEXT = TextScoring.task
+TRANSLATE = Translation.task
+GENERATE_IMAGE = ImageGeneration.task
+SCORE_IMAGES = ImageScoring.task
+RESTORE_IMAGE = ImageRestoration.task
+
+
+def tasks_of(cls: type) -> tuple[str, ...]:
+    """The tasks a model class implements, from the interfaces it subclasses."""
+    return tuple(c.task for c in CAPABILITIES if issubclass(cls, c))
+
+
+def capability(task: str) -> type[Capability]:
+    """The interface of the task named ``task``."""
+    for c in CAPABILITIES:
+        if c.task == task:
+            return c
+    raise KeyError(task)
