@@ -80,7 +80,7 @@ def plain_loop(task: Any, pair: Any, steps: int, batch: int) -> float:
 
 
 def fid_floor(data: Path) -> None:
-    """What ``gentool evaluate RUN --data gentool/_data/digits.npz`` gives for real digits:
+    """What ``gentool evaluate RUN --data gentool/embedded/digits.npz`` gives for real digits:
     the figures a perfect generator would reach, in the same feature space."""
     from gentool.data.images import default_images_path, read_images
     from gentool_gan import metrics
@@ -123,7 +123,7 @@ def main() -> None:
     import torch
 
     from gentool.data.images import read_images
-    from gentool.training import Runtime, fit
+    from gentool.neural.engine import Runtime, fit
     from gentool_gan.family import GanTrainConfig
     from gentool_gan.generation import GenerationPair, GenerationTask
     from gentool_gan.networks import Discriminator, Generator

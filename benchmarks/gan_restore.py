@@ -5,7 +5,7 @@
 
 Data: MNIST t10k (``../shared/data/mnist_t10k``). Images 1000-9999 train (the recipe
 ``gan-mnist-upscale``: 7x7 -> 28x28); the first 1,000, which are gentool's embedded
-digits (``gentool/_data/digits.npz``), are held out and never trained on. Each held-out
+digits (``gentool/embedded/digits.npz``), are held out and never trained on. Each held-out
 digit is box-averaged to 7x7 and brought back to 28x28 four ways: nearest neighbour (the
 pixelated input the restorer sees), bicubic interpolation (torch, a = -0.75, and PIL's,
 a = -0.5: the classic reference), and the restorer. PSNR (dB) and SSIM (Gaussian 11x11,

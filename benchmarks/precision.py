@@ -107,7 +107,7 @@ def measure(case: Case, precision: str, steps: int, tmp: Path, extra: list[str])
     import json
 
     from gentool import api
-    from gentool.training import Runtime
+    from gentool.neural.engine import Runtime
 
     out = Path(tempfile.mkdtemp(dir=tmp)) / "run"
     overrides = [
@@ -171,7 +171,7 @@ def main() -> None:
 
     import torch
 
-    from gentool.training import native_bf16_cpu, resolve_precision
+    from gentool.neural.engine import native_bf16_cpu, resolve_precision
 
     chosen = [c for c in CASES if c.name in args.families.split(",")]
     if args.quick:

@@ -54,7 +54,7 @@ def plain_loop(task: Any, config: Any) -> float:
     import torch
     import torch.nn.functional as F
 
-    from gentool.training import lr_at
+    from gentool.neural.engine import lr_at
 
     model = task.model
     model.train()
@@ -142,8 +142,8 @@ def main() -> None:
 
     import torch
 
-    from gentool.data.hf_tokenizers import encode_text, train_tokenizer
-    from gentool.training import Runtime, fit
+    from gentool.neural.tokenizers import encode_text, train_tokenizer
+    from gentool.neural.engine import Runtime, fit
     from gentool_rnn.family import RnnTrainConfig, StreamTask
 
     text = args.data.read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ clipping 1.0; the first 90% of tinyshakespeare's characters train, the last 10% 
 gentool's model is a Hugging Face GPT-2 (nanoGPT's architecture, plus biases) with SDPA
 attention, built by ``gentool_transformer.lm.build_model``.
 
-For each precision (fp32, bf16 autocast), the engine (``gentool.training.fit``, what
+For each precision (fp32, bf16 autocast), the engine (``gentool.neural.engine.fit``, what
 ``gentool train --recipe transformer-shakespeare-char`` runs) and a plain PyTorch loop train
 the same initial weights on the same batches. The table gives ms/iteration, tokens/s, the
 validation loss as nanoGPT estimates it (200 random batches of 12 x 64) and over the whole
@@ -81,7 +81,7 @@ def plain_loop(task: Any, config: Any) -> float:
     import torch
     import torch.nn.functional as F
 
-    from gentool.training import lr_at
+    from gentool.neural.engine import lr_at
 
     model = task.model
     model.train()
@@ -175,8 +175,8 @@ def main() -> None:
 
     import torch
 
-    from gentool.data.hf_tokenizers import encode_text, train_tokenizer
-    from gentool.training import Runtime, fit
+    from gentool.neural.tokenizers import encode_text, train_tokenizer
+    from gentool.neural.engine import Runtime, fit
     from gentool_transformer.family import TransformerModelConfig, TransformerTrainConfig
     from gentool_transformer.lm import LanguageModel, WindowTask, build_model
 

@@ -7,29 +7,17 @@ becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGr
 from __future__ import annotations
 
 import errno
-import functools
 import json
-import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gentool import __version__, api, files, runs
-from gentool.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, GentoolError, OutputError
-from gentool.family import (
-    GENERATE_IMAGE,
-    GENERATE_TEXT,
-    RESTORE_IMAGE,
-    SCORE_IMAGES,
-    SCORE_TEXT,
-    TRANSLATE,
-    GenerationRequest,
-    TranslationRequest,
-)
+from gentool import __version__, api
+from gentool.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, GentoolError
+from gentool.model import Runtime
 from gentool.options import (
     SEED,
     FiniteFloatRange,
@@ -43,8 +31,16 @@ from gentool.options import (
     run_argument,
     sampling_options,
 )
+from gentool.output import files
 from gentool.runs import RunDirectory, dumps_json
-from gentool.training import Runtime
+from gentool.tasks import (
+    GENERATE_IMAGE,
+    RESTORE_IMAGE,
+    TRANSLATE,
+    GenerationRequest,
+    ImageGeneration,
+    TranslationRequest,
+)
 
 
 def log(message: str) -> None:
@@ -133,50 +129,45 @@ def plugins(as_json: bool) -> None:
     Example:
       gentool plugins --json
     """
-    from gentool.plugins import get_registry, plugin_infos
-
-    get_registry()  # registering models can surface more errors
-    infos = plugin_infos()
+    infos = api.plugins()
     if as_json:
-        print_json([p.as_json() for p in infos])
+        print_json(infos)
         return
     rows = [
-        [p.name, p.distribution, p.version, ",".join(p.hooks) or "-", p.error or "ok"]
+        [p["name"], p["distribution"], p["version"], ",".join(p["hooks"]) or "-", _status(p)]
         for p in infos
     ]
     print_table(rows, ["plugin", "distribution", "version", "hooks", "status"])
 
 
+def _status(plugin: dict[str, Any]) -> str:
+    if plugin["error"]:
+        return str(plugin["error"])
+    refused = len(plugin["refused"])
+    return f"ok ({refused} kind{'s' if refused > 1 else ''} refused)" if refused else "ok"
+
+
 @cli.command()
 @json_option
 def models(as_json: bool) -> None:
-    """List model families and the tasks they support.
+    """List the kinds of model of each family, and the tasks each can do.
+
+    A family (what you type: gentool train transformer) may have several kinds of model
+    (transformer: lm and translator); the data and the recipe choose one (see
+    docs/plugins.md, "How a kind is chosen").
 
     \b
     Example:
       gentool models
+      gentool models --json
     """
-    from gentool.plugins import get_registry
-
-    registry = get_registry()
-    found: list[dict[str, Any]] = [
-        {
-            "name": name,
-            "description": family.description,
-            "tasks": list(family.tasks),
-            "export_formats": list(family.export_formats),
-            "import_formats": list(family.import_formats),
-            "plugin": registry.owners[name].name,
-            "distribution": registry.owners[name].distribution,
-        }
-        for name, family in sorted(registry.families.items())
-    ]
+    found = api.models()
     if as_json:
         print_json(found)
         return
     print_table(
-        [[f["name"], ",".join(f["tasks"]), f["description"]] for f in found],
-        ["family", "tasks", "description"],
+        [[f["family"], f["kind"], ",".join(f["tasks"]), f["description"]] for f in found],
+        ["family", "kind", "tasks", "description"],
     )
 
 
@@ -190,24 +181,13 @@ def list_recipes(as_json: bool) -> None:
       gentool recipes
       gentool train --recipe ngram-shakespeare-word3 --data input.txt
     """
-    from gentool.recipes import shipped_recipes
-
-    found = shipped_recipes()
+    found = api.recipes()
     if as_json:
-        print_json(
-            [
-                {
-                    "name": r.name,
-                    "family": r.family,
-                    "description": r.description,
-                    "path": str(r.path),
-                }
-                for r in found
-            ]
-        )
+        print_json(found)
         return
     print_table(
-        [[r.name, r.family, r.description] for r in found], ["recipe", "family", "description"]
+        [[r["name"], r["family"], r["description"]] for r in found],
+        ["recipe", "family", "description"],
     )
 
 
@@ -461,7 +441,9 @@ def generate(
       gentool generate runs/gan -n 4 --interpolate 8 --grid walk.png
       gentool generate runs/gan -n 64 --grid grid.png --seed 2 --force
     """
-    _check_image_outputs(grid, out_dir, force)  # before loading: fail at once
+    outputs = api.ImageOutputs(grid, out_dir, force) if grid or out_dir else None
+    if outputs is not None:
+        outputs.check()  # before loading: fail at once
     model = api.load(run)
     request = GenerationRequest(
         prompt=prompt,
@@ -473,84 +455,30 @@ def generate(
         seed=seed,
         num_beams=num_beams,
         repetition_penalty=repetition_penalty,
-        class_label=_class_index(model, class_label),
+        class_label=api.class_index(model, class_label),
         interpolate=interpolate or 0,
     )
-    if GENERATE_IMAGE in model.tasks:
-        _generate_images(run, model, request, grid, out_dir, as_json)
+    if isinstance(model, ImageGeneration):
+        if outputs is None:
+            raise click.UsageError(
+                "image models write files: pass --grid FILE.png or --out-dir DIR"
+            )
+        images, written = api.generate_images(model, request, outputs)
+        if as_json:
+            print_json({"run": run, "images": len(images), "files": [str(p) for p in written]})
+        else:
+            for path in written:
+                click.echo(str(path))
         return
-    api.require(model, GENERATE_TEXT, "generate text")
     for flag, value in (("--grid", grid), ("--out-dir", out_dir), ("--interpolate", interpolate)):
         if value is not None:
             raise click.UsageError(f"{flag} is for image models; '{run}' generates text")
-    samples = model.generate_iter(request)  # each sample printed as it is made
+    samples = api.generate(model, request)  # each sample printed as it is made
     if as_json:
         print_json_list({"run": run}, "samples", samples)
     else:
         for sample in samples:
             click.echo(sample)
-
-
-def _check_image_outputs(grid: Path | None, out_dir: Path | None, force: bool) -> None:
-    from gentool.images import check_image_name
-
-    if grid is not None:
-        check_image_name(grid)
-        runs.check_output_file(grid, "--grid", force)
-    if out_dir is not None:
-        runs.check_output_folder(out_dir, "--out-dir")
-        existing = sorted(out_dir.glob("sample-*.png")) if out_dir.is_dir() else []
-        if existing and not force:
-            raise OutputError(
-                f"'{out_dir}' already holds samples ({existing[0].name}); pass --force to "
-                "replace them, or choose another --out-dir"
-            )
-
-
-def _class_index(model: Any, label: str | None) -> int | None:
-    """``--class`` as a class number: a name the model knows, or a number."""
-    if label is None:
-        return None
-    facts = model.describe()
-    names = list(facts.get("classes") or [])
-    if not names or not facts.get("conditional", True):
-        raise GentoolError(f"the model in this run is not class-conditional; drop --class {label}")
-    if label in names:
-        return names.index(label)
-    if label.isdigit() and int(label) < len(names):
-        return int(label)
-    raise GentoolError(f"unknown class '{label}'; this model draws: {', '.join(names)}")
-
-
-def _generate_images(
-    run: str,
-    model: Any,
-    request: GenerationRequest,
-    grid: Path | None,
-    out_dir: Path | None,
-    as_json: bool,
-) -> None:
-    from gentool.images import make_grid, save_image
-
-    if grid is None and out_dir is None:
-        raise click.UsageError("image models write files: pass --grid FILE.png or --out-dir DIR")
-    images = model.generate_images(request)
-    written: list[str] = []
-    with runs.output_files() as outputs:
-        if grid is not None:
-            picture = make_grid(images, columns=request.interpolate or None)
-            outputs.write(grid, functools.partial(save_image, picture), "--grid")
-            written.append(str(grid))
-        if out_dir is not None:
-            for i, image in enumerate(images):
-                path = out_dir / f"sample-{i:04d}.png"
-                outputs.write(path, functools.partial(save_image, image), "--out-dir")
-                written.append(str(path))
-    if as_json:
-        print_json({"run": run, "images": len(images), "files": written})
-    else:
-        for name in written:
-            click.echo(name)
 
 
 @cli.command()
@@ -604,53 +532,19 @@ def translate(
       gentool translate runs/transformer "A man is riding a bike."
       gentool translate runs/transformer --beam 5 < test.en > test.hyp.de
     """
-    model = api.load(run)
-    api.require(model, TRANSLATE, "translate")
     request = TranslationRequest(
         num_beams=num_beams, length_penalty=length_penalty, max_tokens=max_tokens
     )
-
-    def emit(batch: list[str]) -> None:
-        for source, output in zip(batch, model.translate(batch, request), strict=True):
-            if as_json:
-                click.echo(dumps_json({"source": source, "translation": output}, indent=None))
-            else:
-                click.echo(output)
-        sys.stdout.flush()
-
     if texts:
-        emit(list(texts))
-        return
-    for batch in _stdin_batches(sys.stdin.buffer, batch_size):
-        emit(batch)
-
-
-def _stdin_batches(stream: Any, size: int) -> Iterator[list[str]]:
-    """Lines of ``stream`` in batches of what is ready at once (at most ``size``): a file
-    is translated ``size`` lines at a time, while a slow pipe is answered line by line."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # an in-memory stream: all of it is ready
-        read = iter([stream.read(), b""])
-        fd = None
-    pending, number = b"", 0
-    while chunk := (os.read(fd, 1 << 16) if fd is not None else next(read)):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for start in range(0, len(complete), size):
-            yield [_decode(line, number := number + 1) for line in complete[start : start + size]]
-    if pending:
-        yield [_decode(pending, number + 1)]
-
-
-def _decode(line: bytes, number: int) -> str:
-    try:
-        return line.decode("utf-8").removesuffix("\r")
-    except UnicodeDecodeError as err:
-        raise GentoolError(
-            f"stdin line {number} is not UTF-8 text (byte 0x{line[err.start]:02x}); "
-            "convert it, e.g. iconv -f latin1 -t utf-8"
-        ) from err
+        pairs: Any = zip(texts, api.translate(run, texts, request), strict=True)
+    else:
+        pairs = api.translate_stream(run, sys.stdin.buffer, request, batch_size)
+    for source, output in pairs:
+        if as_json:
+            click.echo(dumps_json({"source": source, "translation": output}, indent=None))
+        else:
+            click.echo(output)
+        sys.stdout.flush()
 
 
 @cli.command()
@@ -680,34 +574,13 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
       gentool restore runs/colorize old-photo.png -o colour.png
       gentool restore runs/upscale small/ -o large/
     """
-    from gentool.data.images import image_files, open_image
-    from gentool.images import check_image_name, save_image
-
-    if source.is_dir():
-        inputs = image_files(source)
-        if not inputs:
-            raise GentoolError(f"'{source}' holds no image files; give a folder of PNG/JPEG")
-        runs.check_output_folder(output, "--output")
-        outputs = [output / p.relative_to(source).with_suffix(".png") for p in inputs]
-        for out in outputs:  # a subfolder of the output may link into a run
-            runs.check_outside_runs(out, "--output")
-    else:
-        check_image_name(output)
-        runs.check_output_file(output, "--output", force)
-        inputs, outputs = [source], [output]
-    existing = [p for p in outputs if p.exists() or p.is_symlink()]
-    if existing and not force:
-        raise OutputError(f"'{existing[0]}' exists; pass --force to overwrite it")
-    model = api.load(run)
-    api.require(model, RESTORE_IMAGE, "restore images")
-    with runs.output_files() as written:
-        for path, out in zip(inputs, outputs, strict=True):
-            (restored,) = model.restore([open_image(path)])
-            written.write(out, functools.partial(save_image, restored), "--output")
-            if not as_json:
-                click.echo(str(out))
+    written = []
+    for path in api.restore(run, source, output, force):
+        written.append(str(path))
+        if not as_json:
+            click.echo(str(path))
     if as_json:
-        print_json({"run": run, "files": [str(p) for p in outputs]})
+        print_json({"run": run, "files": written})
 
 
 @cli.command()
@@ -738,22 +611,13 @@ def evaluate(
       gentool evaluate runs/transformer --source test.en --target test.de
       gentool evaluate runs/gan --data mnist/t10k-images-idx3-ubyte.gz
     """
-    model = api.load(run)
-    record: dict[str, Any] = {"run": run}
-    if source is not None or target is not None:
-        if source is None or target is None:
-            raise click.UsageError("translation is scored on --source and --target together")
-        api.require(model, TRANSLATE, "be evaluated on translations")
-        metrics = model.evaluate_translation(source, target)
-        record.update(source=str(source), target=str(target))
-    elif not data:
+    if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
-    elif SCORE_IMAGES in model.tasks:
-        metrics = model.evaluate_images([Path(p) for p in data])
-        record["data"] = list(data)
+    metrics = api.evaluate(run, data, source, target)
+    record: dict[str, Any] = {"run": run}
+    if source is not None:
+        record.update(source=str(source), target=str(target))
     else:
-        api.require(model, SCORE_TEXT, "be evaluated on text")
-        metrics = model.evaluate([Path(p) for p in data])
         record["data"] = list(data)
     if as_json:
         print_json({**record, "metrics": metrics})
@@ -771,14 +635,7 @@ def info(run: str, as_json: bool) -> None:
     Example:
       gentool info runs/ngram
     """
-    run_dir = RunDirectory(run)
-    model = api.load(run_dir)
-    meta = run_dir.meta
-    details = {
-        "run": run,
-        **{k: v for k, v in meta.items() if k != "files"},
-        "model": model.describe(),
-    }
+    details = {**api.info(run), "run": run}
     if as_json:
         print_json(details)
         return

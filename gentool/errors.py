@@ -38,3 +38,7 @@ class OutputError(GentoolError):
     """A place gentool cannot or may not write: a read-only or missing folder, a full disk,
     a path inside a run directory, an existing file without --force; stdout that cannot
     be written (a full disk, /dev/full)."""
+
+
+class TrainingError(GentoolError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not fit)."""

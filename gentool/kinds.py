@@ -26,7 +26,7 @@ from gentool.model import Model
 from gentool.tasks import CAPABILITIES
 
 if TYPE_CHECKING:
-    from gentool.plugins import PluginInfo
+    from gentool.plugins import PluginInfo  # (a type only: plugins imports this module)
 
 PARALLEL = "parallel"
 
@@ -83,13 +83,31 @@ class Registry:
     conflicts: dict[str, list[PluginInfo]] = field(default_factory=dict)
 
     def add(self, model: type[Model], owner: PluginInfo) -> str | None:
-        """Register ``model`` for ``owner``; return a warning when that is not possible."""
+        """Register ``model`` for ``owner``; return a warning when that is not possible.
+
+        A family belongs to the plugin that registers it first. Another distribution that
+        registers kinds of it makes it unusable (both are named), except that gentool's own
+        families cannot be replaced: the other registration is refused and they keep working.
+        """
         family, kind = model.family, model.kind_name()
         current = self.owners.get(family)
-        if current is not None and current.name != owner.name or family in self.conflicts:
-            self.conflicts.setdefault(family, [self.owners[family]]).append(owner)
+        if current is not None and current.name != owner.name:
+            if current.builtin != owner.builtin:
+                builtin, other = (current, owner) if current.builtin else (owner, current)
+                if owner.builtin:  # (the other loaded first: the built-in takes the name back)
+                    self.kinds[family], self.owners[family] = [model], owner
+                    self.conflicts.pop(family, None)
+                return (
+                    f"family '{family}' of '{other.distribution}' has the name of a family built "
+                    f"into gentool ('{builtin.distribution}'); gentool's is kept: rename the "
+                    f"family in {other.distribution}"
+                )
+            self.conflicts.setdefault(family, [current]).append(owner)
             names = " and ".join(f"'{p.distribution}'" for p in self.conflicts[family])
-            return f"family '{family}' is registered by both {names}; it cannot be used until one is uninstalled"
+            return (
+                f"family '{family}' is registered by both {names}; it cannot be used until one "
+                "is uninstalled"
+            )
         kinds = self.kinds.setdefault(family, [])
         if any(k.kind_name() == kind for k in kinds):
             return f"'{family}' registers the kind '{kind}' twice; the first is kept"
@@ -97,8 +115,12 @@ class Registry:
         self.owners[family] = owner
         return None
 
-    def drop(self, family: str) -> None:
-        self.kinds.pop(family, None)
+    def drop_failed(self) -> None:
+        """Forget the families of plugins that failed (a plugin that failed half-way is
+        skipped whole) and the contested ones."""
+        for family, owner in list(self.owners.items()):
+            if family in self.conflicts or owner.error is not None:
+                self.kinds.pop(family, None)
 
     def families(self) -> list[str]:
         return sorted(self.kinds)
@@ -167,9 +189,8 @@ def route(
         chosen = [k for k in chosen if value in k.selected_by.get(key, ())]
         if not chosen:
             valid = sorted({v for k in kinds for v in k.selected_by.get(key, ())})
-            raise RecipeError(
-                f"recipe key 'model.{key}' is {value!r}; valid values: {', '.join(['auto', *valid])}"
-            )
+            listed = ", ".join(["auto", *valid])
+            raise RecipeError(f"recipe key 'model.{key}' is {value!r}; valid values: {listed}")
     fitting = [k for k in chosen if k.trains_on == data]
     if not fitting:
         kind = chosen[0]

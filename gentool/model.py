@@ -40,6 +40,8 @@ class Runtime:
     log_with: tuple[str, ...] = ()
     resume: bool = False
     progress: bool | None = None  # None: when stderr is a terminal
+    # Off a terminal (CI, nohup, a pipe): a plain progress line at most this often (seconds)
+    plain_every: float = 30.0
 
 
 TrainT = TypeVar("TrainT")

@@ -16,8 +16,8 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from gentool import files
 from gentool.errors import OutputError
+from gentool.output import files
 from gentool.recipes import MAX_SEED
 from gentool.runs import META_FILE, dumps_json
 

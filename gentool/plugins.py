@@ -1,4 +1,4 @@
-"""Finding plugins through entry points, isolating broken ones, and the family registry.
+"""Finding plugins through entry points, isolating broken ones, and registering their kinds.
 
 Nothing is loaded at import time: ``get_plugin_manager()`` loads the entry points of the
 ``gentool`` group the first time it is called. A plugin that fails to import, or whose
@@ -20,8 +20,9 @@ import pluggy
 
 from gentool import hookspecs
 from gentool.errors import PluginError
-from gentool.family import Family, check_family
 from gentool.interrupts import threads_started_here_ignore_interrupts
+from gentool.kinds import Registry, check_kind
+from gentool.model import Model
 
 ENTRY_POINT_GROUP = "gentool"
 BUILTIN_DISTRIBUTION = "gentool"  # the families that ship with gentool (plugins/)
@@ -48,6 +49,7 @@ class PluginInfo:
     version: str
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    refused: list[str] = field(default_factory=list)  # kinds it registered that were refused
 
     @property
     def builtin(self) -> bool:
@@ -61,30 +63,8 @@ class PluginInfo:
             "version": self.version,
             "hooks": self.hooks,
             "error": self.error,
+            "refused": self.refused,
         }
-
-
-class Registry:
-    """The families registered by the loaded plugins, keyed by family name."""
-
-    def __init__(self) -> None:
-        self.families: dict[str, type[Family]] = {}
-        self.owners: dict[str, PluginInfo] = {}
-        self.conflicts: dict[str, list[PluginInfo]] = {}
-
-    def get(self, name: str) -> type[Family]:
-        if name in self.conflicts:
-            owners = " and ".join(
-                f"'{p.distribution}' (entry point '{p.name}')" for p in self.conflicts[name]
-            )
-            raise PluginError(
-                f"family '{name}' is registered by both {owners}; uninstall one, or choose "
-                "with GENTOOL_LOAD_PLUGINS"
-            )
-        if name not in self.families:
-            known = ", ".join(sorted(self.families)) or "none (see 'gentool plugins')"
-            raise PluginError(f"family '{name}' is unknown; installed families: {known}")
-        return self.families[name]
 
 
 class LoadedPlugins:
@@ -231,56 +211,41 @@ def plugin_infos() -> list[PluginInfo]:
 
 @functools.cache
 def get_registry() -> Registry:
-    """Every family registered by the loaded plugins (``register_models`` is called once)."""
+    """Every kind registered by the loaded plugins (``register_models`` is called once)."""
     manager = get_plugin_manager()
     registry = Registry()
 
-    def register_for(info: PluginInfo) -> Callable[[type[Family]], None]:
-        def register(family: type[Family]) -> None:
-            check_family(family)
-            name = family.name
-            owner = registry.owners.get(name)
-            if owner is not None and owner.builtin != info.builtin:
-                # gentool's own families cannot be replaced (as its commands cannot): the
-                # other registration is refused, and the built-in one keeps working.
-                builtin, other = (owner, info) if owner.builtin else (info, owner)
+    def register_for(info: PluginInfo) -> Callable[[type[Model]], None]:
+        def register(model: type[Model]) -> None:
+            try:
+                check_kind(model)
+            except PluginError as err:  # that kind is refused; the plugin's others stay
                 print(
-                    f"gentool: warning: family '{name}' of '{other.distribution}' has the name "
-                    f"of a family built into gentool ('{builtin.distribution}'); gentool's is "
-                    f"kept: rename the family in {other.distribution}",
+                    f"gentool: warning: plugin '{info.name}' ({info.distribution}): {err}; "
+                    "that kind is skipped",
                     file=sys.stderr,
                 )
-                manager.note(f"registered {name} ({family.__qualname__}): a built-in name, refused")
-                if info.builtin:
-                    registry.families[name], registry.owners[name] = family, info
-                    registry.conflicts.pop(name, None)
+                info.refused.append(str(err))
+                manager.note(f"refused {getattr(model, '__qualname__', model)!s}: {err}")
                 return
-            if name in registry.families or name in registry.conflicts:
-                registry.conflicts.setdefault(name, [registry.owners[name]]).append(info)
-                owners = " and ".join(f"'{p.distribution}'" for p in registry.conflicts[name])
-                print(
-                    f"gentool: warning: family '{name}' is registered by both {owners}; "
-                    "it cannot be used until one is uninstalled",
-                    file=sys.stderr,
-                )
-                manager.note(f"registered {name} ({family.__qualname__}): name taken, unusable")
-                return
-            registry.families[name] = family
-            registry.owners[name] = info
-            manager.note(f"registered {name} ({family.__qualname__})")
+            label = f"{model.family}/{model.kind_name()} ({model.__qualname__})"
+            warning = registry.add(model, info)
+            if warning is not None:
+                print(f"gentool: warning: {warning}", file=sys.stderr)
+                manager.note(f"registered {label}: {warning}")
+            else:
+                manager.note(f"registered {label}")
 
         return register
 
     manager.call_each("register_models", lambda info: {"register": register_for(info)})
-    for name, owner in list(registry.owners.items()):
-        # A conflict makes the name unusable; a plugin that failed half-way is skipped whole.
-        if name in registry.conflicts or owner.error is not None:
-            registry.families.pop(name, None)
+    registry.drop_failed()
     return registry
 
 
-def get_family(name: str) -> type[Family]:
-    return get_registry().get(name)
+def get_family(name: str) -> list[type[Model]]:
+    """The kinds of the family ``name`` (a PluginError when it is unknown or contested)."""
+    return get_registry().get_family(name)
 
 
 def add_plugin_commands(cli: Any) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from gentool.errors import RecipeError
 
 SECTIONS = ("model", "train", "data")
-TOP_LEVEL = ("family", "seed", *SECTIONS)
+TOP_LEVEL = ("family", "kind", "seed", *SECTIONS)
 # Seeds are what numpy's legacy seeding (and so accelerate's set_seed) accepts: 0 to 2**32 - 1.
 MAX_SEED = 2**32 - 1
 # A run directory as a recipe: its gentool.json, or training.json while it trains (the
@@ -60,6 +60,7 @@ class NoTrainingOptions:
 @dataclass
 class Recipe:
     family: str
+    kind: str  # which of the family's kinds of model (gentool.kinds.route chose it)
     seed: int
     model: Any
     train: Any
@@ -69,6 +70,7 @@ class Recipe:
         """The resolved recipe, as stored in gentool.json (and loadable by ``resolve``)."""
         return {
             "family": self.family,
+            "kind": self.kind,
             "seed": self.seed,
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
@@ -149,13 +151,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def resolve(
-    raw: dict[str, Any],
-    model_class: type,
-    train_class: type = NoTrainingOptions,
-    overrides: Sequence[str] = (),
-) -> Recipe:
-    """Check and type a raw recipe (from TOML or gentool.json), applying ``--set`` overrides."""
+def with_overrides(raw: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A copy of the raw recipe ``raw`` with its top-level keys checked and ``--set``
+    overrides applied (what routing to a kind looks at, before the configs are typed)."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
@@ -168,7 +166,21 @@ def resolve(
             raise RecipeError(
                 f"--set '{text}': section '{section}' is unknown; valid: {', '.join(SECTIONS)}"
             )
-        raw.setdefault(section, {})[key] = value
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise RecipeError(f"recipe '{section}' must be a table, got {table!r}")
+        table[key] = value
+    return raw
+
+
+def resolve(
+    raw: dict[str, Any],
+    model_class: type,
+    train_class: type = NoTrainingOptions,
+    overrides: Sequence[str] = (),
+) -> Recipe:
+    """Check and type a raw recipe (from TOML or gentool.json), applying ``--set`` overrides."""
+    raw = with_overrides(raw, overrides)
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise RecipeError(
@@ -176,6 +188,7 @@ def resolve(
         )
     return Recipe(
         family=str(raw.get("family", "")),
+        kind=str(raw.get("kind") or ""),
         seed=seed,
         model=build_config(model_class, raw.get("model", {}), "model"),
         train=build_config(train_class, raw.get("train", {}), "train"),

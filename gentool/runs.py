@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gentool import __version__, files
+from gentool import __version__
 from gentool.errors import OutputError, RunError
+from gentool.output import files
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: gentool.json and the recipe name the kind of model
 META_FILE = "gentool.json"
 METRICS_FILE = "metrics.jsonl"
 TRAINING_FILE = "training.json"  # present while a run trains: its recipe, for --resume
@@ -521,6 +522,7 @@ def damaged(run: Path, what: str, fix: str = "restore it from a copy, or retrain
 # checked; finish_run writes them all.
 _META_FIELDS: dict[str, tuple[type, bool]] = {
     "family": (str, True),
+    "kind": (str, False),  # format 1 runs have none: the kind follows from their recipe
     "recipe": (dict, False),  # none: the family's defaults
     "files": (dict, True),
     "tasks": (list, False),
@@ -705,6 +707,12 @@ class RunDirectory:
     @property
     def family(self) -> str:
         return str(self.meta["family"])
+
+    @property
+    def kind(self) -> str | None:
+        """The kind of model (None for a run of format 1, which did not record it)."""
+        kind = self.meta.get("kind")
+        return str(kind) if kind else None
 
     @property
     def recipe(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gentool import __version__
 from gentool.errors import GentoolError, PluginError
-from gentool.files import check_can_create
+from gentool.output.files import check_can_create
 from gentool.runs import check_outside_runs
 
 TEMPLATES = ("_templates", "plugin")  # inside the gentool package

@@ -46,6 +46,20 @@ class TranslationRequest:
     max_tokens: int | None = None  # most new tokens per sentence (None: the model's limit)
 
 
+# Models that sample many rows at once (the neural ones) draw at most this many per batch:
+# the first samples print after one batch, and -n 200000 needs no 200000-row batch.
+SAMPLE_BATCH = 32
+
+
+def sample_batches(request: GenerationRequest) -> list[int]:
+    """How many rows each batch of ``request`` samples: one batch under beam search (its
+    best beams are the samples), else batches of at most SAMPLE_BATCH."""
+    total = request.num_samples
+    if request.num_beams > 1:
+        return [total]
+    return [min(SAMPLE_BATCH, total - start) for start in range(0, total, SAMPLE_BATCH)]
+
+
 # -- capabilities -----------------------------------------------------------------------------
 
 

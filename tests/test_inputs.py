@@ -27,7 +27,7 @@ from safetensors.numpy import load_file
 
 from gentool import api, options
 from gentool.data import files
-from gentool.family import SAMPLE_BATCH, GenerationRequest, sample_batches
+from gentool.tasks import SAMPLE_BATCH, GenerationRequest, sample_batches
 from gentool.runs import dumps_json
 
 
@@ -105,7 +105,7 @@ def test_a_run_of_the_embedded_sample_repeats_from_another_installation(tmp_path
     invoke("train", "ngram", "--out", "a")
     meta_path = tmp_path / "a" / "gentool.json"
     meta = json.loads(meta_path.read_text())
-    moved = "/elsewhere/gentool/_data/shakespeare.txt"  # where another install kept it
+    moved = "/elsewhere/gentool/embedded/shakespeare.txt"  # where another install kept it
     meta["recipe"]["data"]["train"] = [moved]
     meta["data"]["train"][0]["path"] = moved
     meta_path.write_text(json.dumps(meta))

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from gentool import training  # noqa: E402
 from gentool.errors import RecipeError  # noqa: E402
-from gentool.training import NATIVE_BF16, Runtime, TrainConfig  # noqa: E402
+from gentool.neural.engine import NATIVE_BF16, Runtime, TrainConfig  # noqa: E402
 
 TINY_RNN = [
     "--set", "model.hidden_size=16", "--set", "model.embedding_size=8",

@@ -56,7 +56,7 @@ def test_a_counted_phase_on_a_terminal_rewrites_one_line(
 def test_training_off_a_terminal_logs_plain_progress_lines(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from gentool import api
-    from gentool.training import Runtime
+    from gentool.neural.engine import Runtime
 
     overrides = ["model.hidden_size=16", "model.embedding_size=8", "model.num_layers=1",
                  "train.batch_size=2", "train.seq_len=8", "train.max_steps=4",

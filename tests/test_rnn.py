@@ -306,7 +306,7 @@ def test_metrics_go_to_an_accelerate_tracker_when_asked(tmp_path: Path) -> None:
 def test_progress_line_shows_step_loss_rate_and_eta(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gentool.training import Runtime
+    from gentool.neural.engine import Runtime
 
     overrides = [a for a in tiny(4, 0) if a != "--set"]
     api.train("rnn", overrides=overrides, out=tmp_path / "r", runtime=Runtime(progress=True))

@@ -23,7 +23,7 @@ except ImportError:
     sys.path.insert(0, str(REPO / "plugins"))
 
 from gentool.data import hf_tokenizers as tokenization  # noqa: E402
-from gentool.data.hf_tokenizers import encode_text, train_tokenizer  # noqa: E402
+from gentool.neural.tokenizers import encode_text, train_tokenizer  # noqa: E402
 from gentool_rnn.modeling import RnnConfig, RnnForCausalLM, RnnState  # noqa: E402
 
 CELLS = ["lstm", "gru", "rnn"]

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 from conftest import assert_error, assert_same_weights, invoke
 
-from gentool import api, files, runs
+from gentool import api, runs
+from gentool.output import files
 
 NO_SPACE = "Error while serializing: I/O error: No space left on device (os error 28)"
 
@@ -580,9 +581,9 @@ def test_generate_into_a_read_only_folder(
 def test_generate_that_fails_leaves_no_new_file(
     gan_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gentool.images
+    import gentool.output.images
 
-    real_save = gentool.images.save_image
+    real_save = gentool.output.images.save_image
     saved = []
 
     def save_image(image: object, path: Path) -> None:
@@ -591,7 +592,7 @@ def test_generate_that_fails_leaves_no_new_file(
         saved.append(path)
         real_save(image, path)
 
-    monkeypatch.setattr(gentool.images, "save_image", save_image)
+    monkeypatch.setattr(gentool.output.images, "save_image", save_image)
     result = invoke("generate", gan_run, "-n", 3, "--out-dir", "new/samples", ok=False)
     assert_error(result, "cannot write", "sample-0001.png", "the disk is full")
     assert saved and not (tmp_path / "new").exists()

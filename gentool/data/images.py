@@ -286,7 +286,7 @@ def _to_channels(images: ImageSet, channels: int) -> ImageSet:
 
 
 def default_images_path() -> Path:
-    """1,000 MNIST digits with labels, shipped in the package (see gentool/_data/README.md)."""
+    """1,000 MNIST digits with labels, shipped in the package (see gentool/embedded/README.md)."""
     from importlib import resources
 
-    return Path(str(resources.files("gentool._data").joinpath("digits.npz")))
+    return Path(str(resources.files("gentool.embedded").joinpath("digits.npz")))

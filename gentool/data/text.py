@@ -15,8 +15,8 @@ LONG_LINE = 100_000
 
 
 def default_text_path() -> Path:
-    """The small public-domain corpus shipped inside the package (see gentool/_data/README.md)."""
-    return Path(str(resources.files("gentool._data").joinpath(DEFAULT_TEXT)))
+    """The small public-domain corpus shipped in the package (gentool/embedded/README.md)."""
+    return Path(str(resources.files("gentool.embedded").joinpath(DEFAULT_TEXT)))
 
 
 def read_text(path: str | Path) -> str:

@@ -191,7 +191,7 @@ def seeded(*numbers: int) -> torch.Generator:
 
 
 class AdversarialTask:
-    """A ``gentool.training`` task for an AdversarialPair and a set of real images.
+    """A ``gentool.neural.engine`` task for an AdversarialPair and a set of real images.
 
     ``images`` are uint8 ``N x C x H x W`` (labels optional); ``val_images`` are held out:
     ``evaluate`` reports the discriminator's loss on them against fresh fakes (it rises

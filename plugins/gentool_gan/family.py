@@ -14,7 +14,7 @@ from typing import Literal
 from gentool.data.images import default_images_path
 from gentool.errors import RunError
 from gentool.family import GENERATE_IMAGE, RESTORE_IMAGE, SCORE_IMAGES, Family, TrainingContext
-from gentool.training import TrainConfig
+from gentool.neural.engine import TrainConfig
 
 
 @dataclass

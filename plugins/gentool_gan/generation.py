@@ -29,9 +29,9 @@ from gentool import runs
 from gentool.data.images import ImageSet, read_images
 from gentool.errors import DataError, GentoolError, RecipeError, RunError
 from gentool.family import GENERATE_IMAGE, SCORE_IMAGES, GenerationRequest, TrainingContext
-from gentool.images import make_grid, save_image
-from gentool.training import check_setup, fit
-from gentool.weights import check_weights
+from gentool.output.images import make_grid, save_image
+from gentool.neural.engine import check_setup, fit
+from gentool.neural.weights import check_weights
 from gentool_gan.adversarial import (
     AdversarialPair,
     AdversarialTask,

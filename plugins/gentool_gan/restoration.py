@@ -49,9 +49,9 @@ from gentool import runs
 from gentool.data.images import read_images
 from gentool.errors import DataError, RecipeError
 from gentool.family import RESTORE_IMAGE, SCORE_IMAGES, TrainingContext
-from gentool.images import make_grid, save_image
-from gentool.training import TrainingTask, check_setup, fit
-from gentool.weights import check_weights
+from gentool.output.images import make_grid, save_image
+from gentool.neural.engine import TrainingTask, check_setup, fit
+from gentool.neural.weights import check_weights
 from gentool_gan import quality
 from gentool_gan.adversarial import (
     AdversarialPair,

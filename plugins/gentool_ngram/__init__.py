@@ -6,11 +6,11 @@ Registered through the ``gentool`` entry-point group like any third-party plugin
 from collections.abc import Callable
 
 import gentool
-from gentool_ngram.family import NGramConfig, NGramFamily
+from gentool_ngram.family import NGramConfig, NGramModel
 
-__all__ = ["NGramConfig", "NGramFamily"]
+__all__ = ["NGramConfig", "NGramModel"]
 
 
 @gentool.hookimpl
 def register_models(register: Callable[[type], None]) -> None:
-    register(NGramFamily)
+    register(NGramModel)

@@ -18,13 +18,8 @@ from gentool import runs
 from gentool.data import default_text_path, get_tokenizer, read_lines
 from gentool.data.text import warn_long_lines
 from gentool.errors import PluginError
-from gentool.family import (
-    GENERATE_TEXT,
-    SCORE_TEXT,
-    Family,
-    GenerationRequest,
-    TrainingContext,
-)
+from gentool.model import Exportable, Importable, Model, TrainingContext
+from gentool.tasks import GenerationRequest, TextGeneration, TextScoring
 from gentool_ngram.lm import BOS, EOS, UNK, NGramLM
 from gentool_ngram.sampling import sample_token
 
@@ -74,10 +69,9 @@ def read_sentences(
     return sentences
 
 
-class NGramFamily(Family):
-    name = "ngram"
+class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
+    family = "ngram"
     description = "Markov chain of order N over chars or words, Kneser-Ney smoothed"
-    tasks = (GENERATE_TEXT, SCORE_TEXT)
     config_class = NGramConfig
     export_formats = ("arpa",)
     import_formats = ("arpa",)
@@ -91,7 +85,7 @@ class NGramFamily(Family):
 
     # -- training and persistence -------------------------------------------------------
     @classmethod
-    def train(cls, config: NGramConfig, context: TrainingContext) -> NGramFamily:
+    def train(cls, config: NGramConfig, context: TrainingContext[Any]) -> NGramModel:
         started = time.perf_counter()
         sentences = read_sentences(context.data, config.tokens, context.log)
         lm = NGramLM.estimate(
@@ -117,7 +111,7 @@ class NGramFamily(Family):
             "train_seconds": round(time.perf_counter() - started, 3),
         }
         if context.val is not None:
-            val = model.evaluate([context.val])
+            val = model.evaluate_text([context.val])
             model.training.update({f"val_{k}": v for k, v in val.items()})
         context.log(
             f"ngram order {config.order} ({config.tokens} tokens, {config.smoothing}): "
@@ -127,16 +121,16 @@ class NGramFamily(Family):
         return model
 
     def save(self, directory: Path) -> dict[str, Any]:
-        runs.save_tensors(directory / runs.TENSOR_FILE, self.lm.to_tensors(), self.name)
+        runs.save_tensors(directory / runs.TENSOR_FILE, self.lm.to_tensors(), self.family)
         runs.write_json(directory / VOCAB_FILE, self.lm.vocab)
         runs.write_json(
             directory / CONFIG_FILE,
-            {"model_type": self.name, **asdict(self.config), "lm": self.lm.meta()},
+            {"model_type": self.family, **asdict(self.config), "lm": self.lm.meta()},
         )
         return self.training
 
     @classmethod
-    def load(cls, directory: Path, config: NGramConfig) -> NGramFamily:
+    def load(cls, directory: Path, config: NGramConfig) -> NGramModel:
         path = directory / runs.TENSOR_FILE
         try:
             vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
@@ -150,7 +144,7 @@ class NGramFamily(Family):
             raise runs.damaged(directory, f"its n-gram config is incomplete ({err})") from None
         # The tables the config describes, before any is read.
         runs.check_tensors(path, NGramLM.tensor_specs(order, len(vocab)))
-        tensors = runs.load_tensors(path, cls.name)
+        tensors = runs.load_tensors(path, cls.family)
         try:
             lm = NGramLM.from_tensors(tensors, vocab, meta)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -158,10 +152,7 @@ class NGramFamily(Family):
         return cls(lm, config, directory)
 
     # -- tasks --------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest) -> list[str]:
-        return list(self.generate_iter(request))
-
-    def generate_iter(self, request: GenerationRequest) -> Iterator[str]:
+    def generate(self, request: GenerationRequest) -> Iterator[str]:
         if request.num_beams > 1:
             raise PluginError("ngram models sample token by token; they have no --beams search")
         tokenizer = get_tokenizer(self.config.tokens)
@@ -188,7 +179,7 @@ class NGramFamily(Family):
                 new.append(self.lm.vocab[token])
             yield tokenizer.join([*prompt, *new])
 
-    def evaluate(self, paths: Sequence[Path]) -> dict[str, Any]:
+    def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
         scores = self.lm.score(read_sentences(paths, self.config.tokens))
         metrics = {
             "tokens": scores.num_tokens,
@@ -228,7 +219,7 @@ class NGramFamily(Family):
             write_arpa(self.lm, tmp)
 
     @classmethod
-    def import_model(cls, fmt: str, path: Path) -> tuple[NGramFamily, NGramConfig]:
+    def import_model(cls, fmt: str, path: Path) -> tuple[NGramModel, NGramConfig]:
         from gentool_ngram.arpa import read_arpa
 
         lm = read_arpa(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gentool.data import default_text_path, read_corpus
-from gentool.data.streams import LN2, scoring_stream, split_stream, stream_metrics
+from gentool.neural.streams import LN2, scoring_stream, split_stream, stream_metrics
 from gentool.errors import DataError, RecipeError
 from gentool.family import (
     GENERATE_TEXT,
@@ -26,7 +26,7 @@ from gentool.family import (
     TrainingContext,
     sample_batches,
 )
-from gentool.training import TrainConfig, check_setup, fit, require_neural
+from gentool.neural.engine import TrainConfig, check_setup, fit, require_neural
 
 if TYPE_CHECKING:
     import torch
@@ -150,7 +150,7 @@ class RnnFamily(Family):
         require_neural()
         import torch
 
-        from gentool.data.hf_tokenizers import run_tokenizer, train_tokenizer
+        from gentool.neural.tokenizers import run_tokenizer, train_tokenizer
         from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
 
         train_config: RnnTrainConfig = context.train
@@ -229,7 +229,7 @@ class RnnFamily(Family):
         from transformers import AutoModelForCausalLM
 
         import gentool_rnn.modeling  # noqa: F401  (registers the Auto classes)
-        from gentool.weights import load_pretrained
+        from gentool.neural.weights import load_pretrained
 
         model, tokenizer = load_pretrained(
             AutoModelForCausalLM, directory, "gentool_rnn", ("bos_token", "unk_token")
@@ -243,7 +243,7 @@ class RnnFamily(Family):
     def generate_iter(self, request: GenerationRequest) -> Iterator[str]:
         import torch
 
-        from gentool.data.hf_tokenizers import encode_text
+        from gentool.neural.tokenizers import encode_text
 
         tok = self.tokenizer
         bos = tok.convert_tokens_to_ids(tok.bos_token)

@@ -64,7 +64,7 @@ def attention_command(run: str, text: str, output: Path, force: bool, as_json: b
       gentool attention runs/transformer "A dog runs in the snow." -o attention.png
     """
     from gentool import api, runs
-    from gentool.images import save_image
+    from gentool.output.images import save_image
 
     if output.suffix.lower() != ".png":
         raise DataError(f"'{output}' is not a .png file; name it e.g. '{output.stem}.png'")

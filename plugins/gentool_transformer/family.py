@@ -15,7 +15,7 @@ from gentool import runs
 from gentool.data import default_text_path
 from gentool.errors import RecipeError, RunError
 from gentool.family import GENERATE_TEXT, SCORE_TEXT, TRANSLATE, Family, TrainingContext
-from gentool.training import TrainConfig
+from gentool.neural.engine import TrainConfig
 
 
 @dataclass

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from gentool.data import read_corpus
-from gentool.data.hf_tokenizers import encode_text, run_tokenizer, train_tokenizer
-from gentool.data.streams import LN2, scoring_stream, split_stream, stream_metrics
+from gentool.neural.tokenizers import encode_text, run_tokenizer, train_tokenizer
+from gentool.neural.streams import LN2, scoring_stream, split_stream, stream_metrics
 from gentool.errors import DataError, RecipeError
 from gentool.family import (
     GENERATE_TEXT,
@@ -35,7 +35,7 @@ from gentool.family import (
     TrainingContext,
     sample_batches,
 )
-from gentool.training import check_setup, fit, require_neural
+from gentool.neural.engine import check_setup, fit, require_neural
 from gentool_transformer.family import (
     TransformerFamily,
     TransformerModelConfig,
@@ -228,7 +228,7 @@ class LanguageModel(TransformerFamily):
         require_neural()
         from transformers import AutoModelForCausalLM
 
-        from gentool.weights import load_pretrained
+        from gentool.neural.weights import load_pretrained
 
         model, tokenizer = load_pretrained(
             AutoModelForCausalLM,

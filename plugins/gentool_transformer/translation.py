@@ -35,13 +35,13 @@ from transformers import (
 )
 
 from gentool import runs
-from gentool.data.hf_tokenizers import ENDOFTEXT, UNK, run_tokenizer, train_tokenizer
+from gentool.neural.tokenizers import ENDOFTEXT, UNK, run_tokenizer, train_tokenizer
 from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
 from gentool.errors import DataError, RecipeError
 from gentool.family import TRANSLATE, TrainingContext, TranslationRequest
 from gentool.progress import phase
 from gentool.runs import is_main_process
-from gentool.training import check_setup, fit, require_neural
+from gentool.neural.engine import check_setup, fit, require_neural
 from gentool_transformer.family import (
     TransformerFamily,
     TransformerModelConfig,
@@ -317,7 +317,7 @@ class Translator(TransformerFamily):
     @classmethod
     def load(cls, directory: Path, config: TransformerModelConfig) -> Translator:
         require_neural()
-        from gentool.weights import load_pretrained
+        from gentool.neural.weights import load_pretrained
 
         model, tokenizer = load_pretrained(
             AutoModelForSeq2SeqLM, directory, "marian", ("eos_token", "pad_token", "unk_token")

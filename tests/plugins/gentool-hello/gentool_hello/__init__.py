@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import click
 
 import gentool
 from gentool.data import read_text
-from gentool.family import GENERATE_TEXT, Family, GenerationRequest, TrainingContext
+from gentool.model import Model, TrainingContext
+from gentool.tasks import GenerationRequest, TextGeneration
 
 
 @dataclass
@@ -24,17 +26,16 @@ class HelloConfig:
     lowercase: bool = False
 
 
-class HelloFamily(Family):
-    name = "hello"
+class HelloModel(Model, TextGeneration):
+    family = "hello"
     description = "character unigram model (a test plugin)"
-    tasks = (GENERATE_TEXT,)
     config_class = HelloConfig
 
     def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
 
     @classmethod
-    def train(cls, config: HelloConfig, context: TrainingContext) -> HelloFamily:
+    def train(cls, config: HelloConfig, context: TrainingContext) -> HelloModel:
         text = "".join(read_text(p) for p in context.data)
         if config.lowercase:
             text = text.lower()
@@ -45,21 +46,19 @@ class HelloFamily(Family):
         return {"characters": sum(self.counts.values())}
 
     @classmethod
-    def load(cls, directory: Path, config: HelloConfig) -> HelloFamily:
+    def load(cls, directory: Path, config: HelloConfig) -> HelloModel:
         return cls(json.loads((directory / "counts.json").read_text()))
 
-    def generate(self, request: GenerationRequest) -> list[str]:
+    def generate(self, request: GenerationRequest) -> Iterator[str]:
         rng = random.Random(request.seed)
         chars, weights = zip(*sorted(self.counts.items()), strict=True)
-        return [
-            request.prompt + "".join(rng.choices(chars, weights, k=request.max_tokens))
-            for _ in range(request.num_samples)
-        ]
+        for _ in range(request.num_samples):
+            yield request.prompt + "".join(rng.choices(chars, weights, k=request.max_tokens))
 
 
 @gentool.hookimpl
 def register_models(register):
-    register(HelloFamily)
+    register(HelloModel)
 
 
 @gentool.hookimpl

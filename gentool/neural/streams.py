@@ -23,7 +23,7 @@ def encode_stream(tokenizer: Any, text: str, bos: int) -> torch.Tensor:
     """``text`` as one stream of ids, ``bos`` (``<|endoftext|>``) first."""
     import torch
 
-    from gentool.data.hf_tokenizers import encode_text
+    from gentool.neural.tokenizers import encode_text
 
     return torch.tensor([bos, *encode_text(tokenizer, text)], dtype=torch.long)
 

@@ -1,26 +1,23 @@
-"""The Python API behind the CLI: each command is a thin shell over one function here.
-
-from gentool import api
-run = api.train("ngram", overrides=["model.order=4"], out="runs/ng4")
-model = api.load(run)
-print(model.generate(GenerationRequest(seed=1))[0])
-"""
+"""Training: ``gentool train`` and ``gentool import``, and what they share (the recipe
+resolved and routed to a kind, the run directory filled and its model card)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from gentool import recipes, runs
-from gentool.errors import DataError, PluginError, RecipeError, RunError
-from gentool.family import GENERATE_TEXT, Family, GenerationRequest, TrainingContext
-from gentool.plugins import get_family, get_registry
+from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
+from gentool.kinds import data_kind, route
+from gentool.model import Importable, Model, Runtime, TrainingContext
+from gentool.plugins import get_registry
 from gentool.runs import is_main_process
-from gentool.training import Runtime, TrainingError, init_processes
+from gentool.tasks import GenerationRequest, TextGeneration
 
 
 def _no_log(message: str) -> None:
@@ -45,11 +42,11 @@ def plan(
     val: str | Path | None = None,
     seed: int | None = None,
     parallel: ParallelPaths | None = None,
-) -> tuple[type[Family], recipes.Recipe]:
-    """Resolve what ``train`` would do: the family class and the typed, complete recipe.
+) -> tuple[type[Model], recipes.Recipe]:
+    """Resolve what ``train`` would do: the kind of model and the typed, complete recipe.
 
     ``recipe`` is a TOML file, a shipped recipe's name, or a run directory: its recorded
-    recipe and data, to train it again."""
+    recipe and data, to train it again. The kind is chosen by ``gentool.kinds.route``."""
     raw: dict[str, Any] = {}
     recipe_path = recipes.find_recipe(str(recipe)) if recipe is not None else None
     if recipe_path is not None:
@@ -62,11 +59,22 @@ def plan(
             f"recipe is for family '{raw['family']}', not '{family}'; drop one of the two"
         )
     raw["family"] = name
-    family_class = get_family(str(name))
-    resolved = _resolve(raw, family_class, overrides, data, val, seed, parallel)
+    kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
+    resolved = _resolve(raw, kind, data, val, seed, parallel)
     if recipe_path is not None and recipe_path.is_dir():
-        _find_run_data(recipe_path, resolved, family_class)
-    return family_class, resolved
+        _find_run_data(recipe_path, resolved, kind)
+    return kind, resolved
+
+
+def route_recipe(
+    raw: dict[str, Any], data: Sequence[str | Path] = (), parallel: ParallelPaths | None = None
+) -> tuple[type[Model], dict[str, Any]]:
+    """The kind of model the raw recipe ``raw`` (its ``family`` set) trains on the data the
+    command line gives, or else the recipe names; and the recipe, ready to resolve."""
+    table = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    paths = [Path(p) for p in (data or table.get("train") or [])]
+    has_source = (parallel is not None and parallel.source is not None) or bool(table.get("source"))
+    return route(get_registry(), str(raw["family"]), raw, data_kind(paths, has_source))
 
 
 _DATA_OPTIONS = {
@@ -79,7 +87,7 @@ _DATA_OPTIONS = {
 }
 
 
-def _find_run_data(run: Path, resolved: recipes.Recipe, family_class: type[Family]) -> None:
+def _find_run_data(run: Path, resolved: recipes.Recipe, kind: type[Model]) -> None:
     """Repeating ``run`` (``--recipe RUN``): its recorded data files, where they still are.
     The embedded sample is found by its sha256 in this installation; any other recorded
     file that is gone is a DataError naming it, its size and sha256, and the option."""
@@ -88,14 +96,14 @@ def _find_run_data(run: Path, resolved: recipes.Recipe, family_class: type[Famil
         source = record["imported_from"].get("path", "a file")
         raise RecipeError(
             f"'{run}' was imported from '{source}', not trained: there is no training to "
-            f"repeat; import it again with 'gentool import {family_class.name} FILE --out DIR'"
+            f"repeat; import it again with 'gentool import {kind.family} FILE --out DIR'"
         )
     recorded: dict[str, dict[str, Any]] = {}
     for value in (record.get("data") or {}).values():
         for fp in value if isinstance(value, list) else [value]:
             if isinstance(fp, dict) and isinstance(fp.get("path"), str):
                 recorded[fp["path"]] = fp
-    default = family_class.default_data
+    default = kind.default_data
     missing = []
 
     def find(value: str, key: str) -> str:
@@ -128,17 +136,15 @@ def _find_run_data(run: Path, resolved: recipes.Recipe, family_class: type[Famil
 
 def _resolve(
     raw: dict[str, Any],
-    family_class: type[Family],
-    overrides: Sequence[str],
+    kind: type[Model],
     data: Sequence[str | Path],
     val: str | Path | None,
     seed: int | None,
     parallel: ParallelPaths | None = None,
 ) -> recipes.Recipe:
-    """Type ``raw`` against the family's configs, then apply the command line's choices."""
-    resolved = recipes.resolve(
-        raw, family_class.config_class, family_class.train_config_class, overrides
-    )
+    """Type ``raw`` against the kind's configs, then apply the command line's choices."""
+    resolved = recipes.resolve(raw, kind.config_class, kind.train_config_class)
+    resolved.kind = kind.kind_name()
     if data:
         resolved.data.train = [str(p) for p in data]
     if val is not None:
@@ -182,12 +188,12 @@ def train(
         if out is None and family is None:
             raise RunError("--resume needs the run to continue: pass --out RUN")
         out_path = Path(out) if out is not None else Path("runs") / str(family)
-        family_class, resolved, stored = _plan_resume(
+        kind, resolved, stored = _plan_resume(
             out_path, family, recipe, overrides, data, val, seed, override, parallel
         )
     else:
-        family_class, resolved = plan(family, recipe, overrides, data, val, seed, parallel)
-        out_path = Path(out) if out is not None else Path("runs") / family_class.name
+        kind, resolved = plan(family, recipe, overrides, data, val, seed, parallel)
+        out_path = Path(out) if out is not None else Path("runs") / kind.family
         if is_main_process():  # (the others would see the directory the main one makes)
             runs.check_new_run(out_path, force)  # fail before any work, not after it
 
@@ -198,9 +204,9 @@ def train(
         for value in [getattr(resolved.data, key)]
     }
     if not train_paths and pairs["source"] is None:
-        if family_class.default_data is None:
-            raise DataError(f"family '{family_class.name}' needs training data: pass --data PATH")
-        train_paths = [family_class.default_data]
+        if kind.default_data is None:
+            raise DataError(f"family '{kind.family}' needs training data: pass --data PATH")
+        train_paths = [kind.default_data]
         log(f"no --data given: training on the embedded sample corpus {train_paths[0].name}")
     val_path = Path(resolved.data.val) if resolved.data.val else None
     for path in [*train_paths, val_path, *pairs.values()]:
@@ -217,11 +223,15 @@ def train(
         _check_same_data(out_path, stored.get("data", {}), fingerprints)
     meta = {"recipe": recipe_dict, "seed": resolved.seed, "data": fingerprints}
     main = is_main_process()
-    init_processes(runtime.device)  # under a launcher: join its process group
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under a launcher: join its group
+        from gentool.neural.devices import init_processes
+
+        init_processes(runtime.device)
 
     with runs.building_run(out_path, force, resume) as work, _restored_on_failure(work, resume):
         if main:
-            runs.write_json(work / runs.TRAINING_FILE, {"family": family_class.name, **meta})
+            record = {"family": kind.family, "kind": kind.kind_name(), **meta}
+            runs.write_json(work / runs.TRAINING_FILE, record)
             (work / runs.META_FILE).unlink(missing_ok=True)  # resuming a finished run
         context = TrainingContext(
             data=train_paths,
@@ -234,7 +244,7 @@ def train(
             recipe=recipe_dict,
             **pairs,
         )
-        model = family_class.train(resolved.model, context)
+        model = kind.train(resolved.model, context)
         if main:
             runs.finish_run(work, _fill_run(model, work, meta))
     return runs.RunDirectory(out_path) if main else None
@@ -273,8 +283,8 @@ def _plan_resume(
     seed: int | None,
     override: bool,
     parallel: ParallelPaths | None,
-) -> tuple[type[Family], recipes.Recipe, dict[str, Any]]:
-    """The family and recipe of the run being resumed, with the changes asked for, checked."""
+) -> tuple[type[Model], recipes.Recipe, dict[str, Any]]:
+    """The kind and recipe of the run being resumed, with the changes asked for, checked."""
     stored_path = out / runs.TRAINING_FILE
     if not stored_path.is_file():
         stored_path = out / runs.META_FILE
@@ -291,11 +301,13 @@ def _plan_resume(
     finished = stored_path.name == runs.META_FILE
     if family and family != old["family"]:
         raise RecipeError(f"'{out}' is a '{old['family']}' run, not '{family}'; drop the family")
-    family_class = get_family(old["family"])
     raw = recipes.read_recipe_file(recipes.find_recipe(str(recipe))) if recipe else dict(old)
     raw["family"] = old["family"]
-    resolved = _resolve(raw, family_class, overrides, data, val, seed, parallel)
-    before, after = recipes.flatten(old), recipes.flatten(resolved.as_dict())
+    raw["kind"] = old.get("kind") or raw.get("kind")  # the run's kind stays
+    kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
+    resolved = _resolve(raw, kind, data, val, seed, parallel)
+    before = recipes.flatten({"kind": resolved.kind, **old})  # (format 1: no kind recorded)
+    after = recipes.flatten(resolved.as_dict())
     changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if changed and not override:
         listed = ", ".join(f"{k} ({before.get(k)!r} -> {after.get(k)!r})" for k in changed)
@@ -311,7 +323,7 @@ def _plan_resume(
             f"the checkpoint is at step {step}, already train.max_steps={max_steps}; "
             "raise it with --set train.max_steps=N --override to train longer"
         )
-    return family_class, resolved, stored
+    return kind, resolved, stored
 
 
 def _read_record(path: Path) -> dict[str, Any]:
@@ -355,77 +367,19 @@ def _check_same_data(out: Path, old: dict[str, Any], new: dict[str, Any]) -> Non
         )
 
 
-def _fill_run(model: Family, directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
+def _fill_run(model: Model, directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Write the model's files, its metrics line and model card; return gentool.json's fields."""
     metrics = model.save(directory)
     runs.append_line(directory / runs.METRICS_FILE, metrics)
-    full = {"family": model.name, "tasks": list(model.tasks), **meta, "metrics": metrics}
+    full = {
+        "family": model.family,
+        "kind": model.kind_name(),
+        "tasks": list(model.tasks()),
+        **meta,
+        "metrics": metrics,
+    }
     runs.write_text(directory / "README.md", model_card(model, full))
     return full
-
-
-def _save_run(model: Family, out: Path, force: bool, **meta: Any) -> runs.RunDirectory:
-    """Write ``model`` as a complete run directory at ``out``; ``meta`` goes to gentool.json."""
-    return runs.RunDirectory(
-        runs.create_run(out, force, lambda directory: _fill_run(model, directory, meta))
-    )
-
-
-def load(run: str | Path | runs.RunDirectory) -> Family:
-    """Open a run directory, verify its files, and load its model with its family."""
-    path = run.path if isinstance(run, runs.RunDirectory) else Path(run)
-    try:
-        run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
-        family_class = get_family(run_dir.family)
-        run_dir.verify()
-        try:
-            resolved = recipes.resolve(
-                run_dir.recipe, family_class.config_class, family_class.train_config_class
-            )
-        except RecipeError as err:
-            raise _recipe_mismatch(run_dir, err) from None
-        return family_class.load(run_dir.path, resolved.model)
-    except PermissionError as err:  # a run of another user, not shared with this one
-        raise runs.unreadable(Path(err.filename or path), path, err) from None
-
-
-def _recipe_mismatch(run: runs.RunDirectory, err: RecipeError) -> RunError:
-    """A run whose recorded recipe does not fit its family: say so, and whether it fits
-    another family (gentool.json's family was changed: a family mismatch)."""
-    for name, other in sorted(get_registry().families.items()):
-        if name == run.family:
-            continue
-        with contextlib.suppress(RecipeError):
-            recipes.resolve(run.recipe, other.config_class, other.train_config_class)
-            return runs.damaged(
-                run.path,
-                f"{runs.META_FILE} says family '{run.family}' but its recipe is for family "
-                f"'{name}' (a family mismatch)",
-            )
-    return runs.damaged(
-        run.path, f"the recipe in its {runs.META_FILE} does not fit family '{run.family}' ({err})"
-    )
-
-
-def require(model: Family, task: str, command: str) -> None:
-    """Raise PluginError unless the model's family declares ``task``."""
-    if task not in model.tasks:
-        can = ", ".join(model.tasks) or "nothing"
-        raise PluginError(f"'{model.name}' models cannot {command}; they support: {can}")
-
-
-def export(run: str | Path, fmt: str, output: str | Path, force: bool = False) -> None:
-    """Write the model in ``run`` in a foreign format (e.g. ARPA) to ``output``: never into
-    a run directory, an existing file only with ``force``, atomically (a failure leaves
-    the old file, or none)."""
-    output = Path(output)
-    runs.check_output_file(output, "--output", force)  # before loading: fail at once
-    model = load(run)
-    if fmt not in model.export_formats:
-        valid = ", ".join(model.export_formats) or "none"
-        raise PluginError(f"'{model.name}' models cannot export '{fmt}'; they export: {valid}")
-    with runs.output_files() as written:
-        written.write(output, lambda path: model.export(fmt, path), "--output")
 
 
 def import_model(
@@ -436,30 +390,36 @@ def import_model(
     force: bool = False,
 ) -> runs.RunDirectory:
     """Make a run directory from a model file in a foreign format (e.g. an ARPA file)."""
-    family_class = get_family(family)
-    if fmt not in family_class.import_formats:
-        valid = ", ".join(family_class.import_formats) or "none"
+    kinds = [k for k in get_registry().get_family(family) if issubclass(k, Importable)]
+    kind = next((k for k in kinds if fmt in k.import_formats), None)
+    if kind is None:
+        valid = ", ".join(f for k in kinds for f in k.import_formats) or "none"
         raise PluginError(f"family '{family}' cannot import '{fmt}'; it imports: {valid}")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"model file '{path}' does not exist; check the path")
     out_path = Path(out)
     runs.check_new_run(out_path, force)
-    model, config = family_class.import_model(fmt, path)
+    model, config = kind.import_model(fmt, path)
     recipe = {
-        "family": family_class.name,
+        "family": kind.family,
+        "kind": kind.kind_name(),
         "seed": 0,
         "model": dataclasses.asdict(config),
-        "train": dataclasses.asdict(family_class.train_config_class()),
+        "train": dataclasses.asdict(kind.train_config_class()),
         "data": {"train": [], "val": None},
     }
     imported_from = {"format": fmt, **runs.fingerprint(path)}
-    return _save_run(model, out_path, force, recipe=recipe, imported_from=imported_from)
+    meta = {"recipe": recipe, "imported_from": imported_from}
+    built = runs.create_run(out_path, force, lambda directory: _fill_run(model, directory, meta))
+    return runs.RunDirectory(built)
 
 
-def model_card(model: Family, meta: dict[str, Any]) -> str:
+def model_card(model: Model, meta: dict[str, Any]) -> str:
     """README.md of a run: what it is, what it was trained on, its metrics and samples."""
-    lines = [f"# {model.name} model", "", model.description, ""]
+    kind = model.kind_name()
+    title = model.family if kind == model.family else f"{model.family} {kind}"
+    lines = [f"# {title} model", "", model.description, ""]
     if meta.get("data", {}).get("train"):
         lines += ["## Data", ""]
         lines += [
@@ -475,10 +435,10 @@ def model_card(model: Family, meta: dict[str, Any]) -> str:
         lines += ["## Metrics", ""]
         lines += [f"- {k}: {v}" for k, v in meta["metrics"].items()]
         lines.append("")
-    if GENERATE_TEXT in model.tasks:
-        samples = model.generate(GenerationRequest(num_samples=3, max_tokens=40, seed=0))
+    if isinstance(model, TextGeneration):
+        request = GenerationRequest(num_samples=3, max_tokens=40, seed=0)
         lines += ["## Samples (seed 0)", ""]
-        lines += [f"> {s}" for s in samples]
+        lines += [f"> {s}" for s in model.generate(request)]
         lines.append("")
     lines += ["Written by `gentool train`; reproduce it from the recipe in gentool.json.", ""]
     return "\n".join(lines)

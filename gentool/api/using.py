@@ -1,0 +1,333 @@
+"""Using a run: load it, and each task's command (generate, translate, restore, evaluate,
+info, export) as a function. Every function takes a run directory or an already loaded
+model (``RunLike``), so that a caller answering many requests (a server) loads it once."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from gentool import recipes, runs
+from gentool.errors import DataError, GentoolError, OutputError, PluginError, RecipeError, RunError
+from gentool.kinds import data_kind, route
+from gentool.model import Exportable, Model
+from gentool.plugins import get_registry
+from gentool.tasks import (
+    Capability,
+    GenerationRequest,
+    ImageGeneration,
+    ImageRestoration,
+    ImageScoring,
+    TextGeneration,
+    TextScoring,
+    Translation,
+    TranslationRequest,
+)
+
+RunLike = str | Path | runs.RunDirectory | Model
+C = TypeVar("C", bound=Capability)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def load(run: RunLike) -> Model:
+    """Open a run directory, verify its files, and load its model with its kind."""
+    if isinstance(run, Model):
+        return run
+    path = run.path if isinstance(run, runs.RunDirectory) else Path(run)
+    try:
+        run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
+        kind, raw = kind_of(run_dir)
+        run_dir.verify()
+        try:
+            resolved = recipes.resolve(raw, kind.config_class, kind.train_config_class)
+        except RecipeError as err:
+            raise _recipe_mismatch(run_dir, err) from None
+        return kind.load(run_dir.path, resolved.model)
+    except PermissionError as err:  # a run of another user, not shared with this one
+        raise runs.unreadable(Path(err.filename or path), path, err) from None
+
+
+def kind_of(run: runs.RunDirectory) -> tuple[type[Model], dict[str, Any]]:
+    """The kind of model in ``run``, and its recorded recipe ready to resolve. A run of
+    format 1 (gentool 0.1) recorded no kind: it is routed as its training was, and keys
+    its kind's config no longer has (those of another kind of its family) are dropped."""
+    raw = run.recipe
+    raw["family"] = run.family
+    if run.kind is not None:
+        raw["kind"] = run.kind
+    data = run.meta.get("data") or {}
+    parallel = bool(data.get("source"))
+    trained_on = [Path(str(p)) for p in (raw.get("data") or {}).get("train") or []]
+    try:
+        kind, raw = route(get_registry(), run.family, raw, data_kind(trained_on, parallel))
+    except RecipeError as err:
+        raise runs.damaged(run.path, f"its recipe names no kind of model here ({err})") from None
+    if run.meta.get("format_version") == 1:
+        for section, cls in (("model", kind.config_class), ("train", kind.train_config_class)):
+            table = raw.get(section)
+            if isinstance(table, dict):
+                names = {f.name for f in dataclasses.fields(cls)}
+                raw[section] = {k: v for k, v in table.items() if k in names}
+    return kind, raw
+
+
+def _recipe_mismatch(run: runs.RunDirectory, err: RecipeError) -> RunError:
+    """A run whose recorded recipe does not fit its kind: say so, and whether it fits
+    another family (gentool.json's family was changed: a family mismatch)."""
+    for other in get_registry().all_kinds():
+        if other.family == run.family:
+            continue
+        with contextlib.suppress(RecipeError):
+            recipes.resolve(run.recipe, other.config_class, other.train_config_class)
+            return runs.damaged(
+                run.path,
+                f"{runs.META_FILE} says family '{run.family}' but its recipe is for family "
+                f"'{other.family}' (a family mismatch)",
+            )
+    return runs.damaged(
+        run.path, f"the recipe in its {runs.META_FILE} does not fit family '{run.family}' ({err})"
+    )
+
+
+def require(model: Model, capability: type[C], command: str) -> C:
+    """``model`` as a ``capability``, or a PluginError saying what it can do instead."""
+    if not isinstance(model, capability):
+        can = ", ".join(model.tasks()) or "nothing"
+        kind = model.kind_name()
+        name = model.family if kind == model.family else f"{model.family} {kind}"
+        raise PluginError(f"'{name}' models cannot {command}; they support: {can}")
+    return model
+
+
+# -- generate ---------------------------------------------------------------------------------
+
+
+def generate(run: RunLike, request: GenerationRequest) -> Iterator[str]:
+    """Text samples, each yielded as soon as it is made."""
+    return require(load(run), TextGeneration, "generate text").generate(request)
+
+
+@dataclass(frozen=True)
+class ImageOutputs:
+    """Where ``generate_images`` writes: one grid, and/or one PNG per sample in a folder."""
+
+    grid: Path | None = None
+    out_dir: Path | None = None
+    force: bool = False  # replace existing files
+
+    def check(self) -> None:
+        """Refuse places that cannot or may not be written, before any work."""
+        from gentool.output.images import check_image_name
+
+        if self.grid is not None:
+            check_image_name(self.grid)
+            runs.check_output_file(self.grid, "--grid", self.force)
+        if self.out_dir is not None:
+            runs.check_output_folder(self.out_dir, "--out-dir")
+            existing = sorted(self.out_dir.glob("sample-*.png")) if self.out_dir.is_dir() else []
+            if existing and not self.force:
+                raise OutputError(
+                    f"'{self.out_dir}' already holds samples ({existing[0].name}); pass --force "
+                    "to replace them, or choose another --out-dir"
+                )
+
+
+def generate_images(
+    run: RunLike, request: GenerationRequest, outputs: ImageOutputs | None = None
+) -> tuple[list[Any], list[Path]]:
+    """Images as PIL images, and the files written for ``outputs`` (if given)."""
+    from gentool.output.images import make_grid, save_image
+
+    if outputs is not None:
+        outputs.check()  # before loading: fail at once
+    model = require(load(run), ImageGeneration, "generate images")
+    images = model.generate_images(request)
+    written: list[Path] = []
+    if outputs is None:
+        return images, written
+    with runs.output_files() as files:
+        if outputs.grid is not None:
+            picture = make_grid(images, columns=request.interpolate or None)
+            files.write(outputs.grid, functools.partial(save_image, picture), "--grid")
+            written.append(outputs.grid)
+        if outputs.out_dir is not None:
+            for i, image in enumerate(images):
+                path = outputs.out_dir / f"sample-{i:04d}.png"
+                files.write(path, functools.partial(save_image, image), "--out-dir")
+                written.append(path)
+    return images, written
+
+
+def class_index(run: RunLike, label: str | None) -> int | None:
+    """``--class``: a class name the model draws, or a class number; None when not given."""
+    if label is None:
+        return None
+    model = load(run)
+    names = model.classes() if isinstance(model, ImageGeneration) else []
+    if not names:
+        raise GentoolError(f"the model in this run is not class-conditional; drop --class {label}")
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and int(label) < len(names):
+        return int(label)
+    raise GentoolError(f"unknown class '{label}'; this model draws: {', '.join(names)}")
+
+
+# -- translate --------------------------------------------------------------------------------
+
+
+def translate(run: RunLike, texts: Sequence[str], request: TranslationRequest) -> list[str]:
+    """One translation per text, in order."""
+    return require(load(run), Translation, "translate").translate(list(texts), request)
+
+
+def translate_stream(
+    run: RunLike, stream: IO[bytes], request: TranslationRequest, batch_size: int = 32
+) -> Iterator[tuple[str, str]]:
+    """(source, translation) for each line of the byte stream ``stream``, in order, as soon
+    as each batch is done: a file is translated ``batch_size`` lines at a time, while a slow
+    pipe is answered line by line."""
+    model = require(load(run), Translation, "translate")
+    for batch in stdin_batches(stream, batch_size):
+        yield from zip(batch, model.translate(batch, request), strict=True)
+
+
+def stdin_batches(stream: Any, size: int) -> Iterator[list[str]]:
+    """Lines of ``stream`` in batches of what is ready at once (at most ``size``)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream: all of it is ready
+        read = iter([stream.read(), b""])
+        fd = None
+    pending, number = b"", 0
+    while chunk := (os.read(fd, 1 << 16) if fd is not None else next(read)):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for start in range(0, len(complete), size):
+            yield [_decode(line, number := number + 1) for line in complete[start : start + size]]
+    if pending:
+        yield [_decode(pending, number + 1)]
+
+
+def _decode(line: bytes, number: int) -> str:
+    try:
+        return line.decode("utf-8").removesuffix("\r")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"stdin line {number} is not UTF-8 text (byte 0x{line[err.start]:02x}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from err
+
+
+# -- restore ---------------------------------------------------------------------------------
+
+
+def restore(run: RunLike, source: Path, output: Path, force: bool = False) -> Iterator[Path]:
+    """Restore the image ``source`` into ``output``, or every image of the folder ``source``
+    into the folder ``output`` (same relative names, as PNG); yield each file written.
+    Nothing is written into a run; existing files are replaced only with ``force``."""
+    from gentool.data.images import image_files, open_image
+    from gentool.output.images import check_image_name, save_image
+
+    source, output = Path(source), Path(output)
+    if not source.exists():
+        raise DataError(f"'{source}' does not exist; give an image or a folder of them")
+    if source.is_dir():
+        inputs = image_files(source)
+        if not inputs:
+            raise DataError(f"'{source}' holds no image files; give a folder of PNG/JPEG")
+        runs.check_output_folder(output, "--output")
+        outputs = [output / p.relative_to(source).with_suffix(".png") for p in inputs]
+        for out in outputs:  # a subfolder of the output may link into a run
+            runs.check_outside_runs(out, "--output")
+    else:
+        check_image_name(output)
+        runs.check_output_file(output, "--output", force)
+        inputs, outputs = [source], [output]
+    existing = [p for p in outputs if p.exists() or p.is_symlink()]
+    if existing and not force:
+        raise OutputError(f"'{existing[0]}' exists; pass --force to overwrite it")
+    model = require(load(run), ImageRestoration, "restore images")
+    with runs.output_files() as written:
+        for path, out in zip(inputs, outputs, strict=True):
+            (restored,) = model.restore([open_image(path)])
+            written.write(out, functools.partial(save_image, restored), "--output")
+            yield out
+
+
+# -- evaluate, info, export --------------------------------------------------------------------
+
+
+def evaluate(
+    run: RunLike,
+    data: Iterable[str | Path] = (),
+    source: str | Path | None = None,
+    target: str | Path | None = None,
+) -> dict[str, Any]:
+    """The metrics of the model's task on held-out data: a translator on ``source`` and
+    ``target``; an image model or a language model on ``data``."""
+    model = load(run)
+    paths = [Path(p) for p in data]
+    if source is not None or target is not None:
+        if source is None or target is None:
+            raise RecipeError("translation is scored on --source and --target together")
+        translator = require(model, Translation, "be evaluated on translations")
+        return translator.evaluate_translation(Path(source), Path(target))
+    if not paths:
+        what = "--source and --target" if isinstance(model, Translation) else "--data PATH"
+        raise DataError(f"nothing to evaluate on: give {what}")
+    if isinstance(model, ImageScoring):
+        return model.evaluate_images(paths)
+    return require(model, TextScoring, "be evaluated on text").evaluate_text(paths)
+
+
+def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
+    """What the run is: gentool.json (without the file list) and the model's own facts."""
+    run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
+    model = load(run_dir)
+    details = {k: v for k, v in run_dir.meta.items() if k != "files"}
+    return {"run": str(run_dir.path), **details, "model": model.describe()}
+
+
+def export(run: RunLike, fmt: str, output: str | Path, force: bool = False) -> Path:
+    """Write the model in ``run`` in a foreign format (e.g. ARPA) to ``output``: never into
+    a run directory, an existing file only with ``force``, atomically (a failure leaves
+    the old file, or none)."""
+    output = Path(output)
+    runs.check_output_file(output, "--output", force)  # before loading: fail at once
+    model = load(run)
+    formats = model.export_formats if isinstance(model, Exportable) else ()
+    if fmt not in formats:
+        valid = ", ".join(formats) or "none"
+        raise PluginError(f"'{model.family}' models cannot export '{fmt}'; they export: {valid}")
+    assert isinstance(model, Exportable)
+    with runs.output_files() as written:
+        written.write(output, lambda path: model.export(fmt, path), "--output")
+    return output
+
+
+__all__ = [
+    "ImageOutputs",
+    "RunLike",
+    "class_index",
+    "evaluate",
+    "export",
+    "generate",
+    "generate_images",
+    "info",
+    "kind_of",
+    "load",
+    "require",
+    "restore",
+    "stdin_batches",
+    "translate",
+    "translate_stream",
+]
