@@ -78,10 +78,10 @@ def complete_families(ctx: click.Context, param: click.Parameter, incomplete: st
     from gentool.plugins import get_registry
 
     with contextlib.redirect_stderr(io.StringIO()):  # no plugin warnings mid-line
-        families = get_registry().families
+        families = get_registry().kinds
     return [
-        CompletionItem(name, help=family.description)
-        for name, family in sorted(families.items())
+        CompletionItem(name, help=kinds[0].description)
+        for name, kinds in sorted(families.items())
         if name.startswith(incomplete)
     ]
 

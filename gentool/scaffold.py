@@ -104,7 +104,7 @@ def new_plugin(name: str, parent: str | Path = ".") -> tuple[Path, list[Path]]:
     from gentool.plugins import get_registry
 
     registry = get_registry()
-    if name in registry.families:
+    if name in registry.kinds:
         owner = registry.owners[name].distribution
         raise PluginError(
             f"a family named '{name}' is already installed (by '{owner}'); choose another name"

@@ -71,7 +71,7 @@ def route_recipe(
 ) -> tuple[type[Model], dict[str, Any]]:
     """The kind of model the raw recipe ``raw`` (its ``family`` set) trains on the data the
     command line gives, or else the recipe names; and the recipe, ready to resolve."""
-    table = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    table: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
     paths = [Path(p) for p in (data or table.get("train") or [])]
     has_source = (parallel is not None and parallel.source is not None) or bool(table.get("source"))
     return route(get_registry(), str(raw["family"]), raw, data_kind(paths, has_source))
