@@ -69,7 +69,7 @@ def _claims(cls: type, method: str) -> str:
     for base in cls.__mro__:
         if method in vars(base) and getattr(vars(base)[method], "__isabstractmethod__", False):
             if base in CAPABILITIES:
-                return f"claims {base.task} ({base.__name__}) and needs {method}()"  # type: ignore[attr-defined]
+                return f"claims {base.task} ({base.__name__}) and needs {method}()"
             return f"needs {method}() (from {base.__name__})"
     return f"needs {method}()"
 
