@@ -70,7 +70,7 @@ def test_recipe_file_and_shipped_recipes(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
     path.write_text('family = "ngram"\nseed = 7\n[model]\norder = 4\ntokens = "char"\n')
     family, recipe = api.plan(recipe=path, overrides=["model.order=2"])
-    assert family.name == "ngram"
+    assert family.family == "ngram"
     assert (recipe.seed, recipe.model.order, recipe.model.tokens) == (7, 2, "char")
 
     shipped = {r.name: r for r in recipes.shipped_recipes()}
