@@ -203,10 +203,11 @@ class _Fit:
         self.terminal = self.main and (
             stderr_is_terminal() if runtime.progress is None else runtime.progress
         )
-        self.progress = StatusLine(self.say, self.terminal, runtime.plain_every)
         self.start, self.elapsed_before = 0, 0.0
         self.train_loss: float | None = None
         self.last_checkpoint: int | None = None
+        self.lr = config.lr  # the learning rate of the latest step, for its log line
+        self.started = time.perf_counter()  # when this session's training began
 
     # -- the session ---------------------------------------------------------------------
     def run(self) -> FitResult:
@@ -218,8 +219,9 @@ class _Fit:
                 f"the checkpoint is at step {self.start}, already train.max_steps="
                 f"{config.max_steps}; raise it with --set train.max_steps=N --override"
             )
-        started = time.perf_counter()
-        self.clock = lambda: self.elapsed_before + time.perf_counter() - started
+        # (after the resume: the first plain progress line comes plain_every into training)
+        self.progress = StatusLine(self.say, self.terminal, self.runtime.plain_every)
+        self.started = time.perf_counter()
         window = _Window(torch.zeros((), device=self.accelerator.device))
         self.model.train()
         with _stop_requests() as stop_requested:
@@ -247,7 +249,7 @@ class _Fit:
                     self.say(f"resume with: gentool train --resume --out {display(self.run_dir)}")
                     raise TrainingInterrupted
         self.progress.clear()
-        trained_for = time.perf_counter() - started  # this session, without the evaluation
+        trained_for = time.perf_counter() - self.started  # this session, without evaluation
         return self.finish(trained_for)
 
     def resume(self) -> None:
@@ -351,9 +353,14 @@ class _Fit:
         return float(sums[0] / sums[1]) if float(sums[1]) > 0 else None
 
     def checkpoint(self, step: int) -> Path:
-        path = checkpoints.save_checkpoint(
-            self.accelerator, self.run_dir, step, self.task.carried_state(), self.clock()
-        )
+        carried = self.task.carried_state()
+        if self.task.carries_state and carried is None:  # (a resume would refuse it)
+            raise RuntimeError(
+                f"{type(self.task).__name__}.carries_state is True but carried_state() "
+                f"returned None at step {step}: return the state of the last batch"
+            )
+        seconds = self.elapsed_before + time.perf_counter() - self.started
+        path = checkpoints.save_checkpoint(self.accelerator, self.run_dir, step, carried, seconds)
         if self.main:
             checkpoints.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         self.last_checkpoint = step
