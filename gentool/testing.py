@@ -335,7 +335,7 @@ class Check:
 
     @property
     def summary(self) -> str:
-        return (self.function.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        return " ".join((self.function.__doc__ or "").split("\n\n")[0].split())
 
 
 #: Every check, by name, in the order they run. Adding a check is one decorated method of
