@@ -697,11 +697,12 @@ def plugin() -> None:
 )
 @json_option
 def plugin_new(name: str, parent: Path, as_json: bool) -> None:
-    """Create NAME/, a ready plugin distribution with the family NAME.
+    """Create NAME/, a ready plugin distribution with the model family NAME.
 
     It holds pyproject.toml (with the gentool entry point), the package gentool_NAME (the
-    hook and a small but real family, a character bigram model, to make your own), a
-    README, and tests that pass as generated (gentool.testing's conformance kit among them).
+    hook and a small but real kind of model, a character bigram model, to make your own),
+    a README, and tests that pass as generated (gentool.testing's conformance kit among
+    them).
 
     \b
     Example:

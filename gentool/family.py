@@ -1,5 +1,6 @@
 """The plugin contract of gentool 0.1, kept only so that a plugin written against it
-imports and is then refused with one clear message (``gentool.kinds.check_kind``).
+imports and is then refused with one clear message (``gentool.kinds.check_kind``): every
+name 0.1's docs/plugins.md documented here is still importable.
 
 Since gentool 0.2 a plugin registers ``gentool.model.Model`` subclasses that implement the
 task interfaces of ``gentool.tasks``: see docs/plugins.md, "Migrating from Family".
@@ -14,11 +15,13 @@ from gentool.tasks import (
     GENERATE_IMAGE,
     GENERATE_TEXT,
     RESTORE_IMAGE,
+    SAMPLE_BATCH,
     SCORE_IMAGES,
     SCORE_TEXT,
     TRANSLATE,
     GenerationRequest,
     TranslationRequest,
+    sample_batches,
 )
 
 
@@ -34,6 +37,7 @@ __all__ = [
     "GENERATE_IMAGE",
     "GENERATE_TEXT",
     "RESTORE_IMAGE",
+    "SAMPLE_BATCH",
     "SCORE_IMAGES",
     "SCORE_TEXT",
     "TRANSLATE",
@@ -41,4 +45,5 @@ __all__ = [
     "GenerationRequest",
     "TrainingContext",
     "TranslationRequest",
+    "sample_batches",
 ]

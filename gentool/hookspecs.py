@@ -20,23 +20,25 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from gentool.family import Family
+    from gentool.model import Model
 
 hookspec = pluggy.HookspecMarker("gentool")
 
 
 @hookspec
-def register_models(register: Callable[[type[Family]], None]) -> None:
-    """Register model families.
+def register_models(register: Callable[[type[Model]], None]) -> None:
+    """Register kinds of model.
 
-    :param register: call ``register(FamilyClass)`` once for each family the plugin
-        provides. ``FamilyClass`` subclasses :class:`gentool.family.Family`; gentool
-        checks it (a name, tasks it supports, a config dataclass) and raises
-        ``PluginError`` naming the plugin when it is malformed or its name is taken.
+    :param register: call ``register(ModelClass)`` once for each kind of model the plugin
+        provides. ``ModelClass`` subclasses :class:`gentool.model.Model` and the task
+        interfaces of :mod:`gentool.tasks` it implements; gentool checks it (a family name,
+        config dataclasses, every method of the tasks it claims). A malformed kind is
+        refused with one warning naming the plugin and what is missing; the plugin's other
+        kinds keep working.
 
-    Called once per process, the first time a command needs the list of families.
-    Import heavy libraries (torch, transformers) inside the family's methods, not at
-    module import time, so that ``gentool --help`` stays fast.
+    Called once per process, the first time a command needs the registered kinds. Import
+    heavy libraries (torch, transformers) inside the kind's methods, not at module import
+    time, so that ``gentool --help`` stays fast.
     """
 
 
@@ -46,7 +48,7 @@ def register_commands(cli: click.Group) -> None:
 
     :param cli: the top-level click group; call ``cli.command()`` / ``cli.add_command()``.
 
-    Families add a verb only where their task needs one (``translate``, ``restore``);
-    the generic commands (train, generate, evaluate, info, export) already dispatch to
-    any family by the tasks it declares.
+    Add a verb only where a new task needs one: the generic commands (train, generate,
+    translate, restore, evaluate, info, export, import) already serve any kind by the
+    task interfaces it implements.
     """

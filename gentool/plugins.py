@@ -191,11 +191,30 @@ def _distribution(ep: metadata.EntryPoint) -> str:
     return ep.dist.name if ep.dist else "?"
 
 
+# Modules of gentool 0.1's documented plugin contract that moved in 0.2: a plugin that
+# imports one is told where it went, not only that it is missing.
+MOVED_MODULES = {
+    "gentool.training": "gentool.neural.engine (fit, TrainingTask) and gentool.neural.config "
+    "(TrainConfig)",
+    "gentool.weights": "gentool.neural.weights",
+    "gentool.data.hf_tokenizers": "gentool.neural.tokenizers",
+    "gentool.data.streams": "gentool.neural.streams",
+    "gentool.images": "gentool.output.images",
+    "gentool.files": "gentool.output.files",
+    "gentool._data": "gentool.embedded",
+}
+
+
 def _describe(err: BaseException) -> str:
     if isinstance(err, SystemExit):
         return f"SystemExit: {err} (it called sys.exit)"
     if isinstance(err, PluginError):  # gentool's own words
         return str(err)
+    if isinstance(err, ModuleNotFoundError) and err.name in MOVED_MODULES:
+        return (
+            f"it imports {err.name}, which gentool 0.2 moved to {MOVED_MODULES[err.name]} "
+            "(see docs/plugins.md, 'Migrating from Family')"
+        )
     return f"{type(err).__name__}: {err}"
 
 

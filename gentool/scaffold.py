@@ -2,7 +2,7 @@
 
 The templates live in ``gentool/_templates/plugin``; ``{{placeholder}}`` in their text is
 replaced, and their paths renamed (``package/`` -> ``gentool_NAME/``, ``*.tmpl`` -> ``*``).
-What comes out installs (``pip install -e ./NAME``), registers the family ``NAME``
+What comes out installs (``pip install -e ./NAME``), registers the model ``NAME``
 (``gentool models``) and passes its own tests, gentool's conformance kit among them.
 """
 
@@ -33,7 +33,7 @@ class PluginNames:
     name: str  # the family: gentool train NAME
     distribution: str  # pip install gentool-NAME
     package: str  # import gentool_NAME
-    class_prefix: str  # NAMEFamily, NAMEConfig in CamelCase
+    class_prefix: str  # NAMEModel, NAMEConfig in CamelCase
 
     @classmethod
     def of(cls, name: str) -> PluginNames:

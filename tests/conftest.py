@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from gentool.cli import cli
+# The CLI helpers live once, in gentool's conformance kit, for plugin authors' tests too;
+# gentool's own tests import them from here.
+from gentool.testing import assert_error, invoke, invoke_json, run_gentool, strict_json
 
 # The tests train tiny models: a second thread only adds synchronisation, and on shared CI
 # cores two torch threads waiting for each other make small ops ~20x slower. Set before any
 # test module imports torch; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+__all__ = ["assert_error", "invoke", "invoke_json", "run_gentool", "strict_json"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -32,58 +32,10 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GENTOOL_LOAD_PLUGINS", raising=False)
 
 
-def invoke(*args: str, ok: bool = True) -> Result:
-    """Run ``gentool ARGS`` in-process; with ok=True, fail the test unless it exits 0."""
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}{result.stderr}"
-    return result
-
-
-def strict_json(text: str) -> Any:
-    """Parse JSON as any strict parser would: NaN and Infinity are not JSON."""
-
-    def reject(constant: str) -> None:
-        raise ValueError(f"{constant} is not valid JSON")
-
-    return json.loads(text, parse_constant=reject)
-
-
-def invoke_json(*args: str) -> Any:
-    return strict_json(invoke(*args, "--json").stdout)
-
-
-def run_gentool(
-    *args: str, env: dict[str, str] | None = None, **kwargs: object
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m gentool ARGS`` in a real subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "gentool", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
 def interruptible() -> None:
     """``preexec_fn`` for a subprocess a test will send SIGINT: a shell runs background jobs
     (CI under ``nohup ... &``, say) with SIGINT ignored, and children inherit that."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def assert_error(result: Result | subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Exit code 1 and exactly one 'Error: ...' line on stderr containing every fragment."""
-    code = result.exit_code if isinstance(result, Result) else result.returncode
-    stderr = result.stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("Error: ")]
-    assert code == 1, f"exit {code}; stderr:\n{stderr}"
-    assert len(errors) == 1, stderr
-    assert "Traceback" not in stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture

@@ -92,7 +92,8 @@ import os
 from dataclasses import dataclass
 
 import gentool
-from gentool.family import GENERATE_TEXT, Family
+from gentool.model import Model
+from gentool.tasks import TextGeneration
 
 
 @dataclass
@@ -100,15 +101,24 @@ class Config:
     pass
 
 
-class Blocking(Family):
-    name = "blocking"
-    tasks = (GENERATE_TEXT,)
+class Blocking(Model, TextGeneration):
+    family = "blocking"
     config_class = Config
 
     @classmethod
     def train(cls, config, context):
         with open(os.environ["BLOCKING_FIFO"]) as f:
             f.read()
+
+    @classmethod
+    def load(cls, directory, config):
+        raise NotImplementedError  # (never trained)
+
+    def save(self, directory):
+        return {}
+
+    def generate(self, request):
+        yield ""
 
 
 @gentool.hookimpl

@@ -1,23 +1,32 @@
-"""Meta-tests, as datasette has: every hook is tested and documented with its exact
-signature; and the aids for plugin authors (GENTOOL_TRACE_PLUGINS) work."""
+"""Meta-tests, as datasette has: every hook is tested, and every hook, model method, task
+interface method, engine hook and kit function is documented in docs/plugins.md with its
+exact signature; and the aids for plugin authors (GENTOOL_TRACE_PLUGINS) work."""
 
 from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, fake_distribution, run_gentool
 
 from gentool import hookspecs, testing
-from gentool.family import Family
+from gentool.model import Exportable, Importable, Model
+from gentool.tasks import CAPABILITIES
 
 DOCS = REPO / "docs" / "plugins.md"
 TESTS = REPO / "tests"
 
 
-def hook_specs() -> list[object]:
+def docs() -> str:
+    """docs/plugins.md, with the pipes that tables escape (``\\|``) as written in code."""
+    return DOCS.read_text(encoding="utf-8").replace("\\|", "|")
+
+
+def hook_specs() -> list[Any]:
     return [
         f
         for _, f in inspect.getmembers(hookspecs, inspect.isfunction)
@@ -25,14 +34,44 @@ def hook_specs() -> list[object]:
     ]
 
 
-def signature(function: object) -> str:
-    """``name(arg: Type, ...) -> Return`` as written in hookspecs.py (annotations unevaluated)."""
-    sig = inspect.signature(function)  # type: ignore[arg-type]
-    params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values())
-    return f"{function.__name__}({params}) -> {sig.return_annotation}"  # type: ignore[attr-defined]
+def signature(function: Callable[..., Any]) -> str:
+    """``name(arg: Type = default, *, ...) -> Return`` as written in the source (annotations
+    unevaluated), without ``self`` or ``cls``."""
+    sig = inspect.signature(function)
+    parts, star = [], False
+    for p in sig.parameters.values():
+        if p.name in ("self", "cls"):
+            continue
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+        star = star or p.kind in (p.KEYWORD_ONLY, p.VAR_POSITIONAL)
+        text = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name
+        if p.annotation is not p.empty:
+            text += f": {p.annotation}"
+        if p.default is not p.empty:
+            text += f" = {p.default!r}"
+        parts.append(text)
+    returns = "" if sig.return_annotation is sig.empty else f" -> {sig.return_annotation}"
+    return f"{function.__name__}({', '.join(parts)}){returns}"
 
 
-HOOKS = {f.__name__: f for f in hook_specs()}  # type: ignore[attr-defined]
+def public_methods(cls: type) -> list[Callable[..., Any]]:
+    """The public methods ``cls`` itself defines (classmethods bound to it)."""
+    return [
+        getattr(cls, name)
+        for name, value in vars(cls).items()
+        if not name.startswith("_")
+        and isinstance(value, (classmethod, staticmethod))
+        or (not name.startswith("_") and inspect.isfunction(value))
+    ]
+
+
+def undocumented(functions: list[Callable[..., Any]]) -> list[str]:
+    text = docs()
+    return [signature(f) for f in functions if f"`{signature(f)}`" not in text]
+
+
+HOOKS = {f.__name__: f for f in hook_specs()}
 
 
 def test_there_are_hooks() -> None:
@@ -47,21 +86,73 @@ def test_every_hook_has_a_test(hook: str) -> None:
 
 @pytest.mark.parametrize("hook", sorted(HOOKS))
 def test_every_hook_signature_is_documented(hook: str) -> None:
-    assert f"`{signature(HOOKS[hook])}`" in DOCS.read_text(encoding="utf-8")
+    assert undocumented([HOOKS[hook]]) == []
 
 
 def test_signature_is_the_hooks_own() -> None:
     assert signature(HOOKS["register_models"]) == (
-        "register_models(register: Callable[[type[Family]], None]) -> None"
+        "register_models(register: Callable[[type[Model]], None]) -> None"
+    )
+    assert signature(testing.check_model).startswith(
+        "check_model(model_class: type[Model], *, data: Sequence[str | Path] | ParallelPaths"
     )
 
 
-def test_every_family_member_and_kit_export_is_documented() -> None:
-    docs = DOCS.read_text(encoding="utf-8")
-    members = [m for m in vars(Family) if not m.startswith("_")]
-    assert members
-    missing = [m for m in members + testing.__all__ if f"`{m}" not in docs]
-    assert missing == []
+@pytest.mark.parametrize("interface", CAPABILITIES, ids=lambda c: c.__name__)
+def test_every_task_interface_method_is_documented(interface: type) -> None:
+    methods = public_methods(interface)
+    assert methods
+    assert undocumented(methods) == []
+    assert f"`{interface.__name__}` (`{interface.task}`)" in docs()  # type: ignore[attr-defined]
+
+
+def test_every_model_member_is_documented() -> None:
+    methods = [*public_methods(Model), *public_methods(Exportable), *public_methods(Importable)]
+    assert {m.__name__ for m in methods} >= {"train", "load", "save", "describe", "export"}
+    assert undocumented(methods) == []
+    attributes = [
+        name
+        for cls in (Model, Exportable, Importable)
+        for name in [*vars(cls), *vars(cls).get("__annotations__", {})]
+        if not name.startswith("_") and not callable(getattr(cls, name, None))
+    ]
+    assert {"family", "kind", "config_class", "selected_by", "trains_on"} <= set(attributes)
+    assert [a for a in attributes if f"`{a}`" not in docs()] == []
+
+
+def test_every_engine_hook_and_neural_step_is_documented() -> None:
+    pytest.importorskip("torch")
+    from gentool.neural.engine import FitResult, TrainingTask, fit
+    from gentool.neural.hf import HFModel
+
+    task_methods = public_methods(TrainingTask)
+    assert {m.__name__ for m in task_methods} >= {
+        "train_batch", "loss", "evaluate", "param_groups", "on_backward", "on_step_end",
+        "log_extras", "carried_state", "restore_carried_state",
+    }  # fmt: skip
+    steps = [m for m in public_methods(HFModel) if m.__name__ not in ("parameters",)]
+    steps = [m for m in steps if m.__name__ not in vars(Model)]  # train, save, load: above
+    assert undocumented([*task_methods, *steps, fit, FitResult.summary]) == []
+    attributes = ["unit", "find_unused_parameters", "carries_state", "auto_class", "model_type",
+                  "modeling_module", "special_tokens"]  # fmt: skip
+    assert [a for a in attributes if f"`{a}`" not in docs()] == []
+
+
+def test_every_kit_export_is_documented() -> None:
+    exports = [getattr(testing, name) for name in testing.__all__]
+    functions = [f for f in exports if inspect.isfunction(f)]
+    assert testing.check_model in functions and testing.fuzz_run in functions
+    assert undocumented(functions) == []
+    others = [name for name in testing.__all__ if not inspect.isfunction(getattr(testing, name))]
+    assert [name for name in others if f"`{name}`" not in docs()] == []
+
+
+@pytest.mark.parametrize("check", list(testing.CHECKS))
+def test_every_check_is_in_the_docs_table(check: str) -> None:
+    task = testing.CHECKS[check].task
+    applies = task.__name__ if task is not None else "every kind"
+    skippable = "yes" if testing.CHECKS[check].skippable else ""
+    assert re.search(rf"^\| `{check}` \| {applies} \| {skippable} ?\|", docs(), re.MULTILINE)
 
 
 # -- GENTOOL_TRACE_PLUGINS ------------------------------------------------------------------
@@ -89,8 +180,8 @@ def test_trace_shows_each_hook_call_and_result(tmp_path: Path) -> None:
 
     result = run_gentool("models", env=env)
     trace = result.stderr
-    assert "ngram.register_models(register=...) -> registered ngram (NGramFamily)" in trace
-    assert "hello.register_models(register=...) -> registered hello (HelloFamily)" in trace
+    assert "ngram.register_models(register=...) -> registered ngram/ngram (NGramModel)" in trace
+    assert "hello.register_models(register=...) -> registered hello/hello (HelloModel)" in trace
     assert (
         "badreg.register_models(register=...) -> raised ValueError: registration exploded" in trace
     )

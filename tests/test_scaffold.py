@@ -1,4 +1,4 @@
-"""`gentool plugin new`: the scaffold installs, registers its family and passes its tests."""
+"""`gentool plugin new`: the scaffold installs, registers its model and passes its tests."""
 
 from __future__ import annotations
 
@@ -54,14 +54,15 @@ def test_new_plugin_installs_registers_and_passes_its_tests(tmp_path: Path) -> N
     run("-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", "./bigram")
     tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "./bigram")
     assert "5 passed" in tests.stdout
-    models = {m["name"]: m for m in json.loads(run("-m", "gentool", "models", "--json").stdout)}
+    models = {m["family"]: m for m in json.loads(run("-m", "gentool", "models", "--json").stdout)}
     assert models["bigram"]["distribution"] == "gentool-bigram"
+    assert models["bigram"]["kind"] == "bigram"
     assert models["bigram"]["tasks"] == ["generate-text", "score-text"]
     run("-m", "gentool", "train", "bigram", "--data", "bigram/README.md", "--out", "r")
     first = run("-m", "gentool", "generate", "r", "--seed", "4", "-n", "2").stdout
     assert first == run("-m", "gentool", "generate", "r", "--seed", "4", "-n", "2").stdout
     # ... and the environment gentool's own tests run in is left as it was.
-    assert "bigram" not in {m["name"] for m in invoke_json("models")}
+    assert "bigram" not in {m["family"] for m in invoke_json("models")}
 
 
 def test_layout_and_json_output(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_layout_and_json_output(tmp_path: Path) -> None:
             ".gitignore",
             "README.md",
             "gentool_char_bigram/__init__.py",
-            "gentool_char_bigram/family.py",
+            "gentool_char_bigram/model.py",
             "pyproject.toml",
             "tests/test_char_bigram.py",
         ],
@@ -85,9 +86,10 @@ def test_layout_and_json_output(tmp_path: Path) -> None:
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "gentool-char-bigram"' in pyproject
     assert 'char_bigram = "gentool_char_bigram"' in pyproject
-    family = (root / "gentool_char_bigram" / "family.py").read_text()
-    assert "class CharBigramFamily(Family):" in family and 'name = "char_bigram"' in family
-    assert "check_family(CharBigramFamily" in (root / "tests/test_char_bigram.py").read_text()
+    model = (root / "gentool_char_bigram" / "model.py").read_text()
+    assert "class CharBigramModel(Model, TextGeneration, TextScoring):" in model
+    assert 'family = "char_bigram"' in model
+    assert "check_model(CharBigramModel" in (root / "tests/test_char_bigram.py").read_text()
     assert not [p for p in root.rglob("*") if "{{" in p.name or "{{" in _text(p)]
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["char_bigram"]
 
