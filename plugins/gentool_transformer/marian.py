@@ -1,4 +1,6 @@
-"""The 2017 encoder-decoder Transformer ("Attention Is All You Need") for translation.
+"""The translator's torch side: the 2017 encoder-decoder Transformer ("Attention Is All You
+Need") as a Hugging Face ``MarianMTModel``, its tokenizer, its training task, and
+translating and scoring with it.
 
 The network is a Hugging Face ``MarianMTModel`` built from scratch from the recipe's [model]
 table: sinusoidal positions, post-layer-norm blocks, ReLU feed-forward, ``num_heads``-head
@@ -17,7 +19,6 @@ the label-smoothed cross-entropy per target token.
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,26 +28,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import (
-    AutoModelForSeq2SeqLM,
     MarianConfig,
     MarianMTModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
 
-from gentool import runs
-from gentool.neural.tokenizers import ENDOFTEXT, UNK, run_tokenizer, train_tokenizer
-from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
-from gentool.errors import DataError, RecipeError
-from gentool.family import TRANSLATE, TrainingContext, TranslationRequest
+from gentool.data.parallel import ParallelCorpus, read_parallel
+from gentool.neural.engine import TrainingTask
+from gentool.neural.tokenizers import ENDOFTEXT, UNK, train_tokenizer
 from gentool.progress import phase
-from gentool.runs import is_main_process
-from gentool.neural.engine import check_setup, fit, require_neural
-from gentool_transformer.family import (
-    TransformerFamily,
-    TransformerModelConfig,
-    TransformerTrainConfig,
-)
+from gentool.tasks import TranslationRequest
+from gentool_transformer.config import TransformerSizes
 
 PAD_MULTIPLE = 8  # batch lengths are rounded up to this: few distinct shapes (see collate)
 POOL_BATCHES = 50  # batches per length-sorted pool: more means less padding, less randomness
@@ -141,13 +134,88 @@ def token_losses(
     return loss, int((labels != -100).sum())
 
 
-# -- the training task -------------------------------------------------------------------------
+# -- the network and its training task -------------------------------------------------------
 
 
-class PairTask:
+def build_model(config: TransformerSizes, tokenizer: PreTrainedTokenizerBase) -> MarianMTModel:
+    """A freshly initialised translator of ``config``'s sizes; ``<|endoftext|>`` pads, ends
+    every sentence and starts the decoder."""
+    eos = tokenizer.eos_token_id
+    model = MarianMTModel(
+        MarianConfig(
+            vocab_size=len(tokenizer),
+            d_model=config.d_model,
+            encoder_layers=config.num_layers,
+            decoder_layers=config.num_layers,
+            encoder_attention_heads=config.num_heads,
+            decoder_attention_heads=config.num_heads,
+            encoder_ffn_dim=config.d_ff,
+            decoder_ffn_dim=config.d_ff,
+            max_position_embeddings=config.context_length,
+            dropout=config.dropout,
+            attention_dropout=0.0,  # the paper's dropout: on sublayer outputs and embeddings
+            activation_dropout=0.0,
+            activation_function="relu",
+            scale_embedding=True,  # embeddings x sqrt(d_model), as in the paper
+            share_encoder_decoder_embeddings=True,
+            tie_word_embeddings=config.tie_embeddings,
+            pad_token_id=eos,
+            eos_token_id=eos,
+            decoder_start_token_id=eos,
+            forced_eos_token_id=eos,
+        )
+    )
+    model.generation_config.update(
+        pad_token_id=eos,
+        eos_token_id=eos,
+        decoder_start_token_id=eos,
+        forced_eos_token_id=eos,
+        num_beams=TranslationRequest().num_beams,
+        max_length=config.context_length,
+        bad_words_ids=None,
+    )
+    return model
+
+
+def prepare(
+    tokenizer: PreTrainedTokenizerBase,
+    corpus: ParallelCorpus,
+    val_corpus: ParallelCorpus | None,
+    limit: int,
+    val_fraction: float,
+    log: Any,
+) -> tuple[list[Pair], list[Pair], dict[str, int], dict[str, int]]:
+    """Encoded training and validation pairs (the last ``val_fraction`` of the training
+    pairs without a held-out corpus), those over ``limit`` tokens dropped; the drops of each,
+    by reason, also logged."""
+    with phase(log, "encoding the sentence pairs"):
+        pairs = encode_pairs(tokenizer, corpus)
+        val_pairs = encode_pairs(tokenizer, val_corpus) if val_corpus is not None else []
+    if val_corpus is None:
+        cut = len(pairs) - int(len(pairs) * val_fraction)
+        pairs, val_pairs = pairs[:cut], pairs[cut:]
+    pairs, too_long = filter_long(pairs, limit)
+    val_pairs, val_too_long = filter_long(val_pairs, limit)
+    dropped = {**corpus.dropped, **({"too_long": too_long} if too_long else {})}
+    val_dropped = dict(val_corpus.dropped) if val_corpus is not None else {}
+    if val_too_long:
+        val_dropped["too_long"] = val_too_long
+    for name, counts in (("training", dropped), ("validation", val_dropped)):
+        if counts:
+            log(f"dropped {sum(counts.values())} {name} pairs: {_describe_drops(counts, limit)}")
+    return pairs, val_pairs, dropped, val_dropped
+
+
+def _describe_drops(counts: dict[str, int], limit: int) -> str:
+    names = {
+        "empty": "with an empty side",
+        "too_long": f"longer than model.context_length={limit} tokens",
+    }
+    return ", ".join(f"{n} {names.get(reason, reason)}" for reason, n in counts.items())
+
+
+class PairTask(TrainingTask):
     """Sentence pairs in length-bucketed batches of ``rows``; see the module docstring."""
-
-    unit = "tokens"
 
     def __init__(
         self,
@@ -161,6 +229,7 @@ class PairTask:
     ) -> None:
         self.model = model
         self.train = train
+        self.val_pairs = val  # as given: a translator's BLEU after training takes the first
         self.val = sorted(val, key=lambda p: (len(p[1]), len(p[0])))  # little padding
         self.rows = rows
         self.seed = seed
@@ -192,11 +261,9 @@ class PairTask:
         indices = self.epoch(number)[position][rows]
         return collate([self.train[i] for i in indices], self.pad, self.pad)
 
-    def loss(
-        self, model: torch.nn.Module, batch: Any, carry: dict[str, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         total, count = token_losses(model, batch, self.smoothing)
-        return total / max(1, count), None
+        return total / max(1, count)
 
     def evaluate(self, model: torch.nn.Module, rows: slice, max_batches: int) -> tuple[float, int]:
         """Cross-entropy (no smoothing) summed over the validation targets' tokens."""
@@ -211,389 +278,133 @@ class PairTask:
         return total, count
 
 
-# -- the family --------------------------------------------------------------------------------
+# -- translating and scoring ----------------------------------------------------------------
 
 
-class Translator(TransformerFamily):
-    """An encoder-decoder Transformer that translates one language into another."""
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: PreTrainedTokenizerBase,
-        config: TransformerModelConfig,
-        metrics: dict[str, Any],
-    ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.config = config
-        self.metrics = metrics
-        self.tasks = (TRANSLATE,)
-
-    @classmethod
-    def train(cls, config: TransformerModelConfig, context: TrainingContext) -> Translator:
-        require_neural()
-        train_config: TransformerTrainConfig = context.train
-        run_dir = context.run_dir
-        assert run_dir is not None
-        _check(config, train_config)
-        check_setup(train_config, context.runtime)
-        log = context.log
-        corpus, val_corpus = _read_pairs(context)
-        tokenizer = run_tokenizer(
-            run_dir,
-            context.runtime.resume,
-            lambda: train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size),
-            context.log,
-        )
-        pairs, val_pairs, dropped, val_dropped = _prepare(
-            tokenizer, corpus, val_corpus, config.context_length, train_config.val_fraction, log
-        )
-        rows = train_config.batch_size // train_config.grad_accum
-        if len(pairs) < rows:
-            raise DataError(
-                f"{len(pairs)} training pairs remain, fewer than one batch of "
-                f"train.batch_size={train_config.batch_size}; give more pairs or lower it"
-            )
-        log(
-            f"{len(pairs)} training pairs, {len(val_pairs)} validation pairs, joint BPE "
-            f"vocabulary of {len(tokenizer)} tokens"
-        )
-
-        torch.manual_seed(context.seed)
-        model = MarianMTModel(_marian_config(config, len(tokenizer), pad=tokenizer.pad_token_id))
-        model.generation_config.update(**_generation_defaults(config, tokenizer))
-        task = PairTask(
-            model,
-            pairs,
-            val_pairs,
-            rows,
-            context.seed,
-            tokenizer.pad_token_id,
-            train_config.label_smoothing,
-        )
-        result = fit(
-            task, train_config, context.runtime, run_dir, log, tracker_config=context.recipe
-        )
-        metrics: dict[str, Any] = {
-            "steps": result.steps,
-            "train_loss": result.train_loss,
-            "val_loss": result.val_loss,
-            "train_pairs": len(pairs),
-            "val_pairs": len(val_pairs),
-            "dropped_pairs": dropped,
-            "val_dropped_pairs": val_dropped,
-            "epochs": result.steps * train_config.batch_size / len(pairs),
-            "tokens_per_s": result.items_per_second,
-            "train_seconds": result.seconds,
-            "mixed_precision": result.mixed_precision,
-            "parameters": sum(p.numel() for p in task.model.parameters()),
-        }
-        translator = cls(task.model.eval(), tokenizer, config, metrics)
-        scored = val_pairs[: train_config.bleu_pairs]
-        if scored and is_main_process():  # the score to choose recipes by
-            metrics.update(translator.validation_bleu(scored, log))
-        return translator
-
-    def validation_bleu(self, pairs: list[Pair], log: Any) -> dict[str, Any]:
-        """BLEU (beam search) of ``pairs`` after training, with its progress shown.
-
-        An undertrained model may never end a sentence, and would generate up to the
-        context length: here a translation is capped at twice the longest source of its
-        batch plus 10 tokens (``source_cap``; batches hold sentences of similar length),
-        which a trained model does not reach.
-        """
-        tokenizer = self.tokenizer
-        sources = [str(tokenizer.decode(s, skip_special_tokens=True)) for s, _ in pairs]
-        targets = [str(tokenizer.decode(t, skip_special_tokens=True)) for _, t in pairs]
-        request = TranslationRequest()
-        what = f"validation BLEU (beam {request.num_beams})"
-        with phase(log, what, total=len(pairs), unit="sentences") as advance:
-            bleu = self.score(sources, targets, request, advance, source_cap=True)
-        log(f"validation BLEU {bleu['bleu']:.2f} (beam {request.num_beams}, {len(pairs)} pairs)")
-        return {"val_bleu": bleu["bleu"], "val_bleu_pairs": len(pairs)}
-
-    # -- persistence ----------------------------------------------------------------------------
-    @classmethod
-    def load(cls, directory: Path, config: TransformerModelConfig) -> Translator:
-        require_neural()
-        from gentool.neural.weights import load_pretrained
-
-        model, tokenizer = load_pretrained(
-            AutoModelForSeq2SeqLM, directory, "marian", ("eos_token", "pad_token", "unk_token")
-        )
-        if model.generation_config.decoder_start_token_id is None:  # what decoding starts from
-            raise runs.damaged(directory, "generation_config.json has no decoder_start_token_id")
-        return cls(model, tokenizer, config, {})
-
-    # -- tasks ----------------------------------------------------------------------------------
-    def translate(
-        self, texts: Sequence[str], request: TranslationRequest, source_cap: bool = False
-    ) -> list[str]:
-        """Beam-search translations, one per text, in order; an empty text gives ''.
-        ``source_cap``: at most twice the batch's longest source plus 10 tokens each."""
-        out = [""] * len(texts)
-        todo = [i for i, text in enumerate(texts) if text.strip()]
-        if not todo:
-            return out
-        limit = self.model.config.max_position_embeddings
-        ids = encode(self.tokenizer, [texts[i].strip() for i in todo])
-        if any(len(x) > limit for x in ids):
-            sys.stderr.write(
-                f"warning: sentences longer than the model's {limit} tokens were cut to fit\n"
-            )
-            ids = [x[: limit - 1] + x[-1:] if len(x) > limit else x for x in ids]
-        eos = self.tokenizer.eos_token_id
-        # The model's limit, not one derived from the batch: a sentence translates the same
-        # in any batch. A trained model ends its sentences long before. (source_cap gives
-        # that up, to score a model that may not have learnt to end a sentence.)
-        max_new = min(request.max_tokens or limit, limit - 1)
-        if source_cap:
-            max_new = min(max_new, 2 * max(len(x) for x in ids) + 10)
-        options: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "num_beams": request.num_beams,
-            "do_sample": False,
-        }
-        if request.num_beams > 1:
-            # A sentence is done when it has num_beams finished hypotheses.
-            options.update(length_penalty=request.length_penalty, early_stopping=True)
-        batch = collate([(x, [eos]) for x in ids], self.tokenizer.pad_token_id, eos, multiple=1)
-        device = self.model.device
-        with torch.no_grad():
-            generated = self.model.generate(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                **options,
-            )
-        texts_out = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-        for i, text in zip(todo, texts_out, strict=True):
-            out[i] = text.strip()
-        return out
-
-    def translate_all(
-        self,
-        texts: Sequence[str],
-        request: TranslationRequest,
-        advance: Callable[[int], None] | None = None,
-        source_cap: bool = False,
-    ) -> list[str]:
-        """``translate`` over many sentences, in length-sorted batches (less padding);
-        ``advance(n)`` hears of each batch done."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = [""] * len(texts)
-        for start in range(0, len(order), TRANSLATE_BATCH):
-            chunk = order[start : start + TRANSLATE_BATCH]
-            translated = self.translate([texts[i] for i in chunk], request, source_cap)
-            for i, text in zip(chunk, translated, strict=True):
-                out[i] = text
-            if advance is not None:
-                advance(len(chunk))
-        return out
-
-    def score(
-        self,
-        sources: Sequence[str],
-        targets: Sequence[str],
-        request: TranslationRequest | None = None,
-        advance: Callable[[int], None] | None = None,
-        source_cap: bool = False,
-    ) -> dict[str, Any]:
-        """Corpus BLEU and chrF (sacrebleu defaults: cased, detokenized, 13a) of beam-search
-        translations of ``sources`` against ``targets``."""
-        import sacrebleu
-
-        request = request or TranslationRequest()
-        hypotheses = self.translate_all(sources, request, advance, source_cap)
-        bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
-        bleu_score = bleu.corpus_score(hypotheses, [list(targets)])
-        chrf_score = chrf.corpus_score(hypotheses, [list(targets)])
-        return {
-            "bleu": bleu_score.score,
-            "bleu_signature": str(bleu.get_signature()),
-            "chrf": chrf_score.score,
-            "chrf_signature": str(chrf.get_signature()),
-        }
-
-    def evaluate_translation(self, source: Path, target: Path) -> dict[str, Any]:
-        """BLEU and chrF of the beam-search translations of ``source`` against ``target``,
-        and the teacher-forced cross-entropy per target token."""
-        started = time.perf_counter()
-        corpus = read_parallel(source, target)
-        result = self.score(corpus.sources, corpus.targets)
-        total, count = 0.0, 0
-        pad = self.tokenizer.pad_token_id
-        limit = self.model.config.max_position_embeddings
-        scored, too_long = filter_long(encode_pairs(self.tokenizer, corpus), limit)
-        with torch.no_grad():
-            for start in range(0, len(scored), TRANSLATE_BATCH):
-                loss, tokens = token_losses(
-                    self.model, collate(scored[start : start + TRANSLATE_BATCH], pad, pad)
-                )
-                total, count = total + float(loss), count + tokens
-        result.update(
-            sentences=len(corpus.pairs),
-            loss=total / count if count else None,
-            loss_tokens=count,
-            seconds=time.perf_counter() - started,
-        )
-        if corpus.dropped or too_long:
-            result["dropped_pairs"] = {
-                **corpus.dropped,
-                **({"too_long": too_long} if too_long else {}),
-            }
-        return result
-
-    def describe(self) -> dict[str, Any]:
-        config = self.model.config
-        return {
-            "arch": "encoder-decoder",
-            "tokens": (
-                f"joint byte-level BPE over source and target, {len(self.tokenizer)} tokens; "
-                f"every sentence ends with {ENDOFTEXT}, which also pads and starts the decoder"
-            ),
-            "vocab_size": config.vocab_size,
-            "d_model": config.d_model,
-            "encoder_layers": config.encoder_layers,
-            "decoder_layers": config.decoder_layers,
-            "num_heads": config.encoder_attention_heads,
-            "d_ff": config.encoder_ffn_dim,
-            "context_length": config.max_position_embeddings,
-            "positions": "sinusoidal",
-            "normalization": "post-LN",
-            "tied_embeddings": bool(config.tie_word_embeddings),
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-        }
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _marian_config(config: TransformerModelConfig, vocab: int, pad: int) -> MarianConfig:
-    return MarianConfig(
-        vocab_size=vocab,
-        d_model=config.d_model,
-        encoder_layers=config.num_layers,
-        decoder_layers=config.num_layers,
-        encoder_attention_heads=config.num_heads,
-        decoder_attention_heads=config.num_heads,
-        encoder_ffn_dim=config.d_ff,
-        decoder_ffn_dim=config.d_ff,
-        max_position_embeddings=config.context_length,
-        dropout=config.dropout,
-        attention_dropout=getattr(config, "attention_dropout", 0.0),
-        activation_dropout=getattr(config, "activation_dropout", 0.0),
-        activation_function="relu",
-        scale_embedding=True,  # embeddings x sqrt(d_model), as in the paper
-        share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=config.tie_embeddings,
-        pad_token_id=pad,
-        eos_token_id=pad,
-        decoder_start_token_id=pad,
-        forced_eos_token_id=pad,
-    )
-
-
-def _generation_defaults(
-    config: TransformerModelConfig, tokenizer: PreTrainedTokenizerBase
-) -> dict[str, Any]:
-    eos = tokenizer.eos_token_id
-    return {
-        "pad_token_id": eos,
-        "eos_token_id": eos,
-        "decoder_start_token_id": eos,
-        "forced_eos_token_id": eos,
-        "num_beams": TranslationRequest().num_beams,
-        "max_length": config.context_length,
-        "bad_words_ids": None,
-    }
-
-
-def _prepare(
+def translate(
+    network: Any,
     tokenizer: PreTrainedTokenizerBase,
-    corpus: ParallelCorpus,
-    val_corpus: ParallelCorpus | None,
-    limit: int,
-    val_fraction: float,
-    log: Any,
-) -> tuple[list[Pair], list[Pair], dict[str, int], dict[str, int]]:
-    """Encoded training and validation pairs (the last ``val_fraction`` of the training
-    pairs without a held-out corpus), those over ``limit`` tokens dropped; the drops of each,
-    by reason, also logged."""
-    with phase(log, "encoding the sentence pairs"):
-        pairs = encode_pairs(tokenizer, corpus)
-        val_pairs = encode_pairs(tokenizer, val_corpus) if val_corpus is not None else []
-    if val_corpus is None:
-        cut = len(pairs) - int(len(pairs) * val_fraction)
-        pairs, val_pairs = pairs[:cut], pairs[cut:]
-    pairs, too_long = filter_long(pairs, limit)
-    val_pairs, val_too_long = filter_long(val_pairs, limit)
-    dropped = {**corpus.dropped, **({"too_long": too_long} if too_long else {})}
-    val_dropped = dict(val_corpus.dropped) if val_corpus is not None else {}
-    if val_too_long:
-        val_dropped["too_long"] = val_too_long
-    for name, counts in (("training", dropped), ("validation", val_dropped)):
-        if counts:
-            log(f"dropped {sum(counts.values())} {name} pairs: {_describe_drops(counts, limit)}")
-    return pairs, val_pairs, dropped, val_dropped
-
-
-def _read_pairs(context: TrainingContext) -> tuple[ParallelCorpus, ParallelCorpus | None]:
-    """Training pairs (--source/--target, else --data TSV files) and held-out pairs."""
-    if context.source is not None and context.target is not None:
-        corpus = read_parallel(context.source, context.target)
-    elif context.data:
-        corpus = _merge([read_tsv(path) for path in context.data])
-    else:
-        raise DataError(
-            "a translator needs sentence pairs: --source/--target files or a --data TSV"
+    texts: Sequence[str],
+    request: TranslationRequest,
+    source_cap: bool = False,
+) -> list[str]:
+    """Beam-search translations, one per text, in order; an empty text gives ''.
+    ``source_cap``: at most twice the batch's longest source plus 10 tokens each."""
+    out = [""] * len(texts)
+    todo = [i for i, text in enumerate(texts) if text.strip()]
+    if not todo:
+        return out
+    limit = network.config.max_position_embeddings
+    ids = encode(tokenizer, [texts[i].strip() for i in todo])
+    if any(len(x) > limit for x in ids):
+        sys.stderr.write(
+            f"warning: sentences longer than the model's {limit} tokens were cut to fit\n"
         )
-    if context.val_source is not None and context.val_target is not None:
-        return corpus, read_parallel(context.val_source, context.val_target)
-    if context.val is not None:
-        return corpus, read_tsv(context.val)
-    return corpus, None
-
-
-def _merge(corpora: list[ParallelCorpus]) -> ParallelCorpus:
-    dropped: dict[str, int] = {}
-    for corpus in corpora:
-        for reason, n in corpus.dropped.items():
-            dropped[reason] = dropped.get(reason, 0) + n
-    return ParallelCorpus([p for c in corpora for p in c.pairs], dropped)
-
-
-def _describe_drops(counts: dict[str, int], limit: int) -> str:
-    names = {
-        "empty": "with an empty side",
-        "too_long": f"longer than model.context_length={limit} tokens",
+        ids = [x[: limit - 1] + x[-1:] if len(x) > limit else x for x in ids]
+    eos = tokenizer.eos_token_id
+    # The model's limit, not one derived from the batch: a sentence translates the same
+    # in any batch. A trained model ends its sentences long before. (source_cap gives
+    # that up, to score a model that may not have learnt to end a sentence.)
+    max_new = min(request.max_tokens or limit, limit - 1)
+    if source_cap:
+        max_new = min(max_new, 2 * max(len(x) for x in ids) + 10)
+    options: dict[str, Any] = {
+        "max_new_tokens": max_new,
+        "num_beams": request.num_beams,
+        "do_sample": False,
     }
-    return ", ".join(f"{n} {names.get(reason, reason)}" for reason, n in counts.items())
+    if request.num_beams > 1:
+        # A sentence is done when it has num_beams finished hypotheses.
+        options.update(length_penalty=request.length_penalty, early_stopping=True)
+    batch = collate([(x, [eos]) for x in ids], tokenizer.pad_token_id, eos, multiple=1)
+    device = network.device
+    with torch.no_grad():
+        generated = network.generate(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            **options,
+        )
+    texts_out = tokenizer.batch_decode(generated, skip_special_tokens=True)
+    for i, text in zip(todo, texts_out, strict=True):
+        out[i] = text.strip()
+    return out
 
 
-def _check(config: TransformerModelConfig, train: TransformerTrainConfig) -> None:
-    if config.resolved_tokens("encoder-decoder") != "bpe":
-        raise RecipeError(
-            f"model.tokens={config.tokens} is for the language model; a translator learns a "
-            "joint BPE vocabulary: set model.tokens=bpe (or auto)"
-        )
-    for key in ("d_model", "num_layers", "num_heads", "d_ff", "context_length"):
-        if getattr(config, key) < 1:
-            raise RecipeError(f"model.{key} must be at least 1, got {getattr(config, key)}")
-    if config.d_model % config.num_heads:
-        raise RecipeError(
-            f"model.d_model={config.d_model} must divide evenly into "
-            f"model.num_heads={config.num_heads} heads; pick a divisor"
-        )
-    if config.context_length < 4:
-        raise RecipeError(f"model.context_length must be at least 4, got {config.context_length}")
-    if not 0 <= config.dropout < 1:
-        raise RecipeError(f"model.dropout must be in [0, 1), got {config.dropout}")
-    if train.bleu_pairs < 0:
-        raise RecipeError(
-            f"train.bleu_pairs must be at least 0 (0: no BLEU), got {train.bleu_pairs}"
-        )
-    if not 0 <= train.label_smoothing < 1:
-        raise RecipeError(f"train.label_smoothing must be in [0, 1), got {train.label_smoothing}")
-    if math.isnan(train.lr):
-        raise RecipeError("train.lr is not a number")
+def translate_all(
+    network: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    request: TranslationRequest,
+    advance: Callable[[int], None] | None = None,
+    source_cap: bool = False,
+) -> list[str]:
+    """``translate`` over many sentences, in length-sorted batches (less padding);
+    ``advance(n)`` hears of each batch done."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = [""] * len(texts)
+    for start in range(0, len(order), TRANSLATE_BATCH):
+        chunk = order[start : start + TRANSLATE_BATCH]
+        translated = translate(network, tokenizer, [texts[i] for i in chunk], request, source_cap)
+        for i, text in zip(chunk, translated, strict=True):
+            out[i] = text
+        if advance is not None:
+            advance(len(chunk))
+    return out
+
+
+def score(
+    network: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Sequence[str],
+    targets: Sequence[str],
+    request: TranslationRequest | None = None,
+    advance: Callable[[int], None] | None = None,
+    source_cap: bool = False,
+) -> dict[str, Any]:
+    """Corpus BLEU and chrF (sacrebleu defaults: cased, detokenized, 13a) of beam-search
+    translations of ``sources`` against ``targets``."""
+    import sacrebleu
+
+    request = request or TranslationRequest()
+    hypotheses = translate_all(network, tokenizer, sources, request, advance, source_cap)
+    bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+    bleu_score = bleu.corpus_score(hypotheses, [list(targets)])
+    chrf_score = chrf.corpus_score(hypotheses, [list(targets)])
+    return {
+        "bleu": bleu_score.score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf": chrf_score.score,
+        "chrf_signature": str(chrf.get_signature()),
+    }
+
+
+def evaluate_translation(
+    network: Any, tokenizer: PreTrainedTokenizerBase, source: Path, target: Path
+) -> dict[str, Any]:
+    """BLEU and chrF of the beam-search translations of ``source`` against ``target``,
+    and the teacher-forced cross-entropy per target token."""
+    started = time.perf_counter()
+    corpus = read_parallel(source, target)
+    result = score(network, tokenizer, corpus.sources, corpus.targets)
+    total, count = 0.0, 0
+    pad = tokenizer.pad_token_id
+    limit = network.config.max_position_embeddings
+    scored, too_long = filter_long(encode_pairs(tokenizer, corpus), limit)
+    with torch.no_grad():
+        for start in range(0, len(scored), TRANSLATE_BATCH):
+            loss, tokens = token_losses(
+                network, collate(scored[start : start + TRANSLATE_BATCH], pad, pad)
+            )
+            total, count = total + float(loss), count + tokens
+    result.update(
+        sentences=len(corpus.pairs),
+        loss=total / count if count else None,
+        loss_tokens=count,
+        seconds=time.perf_counter() - started,
+    )
+    if corpus.dropped or too_long:
+        result["dropped_pairs"] = {
+            **corpus.dropped,
+            **({"too_long": too_long} if too_long else {}),
+        }
+    return result

@@ -1,0 +1,138 @@
+"""The ``transformer`` family's language model (kind ``lm``): nanoGPT's decoder-only
+architecture as a Hugging Face ``GPT2LMHeadModel`` built from scratch, trained on gentool's
+engine. A run is a plain ``gpt2`` checkpoint: it loads with ``AutoModelForCausalLM`` /
+``AutoTokenizer`` and no gentool code.
+
+The tokenizer, the held-out split, sampling and scoring are those of every language model
+of one token stream (``gentool.neural.streams.TextStreamModel``); the network, its training
+task and its generation past the context are in ``gpt2`` (torch), imported when needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from gentool.data import default_text_path
+from gentool.errors import RecipeError
+from gentool.model import TrainingContext
+from gentool.neural.config import StreamTrainConfig
+from gentool.neural.streams import TextStreamModel
+from gentool.tasks import GenerationRequest
+from gentool_transformer.attention import AttentionMap, ShowsAttention
+from gentool_transformer.config import TransformerSizes, check_sizes
+
+if TYPE_CHECKING:
+    import torch
+
+    from gentool_transformer.gpt2 import WindowTask
+
+
+@dataclass
+class LMConfig(TransformerSizes):
+    """The [model] table of a transformer language model."""
+
+    arch: Literal["decoder"] = "decoder"  # (auto: a decoder unless the data are parallel)
+    # auto: characters; bpe: a byte-level BPE vocabulary of model.vocab_size tokens
+    tokens: Literal["auto", "char", "bpe"] = "auto"
+
+
+@dataclass
+class LMTrainConfig(StreamTrainConfig):
+    """The [train] table of a transformer language model."""
+
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    seq_len: int = 128  # tokens per training row (at most model.context_length)
+
+
+class LanguageModel(TextStreamModel, ShowsAttention):
+    """A decoder-only transformer language model (GPT-2 architecture)."""
+
+    family = "transformer"
+    kind = "lm"
+    description = "Transformer decoder language model (GPT-2 style), saved as a Hugging Face model"
+    config_class = LMConfig
+    train_config_class = LMTrainConfig
+    selected_by = {"arch": ("decoder",)}
+    default_data = default_text_path()
+    model_type = "gpt2"
+    load_options = {"attn_implementation": "sdpa"}
+
+    @staticmethod
+    def resolved_tokens(config: LMConfig) -> str:
+        return "char" if config.tokens == "auto" else config.tokens
+
+    # -- training -----------------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, config: LMConfig, train: LMTrainConfig) -> None:
+        check_sizes(config)
+        if not 1 <= train.seq_len <= config.context_length:
+            raise RecipeError(
+                f"train.seq_len={train.seq_len} must be between 1 and model.context_length="
+                f"{config.context_length}; lower train.seq_len or raise model.context_length"
+            )
+
+    @classmethod
+    def tokenizer_spec(cls, config: LMConfig) -> tuple[str, int | None]:
+        tokens = cls.resolved_tokens(config)
+        return tokens, config.vocab_size if tokens == "bpe" else None  # char: every character
+
+    @classmethod
+    def build_model(cls, config: LMConfig, vocab_size: int, bos: int) -> torch.nn.Module:
+        from gentool_transformer.gpt2 import build_model
+
+        return build_model(config, vocab_size, bos)
+
+    @classmethod
+    def stream_task(
+        cls,
+        config: LMConfig,
+        context: TrainingContext[Any],
+        model: torch.nn.Module,
+        train_ids: torch.Tensor,
+        val_ids: torch.Tensor | None,
+    ) -> WindowTask:
+        from gentool_transformer.gpt2 import WindowTask
+
+        train: LMTrainConfig = context.train
+        rows = train.batch_size // train.grad_accum
+        return WindowTask(model, train_ids, val_ids, rows, train.seq_len, context.seed)
+
+    # -- tasks --------------------------------------------------------------------------------
+    def continue_ids(
+        self, prompt: list[int], request: GenerationRequest, use_cache: bool = True
+    ) -> torch.Tensor:
+        """Past the model's ``context_length`` too: see ``gpt2.continue_in_windows``."""
+        from gentool_transformer.gpt2 import continue_in_windows
+
+        options = {**self.generation_options(request), "use_cache": use_cache}
+        return continue_in_windows(self.model, prompt, request, options)
+
+    def stream_loss(self, ids: torch.Tensor) -> float:
+        """Windows of ``context_length`` tokens slide by half a window, so every token after
+        the first window is predicted from at least half a window (``gpt2.sliding_loss``)."""
+        from gentool_transformer.gpt2 import sliding_loss
+
+        return sliding_loss(self.model, ids, self.model.config.n_positions)
+
+    def attention_maps(self, text: str) -> list[AttentionMap]:
+        from gentool_transformer.attention import decoder_maps
+
+        return decoder_maps(self.model, self.tokenizer, text)
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "arch": "decoder",
+            "model_type": config.model_type,
+            "tokens": self.resolved_tokens(self.config),
+            "vocab_size": config.vocab_size,
+            "d_model": config.n_embd,
+            "num_layers": config.n_layer,
+            "num_heads": config.n_head,
+            "d_ff": config.n_inner or 4 * config.n_embd,
+            "context_length": config.n_positions,
+            "tie_embeddings": config.tie_word_embeddings,
+            "parameters": self.parameters(),
+        }
