@@ -209,6 +209,28 @@ def route(
     return fitting[0], raw
 
 
+def route_record(registry: Registry, record: dict[str, Any]) -> tuple[type[Model], dict[str, Any]]:
+    """The kind of model of a run, from its record (gentool.json, or training.json while it
+    trains), and its recorded recipe ready to resolve. A record of gentool 0.1 (format 1)
+    names no kind: the run is routed as its training was, and the keys its kind's configs
+    lack (those of another kind of its family) are dropped."""
+    raw = dict(record.get("recipe") or {})
+    raw["family"] = record["family"]
+    if record.get("kind"):
+        raw["kind"] = record["kind"]
+    parallel = bool((record.get("data") or {}).get("source"))
+    table = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    trained_on = [Path(str(p)) for p in table.get("train") or []]
+    kind, raw = route(registry, raw["family"], raw, data_kind(trained_on, parallel))
+    if not record.get("kind"):
+        for section, cls in (("model", kind.config_class), ("train", kind.train_config_class)):
+            values = raw.get(section)
+            if isinstance(values, dict):
+                names = {f.name for f in dataclasses.fields(cls)}
+                raw[section] = {k: v for k, v in values.items() if k in names}
+    return kind, raw
+
+
 def describe_kind(model: type[Model]) -> dict[str, Any]:
     """A kind as ``gentool models --json`` lists it."""
     return {

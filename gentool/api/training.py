@@ -13,7 +13,7 @@ from typing import Any
 
 from gentool import recipes, runs
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
-from gentool.kinds import PARALLEL, data_kind, route
+from gentool.kinds import PARALLEL, data_kind, route, route_record
 from gentool.model import Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
@@ -307,6 +307,11 @@ def _plan_resume(
             "one pass and writes none)"
         )
     stored = _read_record(stored_path)
+    if not stored.get("kind"):  # gentool 0.1's: its recipe as its kind reads it now
+        old_kind, old_raw = route_record(get_registry(), stored)
+        upgraded = recipes.resolve(old_raw, old_kind.config_class, old_kind.train_config_class)
+        upgraded.kind = old_kind.kind_name()
+        stored["recipe"] = upgraded.as_dict()
     old = stored["recipe"]
     finished = stored_path.name == runs.META_FILE
     if family and family != old["family"]:
