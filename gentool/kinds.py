@@ -8,7 +8,8 @@ turns what the user typed (a family name, a recipe, the data) into one kind:
 2. else the ``[model]`` keys a kind is ``selected_by`` (``model.arch=encoder-decoder``,
    ``model.task=upscale``); the value ``auto`` leaves the choice to the data;
 3. else the data: parallel files (``--source/--target``, ``--data *.tsv``) go to the kind
-   that ``trains_on`` them, other data to the kinds that take ordinary data;
+   that ``trains_on`` them, other data to the kinds that take ordinary data (no data at
+   all: those too, unless the recipe chose another kind, which then asks for its data);
 4. else the family's first registered kind.
 """
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from gentool.plugins import PluginInfo  # (a type only: plugins imports this module)
 
 PARALLEL = "parallel"
+NO_DATA = "none"  # data_kind: none given (the kind's default_data, or an error naming what)
 
 
 def check_kind(obj: object) -> type[Model]:
@@ -157,10 +159,11 @@ class Registry:
 
 def data_kind(data: Sequence[Path], parallel: bool) -> str | None:
     """What sort of training data was given, as kinds' ``trains_on`` names it: parallel
-    files (``--source/--target``, or ``--data`` files that are all TSV), else None."""
+    files (``--source/--target``, or ``--data`` files that are all TSV), else None; NO_DATA
+    when there are none."""
     if parallel or (data and all(p.name.endswith((".tsv", ".tsv.gz")) for p in data)):
         return PARALLEL
-    return None
+    return None if data else NO_DATA
 
 
 _DATA_WORDS = {PARALLEL: "parallel data (--source/--target or --data *.tsv)", None: "text"}
@@ -191,7 +194,10 @@ def route(
             valid = sorted({v for k in kinds for v in k.selected_by.get(key, ())})
             listed = ", ".join(["auto", *valid])
             raise RecipeError(f"recipe key 'model.{key}' is {value!r}; valid values: {listed}")
-    fitting = [k for k in chosen if k.trains_on == data]
+    if data == NO_DATA:  # a kind the recipe chose says what data it needs, when it trains
+        fitting = [k for k in chosen if k.trains_on is None] or chosen
+    else:
+        fitting = [k for k in chosen if k.trains_on == data]
     if not fitting:
         kind = chosen[0]
         picked = ", ".join(f"model.{key}={model[key]}" for key in sorted(selectors & set(model)))
@@ -201,6 +207,28 @@ def route(
             f"{_DATA_WORDS.get(data, data)}; drop {picked or 'that setting'} or give other data"
         )
     return fitting[0], raw
+
+
+def route_record(registry: Registry, record: dict[str, Any]) -> tuple[type[Model], dict[str, Any]]:
+    """The kind of model of a run, from its record (gentool.json, or training.json while it
+    trains), and its recorded recipe ready to resolve. A record of gentool 0.1 (format 1)
+    names no kind: the run is routed as its training was, and the keys its kind's configs
+    lack (those of another kind of its family) are dropped."""
+    raw = dict(record.get("recipe") or {})
+    raw["family"] = record["family"]
+    if record.get("kind"):
+        raw["kind"] = record["kind"]
+    parallel = bool((record.get("data") or {}).get("source"))
+    table = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    trained_on = [Path(str(p)) for p in table.get("train") or []]
+    kind, raw = route(registry, raw["family"], raw, data_kind(trained_on, parallel))
+    if not record.get("kind"):
+        for section, cls in (("model", kind.config_class), ("train", kind.train_config_class)):
+            values = raw.get(section)
+            if isinstance(values, dict):
+                names = {f.name for f in dataclasses.fields(cls)}
+                raw[section] = {k: v for k, v in values.items() if k in names}
+    return kind, raw
 
 
 def describe_kind(model: type[Model]) -> dict[str, Any]:

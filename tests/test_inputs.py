@@ -27,8 +27,8 @@ from safetensors.numpy import load_file
 
 from gentool import api, options
 from gentool.data import files
-from gentool.tasks import SAMPLE_BATCH, GenerationRequest, sample_batches
 from gentool.runs import dumps_json
+from gentool.tasks import SAMPLE_BATCH, GenerationRequest, sample_batches
 
 
 def assert_nothing_written(tmp_path: Path, *keep: str) -> None:
@@ -264,7 +264,7 @@ def test_neural_families_stream_in_batches_with_the_same_samples(
     args = ("generate", "run", "-n", str(count), "--max-tokens", "4", "--seed", "2")
     samples = strict_json(invoke(*args, "--json").stdout)["samples"]
     request = GenerationRequest(num_samples=count, max_tokens=4, seed=2)
-    assert samples == api.load(tmp_path / "run").generate(request)
+    assert samples == list(api.load(tmp_path / "run").generate(request))
     assert len(samples) == count and len(set(samples)) > 1
     line, code, stderr = _first_line_then_close(*args[:3], "100000", *args[4:])
     assert line and code in (0, 141, -signal.SIGPIPE) and stderr == "", stderr

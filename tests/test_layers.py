@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 # Where each top-level package of the distribution lives (pyproject's package-dir).
@@ -36,7 +37,10 @@ def project_modules() -> dict[str, Path]:
 
 def _type_checking_only(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+    return isinstance(node, ast.If) and ast.unparse(test) in (
+        "TYPE_CHECKING",
+        "typing.TYPE_CHECKING",
+    )
 
 
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
@@ -120,19 +124,64 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+HEAVY = ("torch", "transformers", "accelerate", "tokenizers", "safetensors.torch")
+
+
+def top_level_imports(path: Path) -> list[str]:
+    """The absolute imports of a module's top level (what importing it imports), outside
+    ``if TYPE_CHECKING:``."""
+    names: list[str] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                names.extend(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names.append(node.module or "")
+            elif isinstance(node, ast.If) and not _type_checking_only(node):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return names
+
+
+def _heavy(name: str) -> bool:
+    return name.split(".")[0] in HEAVY or name in HEAVY
+
+
 def test_core_modules_outside_gentool_neural_never_import_torch_at_module_level() -> None:
-    heavy = ("torch", "transformers", "accelerate", "tokenizers", "safetensors.torch")
     offenders = []
     for name, path in project_modules().items():
-        if name.startswith("gentool.neural") or not name.startswith("gentool"):
+        core = name == "gentool" or name.startswith("gentool.")
+        if name.startswith("gentool.neural") or not core:
             continue
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level:
-                names = [node.module or ""]
-            offenders += [f"{name}: {n}" for n in names if n.split(".")[0] in heavy or n in heavy]
+        offenders += [f"{name}: {n}" for n in top_level_imports(path) if _heavy(n)]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("plugin", [p for p in PACKAGES if p != "gentool"])
+def test_loading_a_plugin_imports_no_torch(plugin: str) -> None:
+    """What a plugin's __init__ imports to register its kinds, and all that imports in turn
+    at its top level, is torch-free: torch comes in methods, or in torch-only modules
+    imported when a model trains or loads."""
+    modules = project_modules()
+    seen, todo, offenders = set(), [plugin], []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for target in top_level_imports(modules[name]):
+            if _heavy(target):
+                offenders.append(f"{name}: {target}")
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            parts = target.split(".")
+            # importing a.b.c runs a/__init__ and a/b/__init__ first
+            todo += [".".join(parts[:n]) for n in range(1, len(parts) + 1) if target]
     assert offenders == []
 
 

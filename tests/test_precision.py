@@ -16,9 +16,11 @@ from conftest import assert_error, invoke, run_gentool
 
 torch = pytest.importorskip("torch")
 
-from gentool import training  # noqa: E402
 from gentool.errors import RecipeError  # noqa: E402
-from gentool.neural.engine import NATIVE_BF16, Runtime, TrainConfig  # noqa: E402
+from gentool.model import Runtime  # noqa: E402
+from gentool.neural import devices  # noqa: E402
+from gentool.neural.config import TrainConfig  # noqa: E402
+from gentool.neural.devices import NATIVE_BF16  # noqa: E402
 
 TINY_RNN = [
     "--set", "model.hidden_size=16", "--set", "model.embedding_size=8",
@@ -29,7 +31,7 @@ TINY_RNN = [
 ]  # fmt: skip
 
 needs_native_bf16 = pytest.mark.skipif(
-    training.native_bf16_cpu() is None,
+    devices.native_bf16_cpu() is None,
     reason=f"needs a CPU with native bf16 ({NATIVE_BF16}) that oneDNN may use",
 )
 
@@ -40,33 +42,33 @@ def metrics(run: Path) -> dict:
 
 @pytest.fixture
 def cpu_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "native_bf16_cpu", lambda: None)
+    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: None)
 
 
 @pytest.fixture
 def cpu_with_amx(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "native_bf16_cpu", lambda: "AMX")
+    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: "AMX")
 
 
 def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(
     cpu_with_amx: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert training.resolve_precision("auto", "cpu") == (
+    assert devices.resolve_precision("auto", "cpu") == (
         "bf16",
         "mixed precision auto: bf16 autocast (this CPU has AMX)",
     )
-    assert training.resolve_precision("bf16", "cpu") == ("bf16", "")
-    monkeypatch.setattr(training, "native_bf16_cpu", lambda: None)
-    precision, note = training.resolve_precision("auto", "cpu")
+    assert devices.resolve_precision("bf16", "cpu") == ("bf16", "")
+    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: None)
+    precision, note = devices.resolve_precision("auto", "cpu")
     assert precision == "no" and f"float32 (this CPU has no {NATIVE_BF16})" in note
-    precision, note = training.resolve_precision("bf16", "cpu")
+    precision, note = devices.resolve_precision("bf16", "cpu")
     assert precision == "bf16" and note.startswith("warning: ") and "--mixed-precision auto" in note
-    assert training.resolve_precision("no", "cpu") == ("no", "")
+    assert devices.resolve_precision("no", "cpu") == ("no", "")
 
 
 def test_fp16_on_a_cpu_is_refused_naming_auto() -> None:
     with pytest.raises(RecipeError, match="needs a GPU; on a CPU use --mixed-precision auto"):
-        training.check_setup(TrainConfig(mixed_precision="fp16"), Runtime(device="cpu"))
+        devices.check_setup(TrainConfig(mixed_precision="fp16"), Runtime(device="cpu"))
     result = invoke("train", "rnn", *TINY_RNN, "--mixed-precision", "fp16", ok=False)
     assert_error(result, "fp16 needs a GPU", "--mixed-precision auto")
     result = invoke("train", "rnn", "--mixed-precision", "fp8", ok=False)
@@ -94,7 +96,7 @@ def test_recurrent_layers_leave_bf16_autocast_on_a_cpu_without_native_bf16(
 @needs_native_bf16
 def test_auto_trains_in_bf16_on_a_cpu_with_native_bf16(tmp_path: Path) -> None:
     result = invoke("train", "rnn", *TINY_RNN, "--mixed-precision", "auto", "--out", tmp_path / "r")
-    assert f"bf16 autocast (this CPU has {training.native_bf16_cpu()})" in result.stderr
+    assert f"bf16 autocast (this CPU has {devices.native_bf16_cpu()})" in result.stderr
     assert metrics(tmp_path / "r")["mixed_precision"] == "bf16"
     from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
 

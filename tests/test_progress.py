@@ -56,7 +56,7 @@ def test_a_counted_phase_on_a_terminal_rewrites_one_line(
 def test_training_off_a_terminal_logs_plain_progress_lines(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from gentool import api
-    from gentool.neural.engine import Runtime
+    from gentool.model import Runtime
 
     overrides = ["model.hidden_size=16", "model.embedding_size=8", "model.num_layers=1",
                  "train.batch_size=2", "train.seq_len=8", "train.max_steps=4",
@@ -126,7 +126,7 @@ def test_an_untrained_translator_stops_at_twice_the_source_length(
     """It may never end a sentence: BLEU after training caps each translation (and only
     there: ``gentool translate`` runs to the model's limit)."""
     from gentool import api
-    from gentool.family import TranslationRequest
+    from gentool.tasks import TranslationRequest
 
     translator(pairs_tsv, tmp_path / "run", "--set", "train.bleu_pairs=0")
     model = api.load(tmp_path / "run")

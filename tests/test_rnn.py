@@ -28,8 +28,8 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
 from gentool import api, runs  # noqa: E402
-from gentool.family import GenerationRequest  # noqa: E402
-from gentool_rnn.family import StreamTask  # noqa: E402
+from gentool.tasks import GenerationRequest  # noqa: E402
+from gentool_rnn.task import StreamTask  # noqa: E402
 
 # A model and a run small enough for a few seconds on CPU.
 TINY = [
@@ -144,7 +144,7 @@ def test_word_and_bpe_tokens_and_gru(tmp_path: Path) -> None:
             "--set", f"model.cell={cell}", "--set", "model.vocab_size=300", "--out", out,
         )  # fmt: skip
         assert api.load(out).describe()["cell"] == cell
-        sample = api.load(out).generate(GenerationRequest(max_tokens=5, seed=0))[0]
+        sample = next(api.load(out).generate(GenerationRequest(max_tokens=5, seed=0)))
         assert sample.strip()
 
 
@@ -216,9 +216,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     calls = {"n": 0}
 
     def loss(self: StreamTask, *args: object) -> object:
-        value, carry = original(self, *args)
+        value = original(self, *args)
         calls["n"] += 1
-        return (value * float("nan") if calls["n"] > 5 else value), carry
+        return value * float("nan") if calls["n"] > 5 else value
 
     monkeypatch.setattr(StreamTask, "loss", loss)
     result = invoke("train", "rnn", *tiny(8, 2), "--out", tmp_path / "run", ok=False)
@@ -306,7 +306,7 @@ def test_metrics_go_to_an_accelerate_tracker_when_asked(tmp_path: Path) -> None:
 def test_progress_line_shows_step_loss_rate_and_eta(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gentool.neural.engine import Runtime
+    from gentool.model import Runtime
 
     overrides = [a for a in tiny(4, 0) if a != "--set"]
     api.train("rnn", overrides=overrides, out=tmp_path / "r", runtime=Runtime(progress=True))

@@ -1,4 +1,5 @@
-"""The rnn family's HF-native model (gentool_rnn.modeling) and tokenizers (.tokenization)."""
+"""The rnn family's HF-native model (gentool_rnn.modeling) and the neural text tokenizers
+(gentool.neural.tokenizers)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO / "plugins"))
 
-from gentool.data import hf_tokenizers as tokenization  # noqa: E402
+from gentool.neural import tokenizers as tokenization  # noqa: E402
 from gentool.neural.tokenizers import encode_text, train_tokenizer  # noqa: E402
 from gentool_rnn.modeling import RnnConfig, RnnForCausalLM, RnnState  # noqa: E402
 
 CELLS = ["lstm", "gru", "rnn"]
-SAMPLE = (REPO / "gentool" / "_data" / "shakespeare.txt").read_text(encoding="utf-8")[:6000]
+SAMPLE = (REPO / "gentool" / "embedded" / "shakespeare.txt").read_text(encoding="utf-8")[:6000]
 
 
 def make_model(cell: str = "lstm", tie: bool = False, **overrides: Any) -> RnnForCausalLM:

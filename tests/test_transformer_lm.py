@@ -23,8 +23,9 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
 from gentool import api, runs  # noqa: E402
-from gentool.family import GenerationRequest  # noqa: E402
-from gentool_transformer.lm import LanguageModel, WindowTask, sliding_loss  # noqa: E402
+from gentool.tasks import GenerationRequest  # noqa: E402
+from gentool_transformer.gpt2 import WindowTask, sliding_loss  # noqa: E402
+from gentool_transformer.lm import LanguageModel  # noqa: E402
 
 CONTEXT = 32
 # A model and a run small enough for a few seconds on CPU.
@@ -65,7 +66,8 @@ def test_train_writes_a_hugging_face_run(trained: Path) -> None:
     assert {"tokenizer_config.json", "generation_config.json", "metrics.jsonl"} <= names
     runs.RunDirectory(trained).verify()
     meta = json.loads((trained / "gentool.json").read_text())
-    assert meta["tasks"] == ["generate-text", "score-text"]  # the model narrows its family's
+    assert meta["tasks"] == ["generate-text", "score-text"]  # the lm's, not the translator's
+    assert meta["kind"] == "lm"
     summary = meta["metrics"]
     assert summary["steps"] == 8 and summary["tokens_per_s"] > 0
     assert summary["val_bits_per_token"] == pytest.approx(summary["val_loss"] / math.log(2))
@@ -228,7 +230,7 @@ def test_evaluate_within_one_window_is_one_forward_pass(trained: Path, tmp_path:
     with torch.no_grad():
         logits = model.model(input_ids=ids[:, :-1]).logits[0]
     expected = float(torch.nn.functional.cross_entropy(logits, ids[0, 1:]))
-    assert model.evaluate([path])["cross_entropy"] == pytest.approx(expected, rel=1e-5)
+    assert model.evaluate_text([path])["cross_entropy"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_batches_are_a_pure_function_of_their_index() -> None:
@@ -282,7 +284,7 @@ def test_bpe_tokens_and_bf16(tmp_path: Path) -> None:
     assert load_file(str(out / "model.safetensors"))["transformer.wte.weight"].dtype == (
         torch.float32
     )
-    sample = model.generate(GenerationRequest(prompt="The", max_tokens=5, seed=0))[0]
+    sample = next(model.generate(GenerationRequest(prompt="The", max_tokens=5, seed=0)))
     assert sample.startswith("The") and len(sample) > 3
 
 

@@ -27,8 +27,8 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
 from gentool import api, runs  # noqa: E402
-from gentool.family import TRANSLATE, TranslationRequest  # noqa: E402
-from gentool_transformer.translation import PairTask  # noqa: E402
+from gentool.tasks import TRANSLATE, TranslationRequest  # noqa: E402
+from gentool_transformer.marian import PairTask  # noqa: E402
 
 MULTI30K = SHARED_DATA / "multi30k"
 pytestmark = pytest.mark.skipif(not MULTI30K.is_dir(), reason="no shared Multi30k data")
@@ -98,7 +98,7 @@ def test_train_writes_a_translator_run(trained: Path) -> None:
     names = {p.name for p in trained.iterdir()}
     assert {"gentool.json", "model.safetensors", "config.json", "tokenizer.json"} <= names
     meta = json.loads((trained / "gentool.json").read_text())
-    assert meta["tasks"] == ["translate"]
+    assert meta["tasks"] == ["translate"] and meta["kind"] == "translator"
     metrics = meta["metrics"]
     assert metrics["dropped_pairs"] == {"empty": 1, "too_long": 1}
     assert metrics["train_pairs"] == 118 and metrics["val_pairs"] == 16
@@ -216,7 +216,7 @@ def test_tsv_pairs_train_a_translator(tmp_path: Path) -> None:
     lines = [f"{e}\t{d}" for e, d in zip(en, de, strict=True)]
     tsv.write_text("\n".join(["", *lines]) + "\n", encoding="utf-8")
     result = invoke("train", "transformer", "--data", tsv, *tiny(2), "--out", tmp_path / "run")
-    assert api.load(tmp_path / "run").tasks == (TRANSLATE,)  # a .tsv is parallel data
+    assert api.load(tmp_path / "run").tasks() == (TRANSLATE,)  # a .tsv is parallel data
     assert "54 training pairs, 6 validation pairs" in result.stderr  # val_fraction 0.1
     metrics = json.loads((tmp_path / "run" / "gentool.json").read_text())["metrics"]
     assert metrics["dropped_pairs"] == {"empty": 1}

@@ -13,7 +13,7 @@ from typing import Any
 
 from gentool import recipes, runs
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
-from gentool.kinds import data_kind, route
+from gentool.kinds import PARALLEL, data_kind, route, route_record
 from gentool.model import Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
@@ -205,7 +205,17 @@ def train(
     }
     if not train_paths and pairs["source"] is None:
         if kind.default_data is None:
-            raise DataError(f"family '{kind.family}' needs training data: pass --data PATH")
+            name = (
+                kind.family
+                if kind.kind_name() == kind.family
+                else f"{kind.family} {kind.kind_name()}"
+            )
+            what = (
+                "sentence pairs: pass --source and --target files, or --data *.tsv"
+                if kind.trains_on == PARALLEL
+                else "training data: pass --data PATH"
+            )
+            raise DataError(f"'{name}' needs {what}")
         train_paths = [kind.default_data]
         log(f"no --data given: training on the embedded sample corpus {train_paths[0].name}")
     val_path = Path(resolved.data.val) if resolved.data.val else None
@@ -297,6 +307,11 @@ def _plan_resume(
             "one pass and writes none)"
         )
     stored = _read_record(stored_path)
+    if not stored.get("kind"):  # gentool 0.1's: its recipe as its kind reads it now
+        old_kind, old_raw = route_record(get_registry(), stored)
+        upgraded = recipes.resolve(old_raw, old_kind.config_class, old_kind.train_config_class)
+        upgraded.kind = old_kind.kind_name()
+        stored["recipe"] = upgraded.as_dict()
     old = stored["recipe"]
     finished = stored_path.name == runs.META_FILE
     if family and family != old["family"]:

@@ -5,7 +5,6 @@ model (``RunLike``), so that a caller answering many requests (a server) loads i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,7 +14,7 @@ from typing import IO, Any, TypeVar
 
 from gentool import recipes, runs
 from gentool.errors import DataError, GentoolError, OutputError, PluginError, RecipeError, RunError
-from gentool.kinds import data_kind, route
+from gentool.kinds import route_record
 from gentool.model import Exportable, Model
 from gentool.plugins import get_registry
 from gentool.tasks import (
@@ -59,24 +58,10 @@ def kind_of(run: runs.RunDirectory) -> tuple[type[Model], dict[str, Any]]:
     """The kind of model in ``run``, and its recorded recipe ready to resolve. A run of
     format 1 (gentool 0.1) recorded no kind: it is routed as its training was, and keys
     its kind's config no longer has (those of another kind of its family) are dropped."""
-    raw = run.recipe
-    raw["family"] = run.family
-    if run.kind is not None:
-        raw["kind"] = run.kind
-    data = run.meta.get("data") or {}
-    parallel = bool(data.get("source"))
-    trained_on = [Path(str(p)) for p in (raw.get("data") or {}).get("train") or []]
     try:
-        kind, raw = route(get_registry(), run.family, raw, data_kind(trained_on, parallel))
+        return route_record(get_registry(), run.meta)
     except RecipeError as err:
         raise runs.damaged(run.path, f"its recipe names no kind of model here ({err})") from None
-    if run.meta.get("format_version") == 1:
-        for section, cls in (("model", kind.config_class), ("train", kind.train_config_class)):
-            table = raw.get(section)
-            if isinstance(table, dict):
-                names = {f.name for f in dataclasses.fields(cls)}
-                raw[section] = {k: v for k, v in table.items() if k in names}
-    return kind, raw
 
 
 def _recipe_mismatch(run: runs.RunDirectory, err: RecipeError) -> RunError:

@@ -34,6 +34,18 @@ class TrainConfig:
     val_fraction: float = 0.1  # held out from the end of the data when no --val is given
 
 
+@dataclass
+class StreamTrainConfig(TrainConfig):
+    """[train] of a language model read as one token stream (``gentool.neural.streams``):
+    the engine's settings plus how many tokens a training row holds."""
+
+    seq_len: int = 128  # tokens per training row (window): how far back gradients flow
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1:
+            raise ValueError(f"train.seq_len must be at least 1, got {self.seq_len}")
+
+
 def check_config(config: TrainConfig, world: int) -> None:
     """Reject settings that cannot train, naming the key and a valid value."""
     positive = ("max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints")

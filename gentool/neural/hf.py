@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -49,6 +50,8 @@ class HFModel(Model):
     modeling_module: ClassVar[str | None] = None
     #: Special tokens the kind uses: a loaded tokenizer must have them.
     special_tokens: ClassVar[tuple[str, ...]] = ("bos_token", "unk_token")
+    #: Keyword arguments of ``from_pretrained`` (``{"attn_implementation": "sdpa"}``).
+    load_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
         self, model: Any, tokenizer: Any, config: Any, metrics: dict[str, Any] | None = None
@@ -81,9 +84,9 @@ class HFModel(Model):
         """Encode the data, build the model (seeded with ``context.seed``) and return its
         TrainingTask with the figures about the data for the summary (``train_tokens``...)."""
 
-    def after_training(self, context: TrainingContext[Any], data: Any) -> dict[str, Any]:
-        """More figures for the summary, computed with the trained model (a translator's
-        BLEU on held-out pairs); by default none."""
+    def after_training(self, context: TrainingContext[Any], task: TrainingTask) -> dict[str, Any]:
+        """More figures for the summary, computed with the trained model and the task it
+        trained on (a translator's BLEU on the task's held-out pairs); by default none."""
         return {}
 
     # -- the shared skeleton --------------------------------------------------------------------
@@ -111,7 +114,7 @@ class HFModel(Model):
         if result.val_loss is not None and task.unit == "tokens":
             metrics["val_bits_per_token"] = result.val_loss / LN2
         trained = cls(result.model.eval(), tokenizer, config, metrics)
-        trained.metrics.update(trained.after_training(context, data))
+        trained.metrics.update(trained.after_training(context, task))
         return trained
 
     def save(self, directory: Path) -> dict[str, Any]:
@@ -130,7 +133,11 @@ class HFModel(Model):
         if cls.modeling_module is not None:
             importlib.import_module(cls.modeling_module)  # registers the Auto classes
         model, tokenizer = load_pretrained(
-            getattr(transformers, cls.auto_class), directory, cls.model_type, cls.special_tokens
+            getattr(transformers, cls.auto_class),
+            directory,
+            cls.model_type,
+            cls.special_tokens,
+            **cls.load_options,
         )
         return cls(model, tokenizer, config)
 

@@ -1,20 +1,33 @@
-"""Token streams for the neural language models (rnn, the transformer LM): the text as one
-sequence of ids that starts with ``<|endoftext|>``, its held-out part, and the figures
-``evaluate`` reports for it, in the units of ngram's perplexity."""
+"""Language models of one token stream (rnn, the transformer LM): ``TextStreamModel``, the
+part they share, and its helpers.
+
+The training text is one sequence of ids that starts with ``<|endoftext|>``; its end (or
+``--val``) is held out. Samples continue a prompt; ``evaluate`` scores files read as one
+stream, in the units of ngram's perplexity. Nothing here imports torch at module level.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gentool.data.text import read_corpus
-from gentool.errors import DataError
+from gentool.errors import DataError, RecipeError
+from gentool.model import TrainingContext
+from gentool.neural.config import StreamTrainConfig
+from gentool.neural.hf import HFModel
 from gentool.progress import phase
+from gentool.tasks import GenerationRequest, TextGeneration, TextScoring, sample_batches
 
 if TYPE_CHECKING:
     import torch
+
+    from gentool.neural.engine import TrainingTask
 
 LN2 = math.log(2)
 
@@ -68,3 +81,174 @@ def stream_metrics(total: float, ids: torch.Tensor, unk: int, seconds: float) ->
         "bits_per_token": loss / LN2,
         "seconds": seconds,
     }
+
+
+class TextStreamModel(HFModel, TextGeneration, TextScoring):
+    """A language model trained on its text read as one token stream.
+
+    Training reads the files as one text, learns the run's tokenizer on it
+    (``tokenizer_spec``), encodes it as one stream and holds out its end (``split_stream``),
+    then builds the network (``build_model``) and the task that reads the stream
+    (``stream_task``); the run reports ``train_tokens`` and ``val_tokens``. ``generate``
+    continues a prompt (``continue_ids``), ``evaluate_text`` scores files as one stream
+    (``stream_loss``). A kind fills in those four steps.
+    """
+
+    train_config_class: ClassVar[type] = StreamTrainConfig
+    special_tokens: ClassVar[tuple[str, ...]] = ("bos_token", "unk_token")
+
+    # -- the steps a kind fills in ------------------------------------------------------------
+    @classmethod
+    def tokenizer_spec(cls, config: Any) -> tuple[str, int | None]:
+        """The tokenizer a new run learns: its kind ("char", "word", "bpe") and vocabulary
+        size (None: every symbol); by default ``config.tokens`` and ``config.vocab_size``."""
+        return config.tokens, config.vocab_size
+
+    @classmethod
+    def stream_rows(cls, train: StreamTrainConfig) -> int:
+        """Into how many rows the task cuts the stream, each of which must hold a window
+        of ``train.seq_len`` tokens; 1 (the default) when windows may start anywhere."""
+        return 1
+
+    @classmethod
+    @abstractmethod
+    def build_model(cls, config: Any, vocab_size: int, bos: int) -> torch.nn.Module:
+        """A new network for ``config`` (seeded already); ``bos`` is ``<|endoftext|>``,
+        which also ends and pads."""
+
+    @classmethod
+    @abstractmethod
+    def stream_task(
+        cls,
+        config: Any,
+        context: TrainingContext[Any],
+        model: torch.nn.Module,
+        train_ids: torch.Tensor,
+        val_ids: torch.Tensor | None,
+    ) -> TrainingTask:
+        """The TrainingTask that trains ``model`` on the stream ``train_ids``."""
+
+    @abstractmethod
+    def continue_ids(self, prompt: list[int], request: GenerationRequest) -> torch.Tensor:
+        """``request.num_samples`` continuations of the ids ``prompt`` (``<|endoftext|>``
+        first), each of ``request.max_tokens`` new ids: (num_samples, max_tokens). The
+        options of ``generation_options`` apply."""
+
+    @abstractmethod
+    def stream_loss(self, ids: torch.Tensor) -> float:
+        """The summed cross-entropy (nats) of ``ids[1:]``, each token given what precedes it."""
+
+    # -- training ---------------------------------------------------------------------------
+    @classmethod
+    def read_data(cls, config: Any, context: TrainingContext[Any]) -> str:
+        return read_corpus(context.data)
+
+    @classmethod
+    def new_tokenizer(cls, config: Any, data: str) -> Any:
+        from gentool.neural.tokenizers import train_tokenizer
+
+        tokens, vocab_size = cls.tokenizer_spec(config)
+        return train_tokenizer(tokens, [data], vocab_size=vocab_size)
+
+    @classmethod
+    def make_task(
+        cls, config: Any, context: TrainingContext[Any], tokenizer: Any, data: str
+    ) -> tuple[TrainingTask, dict[str, Any]]:
+        import torch
+
+        train: StreamTrainConfig = context.train
+        bos = bos_id(tokenizer)
+        train_ids, val_ids = split_stream(
+            tokenizer, data, bos, context.val, train.val_fraction, context.log
+        )
+        rows = cls.stream_rows(train)
+        need = rows * (train.seq_len + 1)
+        if len(train_ids) < need:
+            each = f" for each of {rows} rows ({need})" if rows > 1 else ""
+            lower = "train.seq_len / train.batch_size" if rows > 1 else "train.seq_len"
+            raise DataError(
+                f"the training data has {len(train_ids)} {cls.tokenizer_spec(config)[0]} "
+                f"tokens, fewer than one window of train.seq_len={train.seq_len} + 1{each}; "
+                f"give more data or lower {lower}"
+            )
+        if val_ids is not None and len(val_ids) < 2 * rows:  # not one target in each row
+            val_ids = None
+        torch.manual_seed(context.seed)
+        model = cls.build_model(config, len(tokenizer), bos)
+        task = cls.stream_task(config, context, model, train_ids, val_ids)
+        facts = {
+            "train_tokens": len(train_ids),
+            "val_tokens": 0 if val_ids is None else len(val_ids),
+        }
+        return task, facts
+
+    # -- tasks --------------------------------------------------------------------------------
+    @property
+    def bos(self) -> int:
+        return bos_id(self.tokenizer)
+
+    def generate(self, request: GenerationRequest) -> Iterator[str]:
+        """Continue ``request.prompt`` (after ``<|endoftext|>``) by ``max_tokens`` tokens,
+        batch by batch (``sample_batches``); each sample is the prompt as given followed by
+        its continuation."""
+        import torch
+
+        from gentool.neural.tokenizers import encode_text
+
+        if 1 < request.num_beams < request.num_samples:
+            raise RecipeError(
+                f"--beams {request.num_beams} cannot return {request.num_samples} samples; "
+                "use at least as many beams as samples"
+            )
+        if request.seed is not None:
+            torch.manual_seed(request.seed)
+        tok = self.tokenizer
+        prompt = [self.bos, *encode_text(tok, request.prompt)]
+        # Decoded with the prompt, so that a word tokenizer spaces the join; the prompt's own
+        # text is then given back as typed (an unknown character, spaces ...).
+        head = tok.decode(prompt[1:], skip_special_tokens=True)
+        for rows in sample_batches(request):
+            new = self.continue_ids(prompt, dataclasses.replace(request, num_samples=rows))
+            for row in new.tolist():
+                text = tok.decode(prompt[1:] + row, skip_special_tokens=True)
+                yield request.prompt + text[len(head) :] if text.startswith(head) else text
+
+    def generation_options(self, request: GenerationRequest) -> dict[str, Any]:
+        """``generate()``'s options for ``request``: sampling, greedy or beam search."""
+        unk = self.tokenizer.convert_tokens_to_ids(self.tokenizer.unk_token)
+        options: dict[str, Any] = {
+            "repetition_penalty": request.repetition_penalty,
+            "pad_token_id": self.bos,
+            "bos_token_id": self.bos,
+            # The stream has one <|endoftext|>, at its start: a sample runs to max_tokens.
+            # Like ngram, never emit <unk>.
+            "suppress_tokens": [self.bos, unk],
+        }
+        if request.num_beams > 1:
+            options.update(num_beams=request.num_beams, do_sample=False)
+        elif request.temperature == 0:
+            options.update(do_sample=False)
+        else:
+            options.update(
+                do_sample=True,
+                temperature=request.temperature,
+                top_k=request.top_k or 0,
+                top_p=request.top_p or 1.0,
+            )
+        return options
+
+    def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
+        """Per-token cross-entropy of the files read as one stream, every token predicted
+        (the first from ``<|endoftext|>``): the units of ngram's perplexity on the same
+        tokenization."""
+        tok = self.tokenizer
+        ids = scoring_stream(tok, paths, self.bos)
+        started = time.perf_counter()
+        total = self.stream_loss(ids)
+        unk = tok.convert_tokens_to_ids(tok.unk_token)
+        return stream_metrics(total, ids, unk, time.perf_counter() - started)
+
+
+def bos_id(tokenizer: Any) -> int:
+    """The id of ``<|endoftext|>``: bos, eos and padding of gentool's text tokenizers."""
+    return int(tokenizer.convert_tokens_to_ids(tokenizer.bos_token))

@@ -373,7 +373,7 @@ def _recurrence_in_float32(x: torch.Tensor) -> bool:
         return False
     if torch.get_autocast_dtype("cpu") != torch.bfloat16:
         return False
-    from gentool.neural.engine import native_bf16_cpu
+    from gentool.neural.devices import native_bf16_cpu
 
     return native_bf16_cpu() is None
 

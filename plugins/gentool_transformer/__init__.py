@@ -1,9 +1,12 @@
-"""The ``transformer`` family: a decoder-only language model, and the 2017 encoder-decoder
-for translation, both built from scratch as Hugging Face models on gentool's engine.
+"""The ``transformer`` family: two kinds of model built from scratch as Hugging Face models
+on gentool's engine: a decoder-only language model (``lm``: ``lm.LanguageModel``, GPT-2) and
+the 2017 encoder-decoder translator (``translator``: ``translator.Translator``, Marian).
 
-``gentool_transformer.lm`` holds the language model, ``gentool_transformer.translation``
-the translator; ``gentool attention`` (``gentool_transformer.attention``) draws attention
-maps. torch and transformers are imported only when a model is trained or loaded.
+``gentool train transformer --data x.txt`` trains the language model; ``--source/--target``
+(or ``--data x.tsv``, or ``--set model.arch=encoder-decoder``) the translator: gentool's
+router chooses by the kinds' ``selected_by`` and ``trains_on``. ``gentool attention``
+(``attention``) draws either one's attention maps. The kind modules import no torch; their
+torch sides are ``gpt2`` and ``marian``, imported when a model is trained or loaded.
 """
 
 from collections.abc import Callable
@@ -11,18 +14,23 @@ from collections.abc import Callable
 import click
 
 import gentool
-from gentool_transformer.family import (
-    TransformerFamily,
-    TransformerModelConfig,
-    TransformerTrainConfig,
-)
+from gentool_transformer.lm import LanguageModel, LMConfig, LMTrainConfig
+from gentool_transformer.translator import Translator, TranslatorConfig, TranslatorTrainConfig
 
-__all__ = ["TransformerFamily", "TransformerModelConfig", "TransformerTrainConfig"]
+__all__ = [
+    "LMConfig",
+    "LMTrainConfig",
+    "LanguageModel",
+    "Translator",
+    "TranslatorConfig",
+    "TranslatorTrainConfig",
+]
 
 
 @gentool.hookimpl
 def register_models(register: Callable[[type], None]) -> None:
-    register(TransformerFamily)
+    register(LanguageModel)  # first: the family's kind when neither data nor recipe choose
+    register(Translator)
 
 
 @gentool.hookimpl

@@ -2,21 +2,27 @@
 
 One panel per layer and head, the queries down its left side and the keys along its top;
 a translator draws its encoder self-attention and its decoder cross-attention over the
-translation it produces (greedy), a language model its causal self-attention. PyTorch's
-fused attention (SDPA) returns no weights, so the model runs with eager attention here.
-torch is imported only when the command runs (``gentool --help`` stays fast).
+translation it produces (greedy), a language model its causal self-attention. Each kind
+computes its own maps (``ShowsAttention.attention_maps``); ``draw_attention`` is the
+command's work, callable from Python. PyTorch's fused attention (SDPA) returns no weights,
+so the model runs with eager attention here. torch is imported only when the command runs
+(``gentool --help`` stays fast).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gentool.errors import DataError, GentoolError
 from gentool.options import json_option, run_argument
+
+if TYPE_CHECKING:
+    from gentool.api import RunLike
 
 GAP = 8  # pixels between panels
 TITLE = 14  # a panel's title line
@@ -37,6 +43,17 @@ class AttentionMap:
     @property
     def heads(self) -> int:
         return int(self.weights[0].shape[0])
+
+
+class ShowsAttention(ABC):
+    """A model whose attention ``gentool attention`` draws (both transformer kinds)."""
+
+    @abstractmethod
+    def attention_maps(self, text: str) -> list[AttentionMap]:
+        """The attention of the model over ``text``: one map per kind of attention."""
+
+
+# -- the command -------------------------------------------------------------------------------
 
 
 @click.command("attention")
@@ -63,53 +80,52 @@ def attention_command(run: str, text: str, output: Path, force: bool, as_json: b
     Example:
       gentool attention runs/transformer "A dog runs in the snow." -o attention.png
     """
+    from gentool import runs
+
+    record = draw_attention(run, text, output, force)
+    click.echo(runs.dumps_json(record) if as_json else record["file"])
+
+
+def draw_attention(run: RunLike, text: str, output: Path, force: bool = False) -> dict[str, Any]:
+    """Draw the attention of the model in ``run`` (a path or a loaded model) over ``text``
+    into the PNG ``output`` (never inside a run; an existing file only with ``force``).
+    Returns what ``--json`` prints: the file, its size, the maps and their tokens."""
     from gentool import api, runs
     from gentool.output.images import save_image
 
+    output = Path(output)
     if output.suffix.lower() != ".png":
         raise DataError(f"'{output}' is not a .png file; name it e.g. '{output.stem}.png'")
     if not text.strip():
         raise DataError("TEXT is empty; give a sentence to draw the attention over")
     runs.check_output_file(output, "--output", force)  # before loading: fail at once
-    maps = attention_maps(api.load(run), text.strip(), run)
+    maps = attention_maps(api.load(run), text.strip(), str(run))
     image = render(maps)
     with runs.output_files() as written:
         written.write(output, lambda path: save_image(image, path), "--output")
-    if as_json:
-        record = {
-            "file": str(output),
-            "width": image.width,
-            "height": image.height,
-            "layers": len(maps[0].weights),
-            "heads": maps[0].heads,
-            "maps": [m.title for m in maps],
-            "tokens": {m.title: {"queries": m.queries, "keys": m.keys} for m in maps},
-        }
-        click.echo(runs.dumps_json(record))
-    else:
-        click.echo(str(output))
+    return {
+        "file": str(output),
+        "width": image.width,
+        "height": image.height,
+        "layers": len(maps[0].weights),
+        "heads": maps[0].heads,
+        "maps": [m.title for m in maps],
+        "tokens": {m.title: {"queries": m.queries, "keys": m.keys} for m in maps},
+    }
 
 
 # -- the weights -----------------------------------------------------------------------------
 
 
 def attention_maps(model: Any, text: str, run: str = "RUN") -> list[AttentionMap]:
-    """The attention maps of a loaded transformer run (lm.LanguageModel or Translator)."""
-    network: Any = getattr(model, "model", None)
-    tokenizer = getattr(model, "tokenizer", None)
-    config = getattr(network, "config", None)
-    if getattr(model, "name", None) != "transformer" or config is None or tokenizer is None:
+    """The attention maps of a loaded model (a transformer's: ``ShowsAttention``)."""
+    if not isinstance(model, ShowsAttention):
+        family = getattr(model, "family", "non-transformer")
         raise GentoolError(
-            f"'{run}' holds a {getattr(model, 'name', 'non-transformer')} model; gentool "
-            "attention draws a transformer's attention: give a transformer run"
+            f"'{run}' holds a {family} model; gentool attention draws a transformer's "
+            "attention: give a transformer run"
         )
-    import torch
-
-    network.set_attn_implementation("eager")  # SDPA computes no weights to return
-    with torch.no_grad():
-        if config.is_encoder_decoder:
-            return _translator_maps(network, tokenizer, text)
-        return _decoder_maps(network, tokenizer, text)
+    return model.attention_maps(text)
 
 
 def _labels(tokenizer: Any, ids: list[int]) -> list[str]:
@@ -126,9 +142,12 @@ def _labels(tokenizer: Any, ids: list[int]) -> list[str]:
     return labels
 
 
-def _translator_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionMap]:
+def translator_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionMap]:
+    """An encoder-decoder's encoder self-attention over ``text``, and its cross-attention
+    while it translates ``text`` (greedy)."""
     import torch
 
+    network.set_attn_implementation("eager")  # SDPA computes no weights to return
     limit = network.config.max_position_embeddings
     ids = tokenizer(text)["input_ids"][:limit]
     source = torch.tensor([ids], device=network.device)
@@ -139,12 +158,13 @@ def _translator_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionM
         do_sample=False,
         max_new_tokens=min(2 * len(ids) + 10, limit - 1),
     )  # (1, T + 1): the decoder start token, then the translation
-    out = network(
-        input_ids=source,
-        attention_mask=torch.ones_like(source),
-        decoder_input_ids=produced[:, :-1],
-        output_attentions=True,
-    )
+    with torch.no_grad():
+        out = network(
+            input_ids=source,
+            attention_mask=torch.ones_like(source),
+            decoder_input_ids=produced[:, :-1],
+            output_attentions=True,
+        )
     src_labels = _labels(tokenizer, ids)
     # Row t of the cross-attention is where the decoder looked to produce token t + 1.
     tgt_labels = _labels(tokenizer, produced[0, 1:].tolist())
@@ -158,15 +178,18 @@ def _translator_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionM
     ]
 
 
-def _decoder_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionMap]:
+def decoder_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionMap]:
+    """A decoder's causal self-attention over ``text`` (after ``<|endoftext|>``)."""
     import torch
 
+    network.set_attn_implementation("eager")  # SDPA computes no weights to return
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if tokenizer.bos_token_id is not None and ids[:1] != [tokenizer.bos_token_id]:
         ids.insert(0, tokenizer.bos_token_id)  # a document starts after <|endoftext|>
     limit = getattr(network.config, "max_position_embeddings", None)
     ids = ids[:limit] if limit else ids
-    out = network(input_ids=torch.tensor([ids], device=network.device), output_attentions=True)
+    with torch.no_grad():
+        out = network(input_ids=torch.tensor([ids], device=network.device), output_attentions=True)
     labels = _labels(tokenizer, ids)
     return [AttentionMap("causal self-attention", _layers(out.attentions), labels, labels)]
 
