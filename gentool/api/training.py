@@ -13,7 +13,7 @@ from typing import Any
 
 from gentool import recipes, runs
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
-from gentool.kinds import data_kind, route
+from gentool.kinds import check_keys, data_kind, route
 from gentool.model import Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
@@ -143,6 +143,7 @@ def _resolve(
     parallel: ParallelPaths | None = None,
 ) -> recipes.Recipe:
     """Type ``raw`` against the kind's configs, then apply the command line's choices."""
+    check_keys(get_registry(), kind, raw)
     resolved = recipes.resolve(raw, kind.config_class, kind.train_config_class)
     resolved.kind = kind.kind_name()
     if data:
