@@ -224,6 +224,19 @@ def check_keys(registry: Registry, kind: type[Model], raw: dict[str, Any]) -> No
                 )
 
 
+def own_keys(kind: type[Model], raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with only the ``[model]`` and ``[train]`` keys ``kind``'s configs have. A run
+    of format 1 (gentool 0.1) recorded every key of its family's one config: those of the
+    family's other kinds are dropped when it is loaded or repeated."""
+    raw = dict(raw)
+    for section, attribute in (("model", "config_class"), ("train", "train_config_class")):
+        table = raw.get(section)
+        if isinstance(table, dict):
+            names = _field_names(getattr(kind, attribute))
+            raw[section] = {k: v for k, v in table.items() if k in names}
+    return raw
+
+
 def _field_names(config_class: type) -> set[str]:
     return {f.name for f in dataclasses.fields(config_class)}
 

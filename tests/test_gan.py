@@ -534,3 +534,53 @@ def test_each_step_trains_one_network_and_batches_are_pure(data: Path) -> None:
     } <= set(extras)
     assert task.log_extras() == {}  # means since the last call
 
+
+# -- runs of gentool 0.1 (run format 1) -----------------------------------------------------
+
+# gentool 0.1's one [model] table for both kinds, and the [train] key only restorers use.
+UNION_MODEL = {"latent_size": 100, "conditional": False, "upscale_factor": 4, "mask_size": 0.4}
+UNION_TRAIN = {"l1_weight": 100.0}
+
+
+def as_format_1(run: Path) -> None:
+    """Rewrite a run as gentool 0.1 wrote it: format 1, no kind, every key of the family's
+    one config in its recipe (and in a restorer's config.json), the file list rehashed."""
+    meta = json.loads((run / "gentool.json").read_text())
+    del meta["kind"], meta["recipe"]["kind"]
+    meta["format_version"] = 1
+    meta["recipe"]["model"] = {**UNION_MODEL, **meta["recipe"]["model"]}
+    meta["recipe"]["train"] = {**UNION_TRAIN, **meta["recipe"]["train"]}
+    config = json.loads((run / "config.json").read_text())
+    if config["task"] != "generate":
+        (run / "config.json").write_text(json.dumps({**UNION_MODEL, **config}))
+        meta["files"]["config.json"] = runs.fingerprint(run / "config.json")
+        del meta["files"]["config.json"]["path"]
+    (run / "gentool.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings"),
+    [("generator", []), ("restorer", ["model.task=upscale", "model.image_size=16"])],
+)
+def test_a_run_of_gentool_0_1_loads_repeats_and_resumes(
+    kind: str, settings: list[str], tmp_path: Path
+) -> None:
+    run = tmp_path / "old"
+    overrides = [a for a in tiny(4, 2, *settings) if a != "--set"]
+    if kind == "restorer":  # (a generator's key: refused)
+        overrides.remove("model.latent_size=16")
+    api.train("gan", overrides=overrides, out=run)
+    as_format_1(run)
+    runs.RunDirectory(run).verify()
+    model = api.load(run)
+    assert model.kind_name() == kind
+    image = Image.fromarray(arrays(1)[0][0][:7, :7])
+    if kind == "generator":
+        assert len(model.generate_images(GenerationRequest(num_samples=2, seed=0))) == 2
+    else:
+        assert model.restore([image])[0].size == (28, 28)
+    invoke("train", "--recipe", run, "--out", tmp_path / "again")  # the same kind, again
+    assert runs.RunDirectory(tmp_path / "again").meta["kind"] == kind
+    invoke("train", "--resume", "--out", run, "--set", "train.max_steps=6", "--override")
+    assert runs.RunDirectory(run).meta["kind"] == kind
+    assert [r["step"] for r in log_lines(run) if "loss" in r] == [2, 4, 6]

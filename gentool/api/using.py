@@ -5,7 +5,6 @@ model (``RunLike``), so that a caller answering many requests (a server) loads i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,7 +14,7 @@ from typing import IO, Any, TypeVar
 
 from gentool import recipes, runs
 from gentool.errors import DataError, GentoolError, OutputError, PluginError, RecipeError, RunError
-from gentool.kinds import data_kind, route
+from gentool.kinds import data_kind, own_keys, route
 from gentool.model import Exportable, Model
 from gentool.plugins import get_registry
 from gentool.tasks import (
@@ -71,11 +70,7 @@ def kind_of(run: runs.RunDirectory) -> tuple[type[Model], dict[str, Any]]:
     except RecipeError as err:
         raise runs.damaged(run.path, f"its recipe names no kind of model here ({err})") from None
     if run.meta.get("format_version") == 1:
-        for section, cls in (("model", kind.config_class), ("train", kind.train_config_class)):
-            table = raw.get(section)
-            if isinstance(table, dict):
-                names = {f.name for f in dataclasses.fields(cls)}
-                raw[section] = {k: v for k, v in table.items() if k in names}
+        raw = own_keys(kind, raw)
     return kind, raw
 
 
