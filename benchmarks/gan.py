@@ -123,8 +123,9 @@ def main() -> None:
     import torch
 
     from gentool.data.images import read_images
-    from gentool.neural.engine import Runtime, fit
-    from gentool_gan.family import GanTrainConfig
+    from gentool.model import Runtime
+    from gentool.neural.engine import fit
+    from gentool_gan.configs import GanTrainConfig
     from gentool_gan.generation import GenerationPair, GenerationTask
     from gentool_gan.networks import Discriminator, Generator
 

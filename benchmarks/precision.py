@@ -88,7 +88,7 @@ def data_arguments(kind: str, tmp: Path) -> dict[str, Any]:
     from gentool.data import default_text_path
 
     if kind == "digits":
-        return {"data": [REPO / "gentool" / "_data" / "digits.npz"]}
+        return {"data": [REPO / "gentool" / "embedded" / "digits.npz"]}
     if kind == "text":
         shakespeare = SHARED / "tinyshakespeare" / "input.txt"
         return {"data": [shakespeare if shakespeare.is_file() else default_text_path()]}
@@ -107,7 +107,7 @@ def measure(case: Case, precision: str, steps: int, tmp: Path, extra: list[str])
     import json
 
     from gentool import api
-    from gentool.neural.engine import Runtime
+    from gentool.model import Runtime
 
     out = Path(tempfile.mkdtemp(dir=tmp)) / "run"
     overrides = [
@@ -171,7 +171,7 @@ def main() -> None:
 
     import torch
 
-    from gentool.neural.engine import native_bf16_cpu, resolve_precision
+    from gentool.neural.devices import native_bf16_cpu, resolve_precision
 
     chosen = [c for c in CASES if c.name in args.families.split(",")]
     if args.quick:

@@ -142,8 +142,8 @@ def main() -> None:
 
     import torch
 
-    from gentool.neural.tokenizers import encode_text, train_tokenizer
     from gentool.neural.engine import Runtime, fit
+    from gentool.neural.tokenizers import encode_text, train_tokenizer
     from gentool_rnn.family import RnnTrainConfig, StreamTask
 
     text = args.data.read_text(encoding="utf-8")

@@ -175,8 +175,8 @@ def main() -> None:
 
     import torch
 
-    from gentool.neural.tokenizers import encode_text, train_tokenizer
     from gentool.neural.engine import Runtime, fit
+    from gentool.neural.tokenizers import encode_text, train_tokenizer
     from gentool_transformer.family import TransformerModelConfig, TransformerTrainConfig
     from gentool_transformer.lm import LanguageModel, WindowTask, build_model
 

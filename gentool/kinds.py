@@ -219,16 +219,63 @@ def route_record(registry: Registry, record: dict[str, Any]) -> tuple[type[Model
     if record.get("kind"):
         raw["kind"] = record["kind"]
     parallel = bool((record.get("data") or {}).get("source"))
-    table = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-    trained_on = [Path(str(p)) for p in table.get("train") or []]
+    table = raw.get("data")
+    trained_on = [
+        Path(str(p)) for p in (table.get("train") or [] if isinstance(table, dict) else [])
+    ]
     kind, raw = route(registry, raw["family"], raw, data_kind(trained_on, parallel))
-    if not record.get("kind"):
-        for section, cls in (("model", kind.config_class), ("train", kind.train_config_class)):
-            values = raw.get(section)
-            if isinstance(values, dict):
-                names = {f.name for f in dataclasses.fields(cls)}
-                raw[section] = {k: v for k, v in values.items() if k in names}
-    return kind, raw
+    return kind, (raw if record.get("kind") else own_keys(kind, raw))
+
+
+def check_keys(registry: Registry, kind: type[Model], raw: dict[str, Any]) -> None:
+    """Refuse a ``[model]`` or ``[train]`` key that ``kind`` lacks but another kind of its
+    family has (``model.conditional`` for a gan restorer), saying which kind it belongs to:
+    "unknown key" would hide that it is the other kind's setting."""
+    kinds = registry.get_family(kind.family)
+    for section, attribute in (("model", "config_class"), ("train", "train_config_class")):
+        table = raw.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in table:
+            if key in _field_names(getattr(kind, attribute)):
+                continue
+            owner = next((k for k in kinds if key in _field_names(getattr(k, attribute))), None)
+            if owner is not None:
+                raise RecipeError(
+                    f"{section}.{key} applies to the {kind.family} "
+                    f"{owner.kind_name()}{_selection(owner)}, not to the {kind.family} "
+                    f"{kind.kind_name()} this recipe trains{_selection(kind, raw)}; drop it"
+                )
+
+
+def own_keys(kind: type[Model], raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with only the ``[model]`` and ``[train]`` keys ``kind``'s configs have. A run
+    of format 1 (gentool 0.1) recorded every key of its family's one config: those of the
+    family's other kinds are dropped when it is loaded or repeated."""
+    raw = dict(raw)
+    for section, attribute in (("model", "config_class"), ("train", "train_config_class")):
+        table = raw.get(section)
+        if isinstance(table, dict):
+            names = _field_names(getattr(kind, attribute))
+            raw[section] = {k: v for k, v in table.items() if k in names}
+    return raw
+
+
+def _field_names(config_class: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_class)}
+
+
+def _selection(kind: type[Model], raw: dict[str, Any] | None = None) -> str:
+    """' (model.task=inpaint)': the selector values that choose ``kind`` (those of ``raw``
+    when given), or '' for a kind chosen otherwise."""
+    model = raw.get("model") if raw is not None else None
+    chosen = []
+    for key, values in kind.selected_by.items():
+        value = model.get(key) if isinstance(model, dict) else None
+        if raw is None or value is not None:
+            shown = value if value is not None else "|".join(values)
+            chosen.append(f"model.{key}={shown}")
+    return f" ({', '.join(chosen)})" if chosen else ""
 
 
 def describe_kind(model: type[Model]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from gentool.cli import _stdin_batches
+from gentool.api import stdin_batches
 from gentool.data import read_parallel, read_tsv
 from gentool.data.images import default_images_path, image_files, read_images
 from gentool.errors import DataError
@@ -160,6 +160,6 @@ def test_multi30k_val_aligns() -> None:
 
 def test_stdin_batches_keep_order_and_size() -> None:
     stream = io.BytesIO("".join(f"line {i}\r\n" for i in range(7)).encode() + b"last")
-    batches = list(_stdin_batches(stream, 3))
+    batches = list(stdin_batches(stream, 3))
     assert [len(b) for b in batches] == [3, 3, 1, 1]
     assert [line for b in batches for line in b] == [*(f"line {i}" for i in range(7)), "last"]

@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from gentool import api, runs  # noqa: E402
-from gentool.family import GenerationRequest  # noqa: E402
+from gentool.tasks import GenerationRequest  # noqa: E402
 from gentool_gan import adversarial, metrics  # noqa: E402
 from gentool_gan.generation import GenerationTask, lerp, slerp  # noqa: E402
 from gentool_gan.networks import Discriminator, Generator  # noqa: E402
@@ -138,7 +138,9 @@ def test_train_writes_a_run_with_samples_and_adversarial_metrics(trained: Path) 
     names = {p.name for p in trained.iterdir()}
     assert {"gentool.json", "model.safetensors", "config.json", "samples.png"} <= names
     assert {"reference.safetensors", "metrics.jsonl"} <= names
-    runs.RunDirectory(trained).verify()
+    run = runs.RunDirectory(trained)
+    run.verify()
+    assert run.kind == "generator"  # `gentool train gan` with no model.task
     assert sorted(p.name for p in (trained / "samples").iterdir()) == ["step-3.png", "step-6.png"]
     grid = Image.open(trained / "samples.png")
     assert grid.size == (8 * (SIZE + 2) + 2,) * 2 and grid.mode == "L"  # 64 samples, 8 x 8
@@ -168,9 +170,10 @@ def test_describe_and_info(trained: Path, conditional: Path) -> None:
     assert info["image_size"] == 28 and info["channels"] == 1 and info["latent_size"] == 16
     assert info["conditional"] is False and info["classes"] == []
     assert info["loss"] == "nonsaturating" and info["parameters"] > 0
-    described = api.load(conditional).describe()
+    model = api.load(conditional)
+    described = model.describe()
     assert described["conditional"] is True
-    assert described["classes"] == ["class0", "class1", "class2"]
+    assert model.classes() == described["classes"] == ["class0", "class1", "class2"]
 
 
 # -- generation -----------------------------------------------------------------------------
@@ -339,6 +342,12 @@ def test_bad_input(tmp_path: Path, data: Path) -> None:
         invoke("train", "gan", "--data", data, *tiny(2, 0, "train.n_critic=0"), ok=False),
         "train.n_critic must be at least 1",
     )
+    assert_error(  # a restorer's setting
+        invoke("train", "gan", "--data", data, *tiny(2, 0, "train.l1_weight=5"), ok=False),
+        "train.l1_weight applies to the gan restorer",
+        "not to the gan generator",
+        "drop it",
+    )
     assert not out.exists() and not (tmp_path / "runs").exists()
 
 
@@ -480,7 +489,7 @@ def moved(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 def test_each_step_trains_one_network_and_batches_are_pure(data: Path) -> None:
-    from gentool_gan.family import GanTrainConfig
+    from gentool_gan.configs import GanTrainConfig
     from gentool_gan.generation import GenerationPair
 
     torch.manual_seed(0)
@@ -489,7 +498,7 @@ def test_each_step_trains_one_network_and_batches_are_pure(data: Path) -> None:
     images = torch.from_numpy(arrays(20)[0][:, None])
     task = GenerationTask(pair, train, images, seed=5, loss_kind="nonsaturating")
     assert [task.phase(s) for s in range(6)] == ["d", "d", "g", "d", "d", "g"]
-    groups = task.param_groups(pair)
+    groups = task.param_groups(pair, train)
     assert {g["lr_scale"] for g in groups} == {1.0, 3.0} and all(
         g["betas"] == (0.5, 0.999) for g in groups
     )
@@ -505,7 +514,7 @@ def test_each_step_trains_one_network_and_batches_are_pure(data: Path) -> None:
         batch = task.train_batch(step, slice(0, 8))
         d_before = [p.clone() for p in pair.discriminator.parameters()]
         g_before = [p.clone() for p in pair.generator.parameters()]
-        loss, _ = task.loss(pair, batch, None)
+        loss = task.loss(pair, batch)
         loss.backward()
         task.on_backward(pair, step + 1)
         optimizer.step()
@@ -524,3 +533,54 @@ def test_each_step_trains_one_network_and_batches_are_pure(data: Path) -> None:
         "diversity",
     } <= set(extras)
     assert task.log_extras() == {}  # means since the last call
+
+
+# -- runs of gentool 0.1 (run format 1) -----------------------------------------------------
+
+# gentool 0.1's one [model] table for both kinds, and the [train] key only restorers use.
+UNION_MODEL = {"latent_size": 100, "conditional": False, "upscale_factor": 4, "mask_size": 0.4}
+UNION_TRAIN = {"l1_weight": 100.0}
+
+
+def as_format_1(run: Path) -> None:
+    """Rewrite a run as gentool 0.1 wrote it: format 1, no kind, every key of the family's
+    one config in its recipe (and in a restorer's config.json), the file list rehashed."""
+    meta = json.loads((run / "gentool.json").read_text())
+    del meta["kind"], meta["recipe"]["kind"]
+    meta["format_version"] = 1
+    meta["recipe"]["model"] = {**UNION_MODEL, **meta["recipe"]["model"]}
+    meta["recipe"]["train"] = {**UNION_TRAIN, **meta["recipe"]["train"]}
+    config = json.loads((run / "config.json").read_text())
+    if config["task"] != "generate":
+        (run / "config.json").write_text(json.dumps({**UNION_MODEL, **config}))
+        meta["files"]["config.json"] = runs.fingerprint(run / "config.json")
+        del meta["files"]["config.json"]["path"]
+    (run / "gentool.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings"),
+    [("generator", []), ("restorer", ["model.task=upscale", "model.image_size=16"])],
+)
+def test_a_run_of_gentool_0_1_loads_repeats_and_resumes(
+    kind: str, settings: list[str], tmp_path: Path
+) -> None:
+    run = tmp_path / "old"
+    overrides = [a for a in tiny(4, 2, *settings) if a != "--set"]
+    if kind == "restorer":  # (a generator's key: refused)
+        overrides.remove("model.latent_size=16")
+    api.train("gan", overrides=overrides, out=run)
+    as_format_1(run)
+    runs.RunDirectory(run).verify()
+    model = api.load(run)
+    assert model.kind_name() == kind
+    image = Image.fromarray(arrays(1)[0][0][:7, :7])
+    if kind == "generator":
+        assert len(model.generate_images(GenerationRequest(num_samples=2, seed=0))) == 2
+    else:
+        assert model.restore([image])[0].size == (28, 28)
+    invoke("train", "--recipe", run, "--out", tmp_path / "again")  # the same kind, again
+    assert runs.RunDirectory(tmp_path / "again").meta["kind"] == kind
+    invoke("train", "--resume", "--out", run, "--set", "train.max_steps=6", "--override")
+    assert runs.RunDirectory(run).meta["kind"] == kind
+    assert [r["step"] for r in log_lines(run) if "loss" in r] == [2, 4, 6]

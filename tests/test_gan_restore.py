@@ -201,6 +201,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Path]) -> 
 def test_train_writes_a_run_with_sample_grids(task: str, trained: dict[str, Path]) -> None:
     run = trained[task]
     runs.RunDirectory(run).verify()
+    assert runs.RunDirectory(run).kind == "restorer"
     names = {p.name for p in run.iterdir()}
     assert {"gentool.json", "model.safetensors", "config.json", "samples.png"} <= names
     assert {p.name for p in (run / "samples").iterdir()} == {"step-2.png", "step-4.png"}
@@ -213,7 +214,7 @@ def test_train_writes_a_run_with_sample_grids(task: str, trained: dict[str, Path
     assert [r["step"] for r in records if "loss" in r] == [2, 4]
     assert all({"loss_d", "d_real", "l1", "loss_g"} <= r.keys() for r in records if "loss" in r)
     model = api.load(run)
-    assert model.tasks == ("restore-image", "score-images")
+    assert model.tasks() == ("score-images", "restore-image")
     info = invoke_json("info", run)["model"]
     assert info["task"] == task and info["width"] == 8 and info["parameters"] > 0
 

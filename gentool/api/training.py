@@ -13,7 +13,7 @@ from typing import Any
 
 from gentool import recipes, runs
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
-from gentool.kinds import PARALLEL, data_kind, route, route_record
+from gentool.kinds import PARALLEL, check_keys, data_kind, own_keys, route
 from gentool.model import Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
@@ -51,6 +51,8 @@ def plan(
     recipe_path = recipes.find_recipe(str(recipe)) if recipe is not None else None
     if recipe_path is not None:
         raw = recipes.read_recipe_file(recipe_path)
+        if recipe_path.is_dir():
+            raw = _with_kind(raw)
     name = family or raw.get("family")
     if not name:
         raise RecipeError("no family given; name one (gentool train ngram) or use --recipe FILE")
@@ -75,6 +77,16 @@ def route_recipe(
     paths = [Path(p) for p in (data or table.get("train") or [])]
     has_source = (parallel is not None and parallel.source is not None) or bool(table.get("source"))
     return route(get_registry(), str(raw["family"]), raw, data_kind(paths, has_source))
+
+
+def _with_kind(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded recipe, to repeat or resume it. gentool 0.1 (run format 1) recorded
+    no kind, and every key of the family's one config: the recipe is routed as its training
+    was, and keeps its kind's keys only (as ``api.kind_of`` loads such a run)."""
+    if recorded.get("kind") or not recorded.get("family"):
+        return recorded
+    kind, raw = route_recipe(recorded)
+    return {**own_keys(kind, raw), "kind": kind.kind_name()}
 
 
 _DATA_OPTIONS = {
@@ -143,6 +155,7 @@ def _resolve(
     parallel: ParallelPaths | None = None,
 ) -> recipes.Recipe:
     """Type ``raw`` against the kind's configs, then apply the command line's choices."""
+    check_keys(get_registry(), kind, raw)
     resolved = recipes.resolve(raw, kind.config_class, kind.train_config_class)
     resolved.kind = kind.kind_name()
     if data:
@@ -307,12 +320,7 @@ def _plan_resume(
             "one pass and writes none)"
         )
     stored = _read_record(stored_path)
-    if not stored.get("kind"):  # gentool 0.1's: its recipe as its kind reads it now
-        old_kind, old_raw = route_record(get_registry(), stored)
-        upgraded = recipes.resolve(old_raw, old_kind.config_class, old_kind.train_config_class)
-        upgraded.kind = old_kind.kind_name()
-        stored["recipe"] = upgraded.as_dict()
-    old = stored["recipe"]
+    old = _with_kind(stored["recipe"])
     finished = stored_path.name == runs.META_FILE
     if family and family != old["family"]:
         raise RecipeError(f"'{out}' is a '{old['family']}' run, not '{family}'; drop the family")
@@ -321,7 +329,7 @@ def _plan_resume(
     raw["kind"] = old.get("kind") or raw.get("kind")  # the run's kind stays
     kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
     resolved = _resolve(raw, kind, data, val, seed, parallel)
-    before = recipes.flatten({"kind": resolved.kind, **old})  # (format 1: no kind recorded)
+    before = recipes.flatten(old)
     after = recipes.flatten(resolved.as_dict())
     changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if changed and not override:

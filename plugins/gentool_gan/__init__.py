@@ -1,18 +1,39 @@
-"""The ``gan`` family: DCGAN image generation (optionally class-conditional), and
-image-to-image restoration (colorize, inpaint, upscale) with a U-Net and a PatchGAN.
+"""The ``gan`` family: two kinds of model trained adversarially on images.
 
-``gentool_gan.generation`` holds the image generator, ``gentool_gan.restoration`` the
-restorers; both train on gentool's engine and save safetensors with a config.json.
+- ``generator`` (model.task=generate, the default): DCGAN image generation, optionally
+  class-conditional (``gentool_gan.generator``);
+- ``restorer`` (model.task=colorize, inpaint or upscale): image-to-image restoration with a
+  U-Net and a PatchGAN (``gentool_gan.restorer``).
+
+Both train on gentool's engine (``adversarial.py``: alternating discriminator and generator
+steps) and save safetensors with a config.json. The kinds' modules import no torch, so that
+registering them does not: the networks and their tasks are in ``generation.py``,
+``restoration.py``, ``networks.py``, ``unet.py``, ``metrics.py`` and ``quality.py``.
 """
 
 from collections.abc import Callable
 
 import gentool
-from gentool_gan.family import GanFamily, GanModelConfig, GanTrainConfig
+from gentool_gan.configs import (
+    GanTrainConfig,
+    GeneratorConfig,
+    RestorerConfig,
+    RestorerTrainConfig,
+)
+from gentool_gan.generator import ImageGenerator
+from gentool_gan.restorer import Restorer
 
-__all__ = ["GanFamily", "GanModelConfig", "GanTrainConfig"]
+__all__ = [
+    "GanTrainConfig",
+    "GeneratorConfig",
+    "ImageGenerator",
+    "Restorer",
+    "RestorerConfig",
+    "RestorerTrainConfig",
+]
 
 
 @gentool.hookimpl
 def register_models(register: Callable[[type], None]) -> None:
-    register(GanFamily)
+    register(ImageGenerator)  # first: `gentool train gan` with no model.task trains it
+    register(Restorer)

@@ -12,7 +12,8 @@ dispatches on ``batch["phase"]``; some parameters get no gradient in a step, hen
 ``find_unused_parameters``. ``train.max_steps`` counts both kinds of step.
 
 A subclass of ``AdversarialPair`` implements ``discriminator_loss`` and ``generator_loss``;
-a subclass of ``AdversarialTask`` implements ``make_batch`` (and ``write_samples``).
+a subclass of ``AdversarialTask`` implements ``make_batch`` (and ``write_samples``). This
+module needs torch: the kinds' modules import it only when they train or load.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import contextlib
 import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from gentool.errors import RecipeError
+from gentool.neural.config import TrainConfig
+from gentool.neural.engine import TrainingTask
 from gentool.runs import is_main_process
+from gentool_gan.configs import check_adversarial
 
 LOSSES = ("nonsaturating", "hinge", "wgan-gp")
 Phase = Literal["d", "g"]
@@ -190,7 +194,7 @@ def seeded(*numbers: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-class AdversarialTask:
+class AdversarialTask(TrainingTask):
     """A ``gentool.neural.engine`` task for an AdversarialPair and a set of real images.
 
     ``images`` are uint8 ``N x C x H x W`` (labels optional); ``val_images`` are held out:
@@ -203,8 +207,8 @@ class AdversarialTask:
     floats in [-1, 1], on its device.
     """
 
-    unit = "images"
-    find_unused_parameters = True
+    unit: ClassVar[str] = "images"
+    find_unused_parameters: ClassVar[bool] = True  # each step trains one of the networks
 
     def __init__(
         self,
@@ -219,7 +223,7 @@ class AdversarialTask:
         loss_kind: str = "nonsaturating",
     ) -> None:
         check_adversarial(train)
-        self.model: nn.Module = model  # fit swaps in the trained (unwrapped) model
+        self.model = model
         self.train = train
         self.seed = seed
         self.run_dir = run_dir
@@ -297,13 +301,11 @@ class AdversarialTask:
         return sample(self.batch_items, generator)[rows]
 
     # -- the loss -----------------------------------------------------------------------------
-    def loss(
-        self, model: nn.Module, batch: dict[str, Any], carry: dict[str, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, None]:
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         loss, stats = model(to_device(batch, _device(model)))
         for name, value in stats.items():
             self._add(name, value)
-        return loss, None
+        return loss
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().float()
@@ -330,15 +332,15 @@ class AdversarialTask:
         return total, count
 
     # -- the engine's hooks -------------------------------------------------------------------
-    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+    def param_groups(self, model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
         """G at ``lr``, D at ``lr * lr_d_scale``; weight decay on matrices only."""
         pair = unwrap(model)
-        betas = (self.train.beta1, self.train.beta2)
+        betas = (config.beta1, config.beta2)
         groups = []
         for net, scale in ((pair.generator, 1.0), (pair.discriminator, self.train.lr_d_scale)):
             params = list(net.parameters())  # (requires_grad toggles with the phase)
             for decay, chosen in (
-                (self.train.weight_decay, [p for p in params if p.dim() >= 2]),
+                (config.weight_decay, [p for p in params if p.dim() >= 2]),
                 (0.0, [p for p in params if p.dim() < 2]),
             ):
                 if chosen:
@@ -396,24 +398,6 @@ class AdversarialTask:
         if fake is not None and real:
             record["diversity"] = fake / real
         return record
-
-
-def check_adversarial(train: Any) -> None:
-    """Reject adversarial settings that cannot train, naming the key."""
-    if train.n_critic < 1:
-        raise RecipeError(f"train.n_critic must be at least 1, got {train.n_critic}")
-    if train.lr_d_scale <= 0:
-        raise RecipeError(f"train.lr_d_scale must be positive, got {train.lr_d_scale}")
-    if not 0 <= train.label_smoothing < 0.5:
-        raise RecipeError(
-            f"train.label_smoothing must be in [0, 0.5), got {train.label_smoothing}; e.g. 0.1"
-        )
-    if not 0 <= train.ema_decay < 1:
-        raise RecipeError(f"train.ema_decay must be in [0, 1), got {train.ema_decay}; e.g. 0.999")
-    if train.gp_weight < 0:
-        raise RecipeError(f"train.gp_weight must not be negative, got {train.gp_weight}")
-    if train.sample_every < 0:
-        raise RecipeError(f"train.sample_every must not be negative, got {train.sample_every}")
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -37,9 +37,10 @@ from torch import nn
 
 from gentool.data.images import ImageSet, read_images
 from gentool.errors import DataError
+from gentool_gan import generation
 
 if TYPE_CHECKING:
-    from gentool_gan.generation import ImageGenerator
+    from gentool_gan.generator import ImageGenerator
 
 CLASSIFIER_VERSION = 3  # part of the feature space's hash: bump when the recipe changes
 FEATURES = 128
@@ -221,7 +222,7 @@ def evaluate_generator(model: ImageGenerator, paths: Sequence[Path]) -> dict[str
             "(a few hundred for stable figures)"
         )
     space = feature_space(real, Path(paths[0]).name, model.size)
-    generated = model.random_images(len(real), seed=SEED).numpy()
+    generated = generation.random_images(model.pair, model.classes(), len(real), SEED).numpy()
     real_features, _ = space(real.images)
     fake_features, fake_probs = space(generated)
     kid_mean, kid_std = kid(fake_features, real_features)
@@ -237,7 +238,7 @@ def evaluate_generator(model: ImageGenerator, paths: Sequence[Path]) -> dict[str
     if space.accuracy is not None:
         metrics["classifier_accuracy"] = space.accuracy
         metrics.update(coverage(fake_probs))
-        if model.num_classes and model.classes == space.classes:
+        if model.classes() and model.classes() == space.classes:
             metrics["conditional_accuracy"] = conditional_accuracy(model, space)
     some = np.random.default_rng(SEED).permutation(len(real))[:MEMORISATION_IMAGES]
     train_dist = nearest_distance(generated[some], model.reference)
@@ -253,10 +254,12 @@ def evaluate_generator(model: ImageGenerator, paths: Sequence[Path]) -> dict[str
 
 def conditional_accuracy(model: ImageGenerator, space: FeatureSpace, per_class: int = 100) -> float:
     """How often the classifier names the class the conditional generator was asked for."""
-    k = model.num_classes
+    k = len(model.classes())
     labels = torch.arange(k).repeat_interleave(per_class)
-    z = torch.randn(len(labels), model.latent_size, generator=torch.Generator().manual_seed(SEED))
-    _, probs = space(model.sample(z, labels).numpy())
+    z = torch.randn(
+        len(labels), model.pair.latent_size, generator=torch.Generator().manual_seed(SEED)
+    )
+    _, probs = space(generation.sample(model.pair, z, labels).numpy())
     return float((probs.argmax(1) == labels.numpy()).mean())
 
 

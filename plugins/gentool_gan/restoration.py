@@ -1,5 +1,7 @@
-"""Image restoration with a conditional GAN (pix2pix: a U-Net generator, a PatchGAN
-discriminator, L1 + adversarial loss): ``model.task`` = colorize, inpaint or upscale.
+"""The tensors of image restoration with a conditional GAN (pix2pix: a U-Net generator, a
+PatchGAN discriminator, L1 + adversarial loss), for ``model.task`` = colorize, inpaint or
+upscale; ``gentool_gan.restorer`` is the kind of model. This module needs torch; the kind
+imports it when used.
 
 Training pairs are made on the fly from clean images, so any image folder trains a
 restorer: each batch degrades its images the task's way, deterministically from the batch
@@ -34,24 +36,18 @@ of the restored images and of the degraded inputs against the clean ones, on 8-b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gentool import runs
 from gentool.data.images import read_images
-from gentool.errors import DataError, RecipeError
-from gentool.family import RESTORE_IMAGE, SCORE_IMAGES, TrainingContext
+from gentool.errors import DataError
 from gentool.output.images import make_grid, save_image
-from gentool.neural.engine import TrainingTask, check_setup, fit
-from gentool.neural.weights import check_weights
 from gentool_gan import quality
 from gentool_gan.adversarial import (
     AdversarialPair,
@@ -66,10 +62,9 @@ from gentool_gan.adversarial import (
     to_uint8,
     unwrap,
 )
-from gentool_gan.family import GanFamily, GanModelConfig, GanTrainConfig
-from gentool_gan.unet import PatchDiscriminator, UNetGenerator, unet_depth
+from gentool_gan.configs import RestorerConfig, RestorerTrainConfig
+from gentool_gan.unet import PatchDiscriminator, UNetGenerator
 
-TASKS = ("colorize", "inpaint", "upscale")
 EVAL_SEED = 0  # the hole positions of `evaluate` (inpaint)
 SAMPLES = 8  # images in a sample grid
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, PIL's RGB -> "L"
@@ -86,7 +81,7 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * weights).sum(1, keepdim=True)
 
 
-def hole_side(config: GanModelConfig, size: int) -> int:
+def hole_side(config: RestorerConfig, size: int) -> int:
     return max(1, min(size, round(config.mask_size * size)))
 
 
@@ -158,8 +153,8 @@ class RestorationPair(AdversarialPair):
         self,
         generator: RestorationGenerator,
         discriminator: PatchDiscriminator,
-        model: GanModelConfig,
-        train: GanTrainConfig,
+        model: RestorerConfig,
+        train: RestorerTrainConfig,
     ) -> None:
         super().__init__(generator, discriminator)
         self.task, self.factor = model.task, model.upscale_factor
@@ -204,7 +199,7 @@ class RestorationTask(AdversarialTask):
     should drive down, rather than the discriminator's loss."""
 
     def __init__(
-        self, model: RestorationPair, config: GanModelConfig, samples: torch.Tensor, **kw: Any
+        self, model: RestorationPair, config: RestorerConfig, samples: torch.Tensor, **kw: Any
     ) -> None:
         super().__init__(model, loss_kind=config.loss, **kw)
         self.config = config
@@ -247,7 +242,7 @@ class RestorationTask(AdversarialTask):
         save_image(grid, self.run_dir / "samples" / f"step-{step}.png")
 
 
-def sample_grid(generator: nn.Module, config: GanModelConfig, clean: torch.Tensor) -> Any:
+def sample_grid(generator: nn.Module, config: RestorerConfig, clean: torch.Tensor) -> Any:
     """One row per image: degraded | restored | clean (the holes at the evaluation seed)."""
     from PIL import Image
 
@@ -264,7 +259,7 @@ def sample_grid(generator: nn.Module, config: GanModelConfig, clean: torch.Tenso
 
 @torch.no_grad()
 def restore_batch(
-    generator: nn.Module, config: GanModelConfig, clean: torch.Tensor
+    generator: nn.Module, config: RestorerConfig, clean: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Degrade clean images (in [-1, 1]) the training way, at the fixed evaluation seed, and
     restore them: (degraded pictures, restored images)."""
@@ -277,31 +272,6 @@ def restore_batch(
     condition = degrade(config.task, clean, mask, config.upscale_factor)
     restored = torch.cat([generator(part) for part in condition.split(256)])
     return degraded_view(config.task, condition, clean.shape[1]), restored
-
-
-def check_config(config: GanModelConfig) -> None:
-    """Reject restoration settings that cannot train, naming the key and a valid value."""
-    if config.task not in TASKS:
-        raise RecipeError(f"model.task '{config.task}' is not a restoration; valid: {TASKS}")
-    if config.image_size < 8:
-        raise RecipeError(f"model.image_size must be at least 8, got {config.image_size}")
-    if config.width < 1:
-        raise RecipeError(f"model.width must be at least 1, got {config.width}")
-    if config.conditional:
-        raise RecipeError(
-            f"model.conditional applies to model.task=generate, not {config.task}; drop it"
-        )
-    if config.task == "upscale":
-        factor, size = config.upscale_factor, config.image_size
-        if factor < 2 or size % factor or size // factor < 2:
-            raise RecipeError(
-                f"model.upscale_factor={factor} must be at least 2 and divide "
-                f"model.image_size={size} into at least 2 pixels; e.g. 4 with image_size 28"
-            )
-    if config.task == "inpaint" and not 0 < config.mask_size < 1:
-        raise RecipeError(f"model.mask_size must be in (0, 1), got {config.mask_size}; e.g. 0.4")
-    if config.task == "colorize" and config.channels == "gray":
-        raise RecipeError("model.task=colorize needs colour images; drop model.channels=gray")
 
 
 def check_colour(images: np.ndarray, source: str) -> None:
@@ -317,234 +287,99 @@ def check_colour(images: np.ndarray, source: str) -> None:
         )
 
 
-# -- the family -------------------------------------------------------------------------------
+# -- restoring and scoring ----------------------------------------------------------------------
 
 
-class Restorer(GanFamily):
-    """A trained restorer: its generator (the moving average when train.ema_decay > 0).
+def build_generator(config: RestorerConfig, channels: int, depth: int) -> RestorationGenerator:
+    return RestorationGenerator(config.task, channels, config.width, depth)
 
-    ``gentool restore RUN IMAGE -o OUT`` by task: colorize gives an RGB image of the input's
-    size (its luminance kept); inpaint fills the transparent pixels of an RGBA/LA image, or
-    the centre square (side mask_size x the short side) of one without alpha, and keeps the
-    input's size and mode; upscale returns an image upscale_factor times larger.
-    """
 
-    # GanFamily.tasks is inferred as a 3-tuple; Family declares tuple[str, ...]
-    tasks = (RESTORE_IMAGE, SCORE_IMAGES)
+@torch.no_grad()
+def restore_images(
+    generator: RestorationGenerator, config: RestorerConfig, images: Sequence[Any]
+) -> list[Any]:
+    """One restored PIL image per input (see the module's table for each task)."""
+    restore_one = {"colorize": colorize, "inpaint": inpaint, "upscale": upscale}[config.task]
+    return [restore_one(generator, config, image) for image in images]
 
-    def __init__(
-        self,
-        generator: RestorationGenerator,
-        config: GanModelConfig,
-        metrics: dict[str, Any] | None = None,
-        samples: Any = None,
-    ) -> None:
-        self.generator = generator.eval().requires_grad_(False)
-        self.config = config  # channels resolved to "gray" or "rgb"
-        self.metrics = metrics or {}
-        self.samples = samples  # the final sample grid (a PIL image), written by save
 
-    @property
-    def channels(self) -> int:
-        return 3 if self.config.channels == "rgb" else 1
+def evaluate_restorer(
+    generator: RestorationGenerator, config: RestorerConfig, paths: Sequence[Path]
+) -> dict[str, Any]:
+    """PSNR (dB) and SSIM of the restored images and of the degraded inputs ('before')
+    against the clean ones, means over images; upscale adds bicubic interpolation of
+    the down-sampled images, the classic reference."""
+    colorize = config.task == "colorize"
+    mode: Literal["auto", "gray", "rgb"] = "auto" if colorize else config.channels
+    images = read_images(list(paths), config.image_size, mode).images
+    if colorize:
+        check_colour(images, ", ".join(map(str, paths)))
+    clean = torch.from_numpy(images).float() / 127.5 - 1
+    degraded, restored = restore_batch(generator, config, clean)
+    results = {"before": degraded, "after": restored}
+    if config.task == "upscale":
+        small = F.avg_pool2d(clean, config.upscale_factor)
+        results["bicubic"] = F.interpolate(
+            small, scale_factor=config.upscale_factor, mode="bicubic"
+        ).clamp(-1, 1)
+    reference = to_unit(clean)
+    metrics: dict[str, Any] = {"task": config.task, "images": len(clean)}
+    for name, pictures in results.items():
+        pictures = to_unit(pictures)
+        metrics[f"psnr_{name}"] = float(quality.psnr(pictures, reference).mean())
+        metrics[f"ssim_{name}"] = float(quality.ssim(pictures, reference).mean())
+    metrics["psnr_gain"] = metrics["psnr_after"] - metrics["psnr_before"]
+    return metrics
 
-    # -- training -------------------------------------------------------------------------
-    @classmethod
-    def train(cls, config: GanModelConfig, context: TrainingContext) -> Restorer:
-        train: GanTrainConfig = context.train
-        run_dir = context.run_dir
-        assert run_dir is not None
-        check_config(config)
-        check_setup(train, context.runtime)
-        # colorize reads "auto" so that gray data is seen (and refused), not made RGB
-        channels = "auto" if config.task == "colorize" else config.channels
-        images = read_images(context.data, config.image_size, channels).images
-        if config.task == "colorize":
-            check_colour(images, f"the training data ({', '.join(map(str, context.data))})")
-        config = GanModelConfig(
-            **{**asdict(config), "channels": "rgb" if images.shape[1] == 3 else "gray"}
+
+# -- one image ------------------------------------------------------------------------------------
+
+
+def colorize(generator: RestorationGenerator, config: RestorerConfig, image: Any) -> Any:
+    from PIL import Image
+
+    gray = image.convert("L")
+    size = config.image_size
+    small = to_tensor(gray.resize((size, size), Image.Resampling.BICUBIC))
+    colour = generator(small)  # (1, 3, S, S)
+    chroma = colour - luminance(colour)  # what colour adds to the gray
+    chroma = F.interpolate(chroma, size=(gray.height, gray.width), mode="bicubic")
+    return to_image((to_tensor(gray) + chroma).clamp(-1, 1))
+
+
+def upscale(generator: RestorationGenerator, config: RestorerConfig, image: Any) -> Any:
+    out_mode = image_mode(image)
+    factor = config.upscale_factor
+    width, height = image.width * factor, image.height * factor
+    if width * height > MAX_PIXELS:
+        raise DataError(
+            f"a {image.width}x{image.height} image upscales to {width}x{height}, more than "
+            f"{MAX_PIXELS // 10**6} million pixels; crop it into smaller pieces first"
         )
-        if context.val is not None:
-            mode = config.channels
-            val: np.ndarray | None = read_images([context.val], config.image_size, mode).images
-        else:
-            cut = len(images) - int(len(images) * train.val_fraction)
-            images, val = (images[:cut], images[cut:]) if cut < len(images) else (images, None)
-        torch.manual_seed(context.seed)
-        c = images.shape[1]
-        depth = unet_depth(config.image_size)
-        generator = RestorationGenerator(config.task, c, config.width, depth)
-        condition_channels = generator.in_channels
-        discriminator = PatchDiscriminator(
-            condition_channels + c, config.width, min(3, depth), config.spectral_norm
-        )
-        pair = RestorationPair(generator, discriminator, config, train)
-        task = RestorationTask(
-            pair,
-            config,
-            torch.from_numpy(images[:SAMPLES]),
-            train=train,
-            images=torch.from_numpy(images),
-            val_images=torch.from_numpy(val) if val is not None else None,
-            seed=context.seed,
-            run_dir=run_dir,
-        )
-        engine_task = cast("TrainingTask", task)  # its model is an AdversarialPair: a Module
-        result = fit(
-            engine_task, train, context.runtime, run_dir, context.log, tracker_config=context.recipe
-        )
-        trained = task.model
-        assert isinstance(trained, AdversarialPair)
-        sampler = trained.sampler()
-        assert isinstance(sampler, RestorationGenerator)
-        samples = sample_grid(sampler, config, torch.from_numpy(images[:SAMPLES]))
-        metrics = {
-            "steps": result.steps,
-            "train_loss": result.train_loss,
-            "val_l1": result.val_loss,
-            "train_images": len(images),
-            "val_images": 0 if val is None else len(val),
-            "images_per_s": result.items_per_second,
-            "train_seconds": result.seconds,
-            "mixed_precision": result.mixed_precision,
-            "parameters": sum(p.numel() for p in sampler.parameters()),
-        }
-        return cls(sampler, config, metrics, samples)
+    small = to_tensor(image.convert(model_mode(config)))
+    pixelated = F.interpolate(small, scale_factor=factor, mode="nearest")
+    return to_image(generator(pixelated)).convert(out_mode)
 
-    # -- persistence ----------------------------------------------------------------------
-    def save(self, directory: Path) -> dict[str, Any]:
-        tensors = {k: v.detach().cpu().numpy() for k, v in self.generator.state_dict().items()}
-        runs.save_tensors(directory / runs.TENSOR_FILE, tensors, self.name)
-        runs.write_json(
-            directory / "config.json",
-            {"model_type": self.name, **asdict(self.config), "depth": self.generator.unet.depth},
-        )
-        if self.samples is not None:
-            save_image(self.samples, directory / "samples.png")
-        return self.metrics
 
-    @classmethod
-    def load(cls, directory: Path, config: GanModelConfig) -> Restorer:
-        try:
-            stored = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-            known = {f.name for f in fields(GanModelConfig)}
-            config = GanModelConfig(**{k: v for k, v in stored.items() if k in known})
-            check_config(config)
-            channels = 3 if config.channels == "rgb" else 1
-            depth = stored.get("depth", unet_depth(config.image_size))
-            # image_size is not in the weights' shapes, depth is: they must agree, so that
-            # the images this model reads and makes are the size it was trained on.
-            if depth != unet_depth(config.image_size):
-                raise ValueError(f"depth {depth} does not fit image_size {config.image_size}")
-        except (OSError, ValueError, TypeError, AttributeError, OverflowError, RecipeError) as err:
-            raise runs.damaged(
-                directory, f"config.json is not a gan restorer's config ({err})"
-            ) from None
+def inpaint(generator: RestorationGenerator, config: RestorerConfig, image: Any) -> Any:
+    from PIL import Image
 
-        def build() -> RestorationGenerator:
-            return RestorationGenerator(config.task, channels, config.width, depth)
+    out_mode = image_mode(image)
+    hole = hole_of(image, config.mask_size)  # (1, 1, H, W), 1 in the hole
+    full = to_tensor(image.convert(model_mode(config)))
+    full = full * (1 - hole) - hole
+    size = config.image_size
+    small = to_tensor(to_image(full).resize((size, size), Image.Resampling.BICUBIC))
+    small_hole = (F.interpolate(hole, size=(size, size), mode="area") > 0).float()
+    small = small * (1 - small_hole) - small_hole  # a pixel partly in the hole is hole
+    filled = generator(torch.cat([small, small_hole], 1))
+    filled = F.interpolate(filled, size=full.shape[-2:], mode="bicubic").clamp(-1, 1)
+    return to_image(hole * filled + (1 - hole) * full).convert(out_mode)
 
-        check_weights(build, directory / runs.TENSOR_FILE)  # before building it for real
-        generator = build()
-        tensors = runs.load_tensors(directory / runs.TENSOR_FILE, cls.name)
-        generator.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
-        return cls(generator, config)
 
-    # -- tasks ----------------------------------------------------------------------------
-    def restore(self, images: Sequence[Any]) -> list[Any]:
-        """One restored PIL image per input (see the module's table for each task)."""
-        restore_one = {
-            "colorize": self._colorize,
-            "inpaint": self._inpaint,
-            "upscale": self._upscale,
-        }[self.config.task]
-        with torch.no_grad():
-            return [restore_one(image) for image in images]
-
-    def evaluate_images(self, paths: Sequence[Path]) -> dict[str, Any]:
-        """PSNR (dB) and SSIM of the restored images and of the degraded inputs ('before')
-        against the clean ones, means over images; upscale adds bicubic interpolation of
-        the down-sampled images, the classic reference."""
-        colorize = self.config.task == "colorize"
-        mode: Literal["auto", "gray", "rgb"] = "auto" if colorize else self.config.channels
-        images = read_images(list(paths), self.config.image_size, mode).images
-        if colorize:
-            check_colour(images, ", ".join(map(str, paths)))
-        clean = torch.from_numpy(images).float() / 127.5 - 1
-        degraded, restored = restore_batch(self.generator, self.config, clean)
-        results = {"before": degraded, "after": restored}
-        if self.config.task == "upscale":
-            small = F.avg_pool2d(clean, self.config.upscale_factor)
-            results["bicubic"] = F.interpolate(
-                small, scale_factor=self.config.upscale_factor, mode="bicubic"
-            ).clamp(-1, 1)
-        reference = to_unit(clean)
-        metrics: dict[str, Any] = {"task": self.config.task, "images": len(clean)}
-        for name, pictures in results.items():
-            pictures = to_unit(pictures)
-            metrics[f"psnr_{name}"] = float(quality.psnr(pictures, reference).mean())
-            metrics[f"ssim_{name}"] = float(quality.ssim(pictures, reference).mean())
-        metrics["psnr_gain"] = metrics["psnr_after"] - metrics["psnr_before"]
-        return metrics
-
-    def describe(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {
-            "task": self.config.task,
-            "image_size": self.config.image_size,
-            "channels": self.config.channels,
-            "width": self.config.width,
-            "depth": self.generator.unet.depth,
-            "parameters": sum(p.numel() for p in self.generator.parameters()),
-        }
-        if self.config.task == "upscale":
-            facts["upscale_factor"] = self.config.upscale_factor
-        if self.config.task == "inpaint":
-            facts["mask_size"] = self.config.mask_size
-        return facts
-
-    # -- one image ------------------------------------------------------------------------
-    def _colorize(self, image: Any) -> Any:
-        from PIL import Image
-
-        gray = image.convert("L")
-        size = self.config.image_size
-        small = to_tensor(gray.resize((size, size), Image.Resampling.BICUBIC))
-        colour = self.generator(small)  # (1, 3, S, S)
-        chroma = colour - luminance(colour)  # what colour adds to the gray
-        chroma = F.interpolate(chroma, size=(gray.height, gray.width), mode="bicubic")
-        return to_image((to_tensor(gray) + chroma).clamp(-1, 1))
-
-    def _upscale(self, image: Any) -> Any:
-        out_mode = image_mode(image)
-        factor = self.config.upscale_factor
-        width, height = image.width * factor, image.height * factor
-        if width * height > MAX_PIXELS:
-            raise DataError(
-                f"a {image.width}x{image.height} image upscales to {width}x{height}, more than "
-                f"{MAX_PIXELS // 10**6} million pixels; crop it into smaller pieces first"
-            )
-        small = to_tensor(image.convert(self.model_mode))
-        pixelated = F.interpolate(small, scale_factor=factor, mode="nearest")
-        return to_image(self.generator(pixelated)).convert(out_mode)
-
-    def _inpaint(self, image: Any) -> Any:
-        from PIL import Image
-
-        out_mode = image_mode(image)
-        hole = hole_of(image, self.config.mask_size)  # (1, 1, H, W), 1 in the hole
-        full = to_tensor(image.convert(self.model_mode))
-        full = full * (1 - hole) - hole
-        size = self.config.image_size
-        small = to_tensor(to_image(full).resize((size, size), Image.Resampling.BICUBIC))
-        small_hole = (F.interpolate(hole, size=(size, size), mode="area") > 0).float()
-        small = small * (1 - small_hole) - small_hole  # a pixel partly in the hole is hole
-        filled = self.generator(torch.cat([small, small_hole], 1))
-        filled = F.interpolate(filled, size=full.shape[-2:], mode="bicubic").clamp(-1, 1)
-        return to_image(hole * filled + (1 - hole) * full).convert(out_mode)
-
-    @property
-    def model_mode(self) -> str:
-        return "RGB" if self.config.channels == "rgb" else "L"
+def model_mode(config: RestorerConfig) -> str:
+    """The PIL mode the model works in: "RGB" or "L"."""
+    return "RGB" if config.channels == "rgb" else "L"
 
 
 # -- PIL <-> tensors ----------------------------------------------------------------------------

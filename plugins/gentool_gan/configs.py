@@ -1,0 +1,133 @@
+"""The gan family's recipe tables, one pair per kind of model (torch-free).
+
+``[model]``: what the two kinds share is ``GanConfig`` (image size, channels, width, the
+adversarial loss); ``GeneratorConfig`` adds the noise and the class labels of a DCGAN,
+``RestorerConfig`` the degradation a restorer undoes. ``model.task`` names the kind:
+``generate`` trains a generator, ``colorize``/``inpaint``/``upscale`` a restorer.
+
+``[train]``: ``GanTrainConfig`` is the engine's table plus the adversarial settings both
+kinds use; ``RestorerTrainConfig`` adds the L1 weight of pix2pix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gentool.errors import RecipeError
+from gentool.neural.config import TrainConfig
+
+RESTORATIONS = ("colorize", "inpaint", "upscale")
+
+
+@dataclass
+class GanConfig:
+    """The [model] settings of every gan kind."""
+
+    image_size: int = 28  # images are resized and center-cropped to this
+    channels: Literal["auto", "gray", "rgb"] = "auto"  # auto: what the data holds
+    width: int = 64  # feature maps of the first/last layer (DCGAN's ngf/ndf)
+    loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
+    spectral_norm: bool = False  # spectral normalisation on D's layers
+
+
+@dataclass
+class GeneratorConfig(GanConfig):
+    """The [model] table of an image generator (DCGAN; image_size 28, 32 or 64)."""
+
+    task: Literal["generate"] = "generate"
+    latent_size: int = 100  # the noise vector z
+    conditional: bool = False  # class-conditional G and D (labels from the data)
+
+
+@dataclass
+class RestorerConfig(GanConfig):
+    """The [model] table of a restorer (U-Net + PatchGAN)."""
+
+    task: Literal["colorize", "inpaint", "upscale"] = "upscale"
+    upscale_factor: int = 4  # upscale: the input is down-sampled by this factor
+    mask_size: float = 0.4  # inpaint: the masked square's side, as a fraction of the image
+
+
+@dataclass
+class GanTrainConfig(TrainConfig):
+    """The [train] table of every gan kind: the engine's settings plus the adversarial ones.
+
+    ``lr`` is the generator's learning rate; the discriminator's is ``lr * lr_d_scale``.
+    """
+
+    max_steps: int = 2000
+    batch_size: int = 64
+    lr: float = 2e-4
+    min_lr: float = 2e-4
+    warmup_steps: int = 0
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+    lr_d_scale: float = 1.0  # TTUR: e.g. 2-4 with hinge loss
+    n_critic: int = 1  # discriminator updates per generator update (5 for wgan-gp)
+    label_smoothing: float = 0.0  # one-sided: real targets are 1 - this
+    gp_weight: float = 10.0  # wgan-gp: the gradient penalty's weight
+    ema_decay: float = 0.999  # the generator's moving average, used for sampling (0: off)
+    sample_every: int = 500  # write samples/step-N.png every N steps (0: only at the end)
+
+
+@dataclass
+class RestorerTrainConfig(GanTrainConfig):
+    """The [train] table of a restorer: the adversarial settings plus pix2pix's L1 term."""
+
+    l1_weight: float = 100.0  # weight of the L1 loss against the clean image
+
+
+def check_adversarial(train: Any) -> None:
+    """Reject adversarial settings that cannot train, naming the key."""
+    if train.n_critic < 1:
+        raise RecipeError(f"train.n_critic must be at least 1, got {train.n_critic}")
+    if train.lr_d_scale <= 0:
+        raise RecipeError(f"train.lr_d_scale must be positive, got {train.lr_d_scale}")
+    if not 0 <= train.label_smoothing < 0.5:
+        raise RecipeError(
+            f"train.label_smoothing must be in [0, 0.5), got {train.label_smoothing}; e.g. 0.1"
+        )
+    if not 0 <= train.ema_decay < 1:
+        raise RecipeError(f"train.ema_decay must be in [0, 1), got {train.ema_decay}; e.g. 0.999")
+    if train.gp_weight < 0:
+        raise RecipeError(f"train.gp_weight must not be negative, got {train.gp_weight}")
+    if train.sample_every < 0:
+        raise RecipeError(f"train.sample_every must not be negative, got {train.sample_every}")
+
+
+def check_width(config: GanConfig) -> None:
+    if config.width < 1:
+        raise RecipeError(f"model.width must be at least 1, got {config.width}")
+
+
+def check_generator(config: GeneratorConfig) -> None:
+    """Reject generator settings that cannot train (image_size is checked by the network's
+    layout, which lists the sizes it has)."""
+    check_width(config)
+    if config.latent_size < 1:
+        raise RecipeError(f"model.latent_size must be at least 1, got {config.latent_size}")
+
+
+def check_restorer(config: RestorerConfig) -> None:
+    """Reject restoration settings that cannot train, naming the key and a valid value."""
+    if config.task not in RESTORATIONS:
+        raise RecipeError(
+            f"model.task '{config.task}' is not a restoration; valid: {', '.join(RESTORATIONS)}"
+        )
+    if config.image_size < 8:
+        raise RecipeError(f"model.image_size must be at least 8, got {config.image_size}")
+    check_width(config)
+    if config.task == "upscale":
+        factor, size = config.upscale_factor, config.image_size
+        if factor < 2 or size % factor or size // factor < 2:
+            raise RecipeError(
+                f"model.upscale_factor={factor} must be at least 2 and divide "
+                f"model.image_size={size} into at least 2 pixels; e.g. 4 with image_size 28"
+            )
+    if config.task == "inpaint" and not 0 < config.mask_size < 1:
+        raise RecipeError(f"model.mask_size must be in (0, 1), got {config.mask_size}; e.g. 0.4")
+    if config.task == "colorize" and config.channels == "gray":
+        raise RecipeError("model.task=colorize needs colour images; drop model.channels=gray")
