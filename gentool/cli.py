@@ -613,6 +613,8 @@ def evaluate(
     """
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
+    if (source is None) != (target is None):
+        raise click.UsageError("translation is scored on --source and --target together")
     metrics = api.evaluate(run, data, source, target)
     record: dict[str, Any] = {"run": run}
     if source is not None:

@@ -201,10 +201,13 @@ def route(
     if not fitting:
         kind = chosen[0]
         picked = ", ".join(f"model.{key}={model[key]}" for key in sorted(selectors & set(model)))
+        trains = _DATA_WORDS.get(kind.trains_on, kind.trains_on)
+        given = _DATA_WORDS.get(data, data)
+        if not picked and len(kinds) == 1:
+            raise RecipeError(f"{family} trains on {trains}, not on {given}; give other data")
         raise RecipeError(
             f"{picked or family} trains a {family} {kind.kind_name()}, which trains on "
-            f"{_DATA_WORDS.get(kind.trains_on, kind.trains_on)}, not on "
-            f"{_DATA_WORDS.get(data, data)}; drop {picked or 'that setting'} or give other data"
+            f"{trains}, not on {given}; drop {picked or 'that setting'} or give other data"
         )
     return fitting[0], raw
 

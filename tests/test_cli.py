@@ -45,7 +45,9 @@ def test_top_level_help_and_version() -> None:
 
 
 def test_models_lists_tasks() -> None:
-    models = {m["name"]: m for m in invoke_json("models")}
+    models = {m["kind"]: m for m in invoke_json("models")}
+    assert models["translator"]["family"] == "transformer"
+    assert models["translator"]["tasks"] == ["translate"]
     assert models["ngram"]["tasks"] == ["generate-text", "score-text"]
     assert models["ngram"]["export_formats"] == ["arpa"]
     assert "ngram" in invoke("models").stdout
@@ -60,12 +62,12 @@ def test_python_dash_m_works_like_the_script() -> None:
 def test_interrupt_exits_130_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gentool_ngram import NGramFamily
+    from gentool_ngram import NGramModel
 
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(NGramFamily, "train", classmethod(interrupted))
+    monkeypatch.setattr(NGramModel, "train", classmethod(interrupted))
     result = invoke("train", "ngram", ok=False)
     assert result.exit_code == 130
     assert "Interrupted" in result.stderr

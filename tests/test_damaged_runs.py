@@ -126,7 +126,7 @@ def test_a_run_of_a_newer_format_asks_for_a_newer_gentool(r: Path) -> None:
     assert_error(
         invoke("generate", "r", ok=False),
         "run 'r' was made by a newer gentool (format 999; gentool",
-        "reads format 1); upgrade gentool",
+        "reads format 2); upgrade gentool",
     )
 
 

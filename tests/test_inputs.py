@@ -220,7 +220,7 @@ def test_other_commands_check_their_numbers_too(tmp_path: Path) -> None:
 def test_generate_json_is_the_same_bytes_as_before(ngram_run: Path) -> None:
     out = invoke("generate", "run", "-n", "4", "--seed", "3", "--json").stdout
     request = GenerationRequest(num_samples=4, seed=3)
-    expected = {"run": "run", "samples": api.load(ngram_run).generate(request)}
+    expected = {"run": "run", "samples": list(api.load(ngram_run).generate(request))}
     assert out == dumps_json(expected) + "\n"
     assert strict_json(out) == expected
 
@@ -494,7 +494,7 @@ def test_a_plugin_that_exits_is_a_load_error(source: str, error: str, tmp_path: 
     fake_distribution(site, "gentool-quitter", source, "quitter")
     result = run_gentool("models", "--json", env=env)
     assert result.returncode == 0, result.stderr
-    assert "ngram" in {m["name"] for m in json.loads(result.stdout)}
+    assert "ngram" in {m["family"] for m in json.loads(result.stdout)}
     assert "plugin 'quitter' (gentool-quitter)" in result.stderr and error in result.stderr
     plugins = {p["name"]: p for p in json.loads(run_gentool("plugins", "--json", env=env).stdout)}
     assert plugins["quitter"]["error"] == error

@@ -42,13 +42,13 @@ def register_commands(cli):
 
 SECOND_NGRAM_AND_HELLO = """
 import gentool
-from gentool_hello import HelloFamily
-from gentool_ngram import NGramFamily
+from gentool_hello import HelloModel
+from gentool_ngram import NGramModel
 
-class Impostor(NGramFamily):
+class Impostor(NGramModel):
     pass
 
-class OtherHello(HelloFamily):
+class OtherHello(HelloModel):
     pass
 
 @gentool.hookimpl
@@ -72,7 +72,7 @@ def test_plugin_is_installed() -> None:
 
 def test_third_party_family_found_through_entry_point_in_subprocess(tmp_path: Path) -> None:
     models = json.loads(run_gentool("models", "--json").stdout)
-    assert {"hello", "ngram"} <= {m["name"] for m in models}
+    assert {"hello", "ngram"} <= {m["family"] for m in models}
     (tmp_path / "t.txt").write_text("abcabc\n")
     assert run_gentool("train", "hello", "--data", "t.txt", "--out", "h").returncode == 0
     first = run_gentool("generate", "h", "--seed", "3", "--max-tokens", "20").stdout
@@ -86,7 +86,7 @@ def test_plugin_command_is_added() -> None:
 
 def test_load_plugins_selects_by_name() -> None:
     result = run_gentool("models", "--json", env={"GENTOOL_LOAD_PLUGINS": "ngram"})
-    assert [m["name"] for m in json.loads(result.stdout)] == ["ngram"]
+    assert [m["family"] for m in json.loads(result.stdout)] == ["ngram"]
     result = run_gentool("plugins", "--json", env={"GENTOOL_LOAD_PLUGINS": ""})
     assert json.loads(result.stdout) == []
     result = run_gentool("train", "ngram", env={"GENTOOL_LOAD_PLUGINS": "hello"})
@@ -136,7 +136,7 @@ def test_two_families_with_one_name_name_both_distributions(tmp_path: Path) -> N
         result.stderr
     )
     models = json.loads(run_gentool("models", "--json", env=_with_site(site)).stdout)
-    assert {m["name"]: m["distribution"] for m in models}["ngram"] == "gentool"
+    assert {m["family"]: m["distribution"] for m in models}["ngram"] == "gentool"
 
 
 def test_help_and_plugins_do_not_import_torch() -> None:

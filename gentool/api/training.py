@@ -61,11 +61,20 @@ def plan(
             f"recipe is for family '{raw['family']}', not '{family}'; drop one of the two"
         )
     raw["family"] = name
+    _check_sides(parallel or ParallelPaths())
     kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
     resolved = _resolve(raw, kind, data, val, seed, parallel)
     if recipe_path is not None and recipe_path.is_dir():
         _find_run_data(recipe_path, resolved, kind)
     return kind, resolved
+
+
+def _check_sides(paths: Any) -> None:
+    """Parallel data comes in pairs of files: both sides, or neither."""
+    if (paths.source is None) != (paths.target is None):
+        raise RecipeError("parallel data needs both --source and --target files; give both")
+    if (paths.val_source is None) != (paths.val_target is None):
+        raise RecipeError("held-out parallel data needs both --val-source and --val-target")
 
 
 def route_recipe(
@@ -165,10 +174,7 @@ def _resolve(
     for key, value in dataclasses.asdict(parallel or ParallelPaths()).items():
         if value is not None:
             setattr(resolved.data, key, str(value))
-    if (resolved.data.source is None) != (resolved.data.target is None):
-        raise RecipeError("parallel data needs both --source and --target files; give both")
-    if (resolved.data.val_source is None) != (resolved.data.val_target is None):
-        raise RecipeError("held-out parallel data needs both --val-source and --val-target")
+    _check_sides(resolved.data)
     if seed is not None:
         resolved.seed = seed
     return resolved
@@ -327,6 +333,7 @@ def _plan_resume(
     raw = recipes.read_recipe_file(recipes.find_recipe(str(recipe))) if recipe else dict(old)
     raw["family"] = old["family"]
     raw["kind"] = old.get("kind") or raw.get("kind")  # the run's kind stays
+    _check_sides(parallel or ParallelPaths())
     kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
     resolved = _resolve(raw, kind, data, val, seed, parallel)
     before = recipes.flatten(old)

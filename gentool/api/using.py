@@ -60,7 +60,14 @@ def kind_of(run: runs.RunDirectory) -> tuple[type[Model], dict[str, Any]]:
     its kind's config no longer has (those of another kind of its family) are dropped."""
     try:
         return route_record(get_registry(), run.meta)
-    except RecipeError as err:
+    except (RecipeError, PluginError) as err:
+        owners = [k.family for k in get_registry().all_kinds() if k.kind_name() == run.kind]
+        if owners and run.family not in owners:
+            raise runs.damaged(
+                run.path,
+                f"{runs.META_FILE} says family '{run.family}' but its recipe is for family "
+                f"'{owners[0]}' (a family mismatch)",
+            ) from None
         raise runs.damaged(run.path, f"its recipe names no kind of model here ({err})") from None
 
 

@@ -12,6 +12,7 @@ Nothing but the header is read, so a lying run is refused in well under a second
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -136,6 +137,13 @@ def load_pretrained(
     import torch
     from transformers import AutoConfig, PreTrainedTokenizerFast
 
+    raw = _read(
+        directory,
+        "config.json",
+        lambda: json.loads((directory / "config.json").read_text(encoding="utf-8")),
+    )
+    if not isinstance(raw, dict):
+        raise runs.damaged(directory, "config.json does not hold a JSON object")
     config = _read(directory, "config.json", lambda: AutoConfig.from_pretrained(str(directory)))
     if config.model_type != model_type:
         raise runs.damaged(
