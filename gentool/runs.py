@@ -754,11 +754,27 @@ def save_tensors(path: Path, tensors: dict[str, Any], family: str) -> None:
     with atomic_path(path) as tmp:
         try:
             save_file(tensors, str(tmp), metadata=metadata)
+            _sort_metadata(tmp)
         except Exception as err:  # a SafetensorError naming the OS error: say which file
             failure = files.as_os_error(err, path.parent)
             if failure is None:
                 raise
             raise OSError(failure.errno, failure.strerror, str(path)) from None
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the header of a safetensors file with its metadata keys sorted, in place: the
+    library keeps metadata in a hash map, so two saves of the same model could differ in
+    their bytes (and sha256). Same keys, same length: the tensors' offsets do not move."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":")).encode()
+        if len(text) > size:  # never: the same JSON, reordered
+            return
+        f.seek(8)
+        f.write(text.ljust(size))
 
 
 @contextlib.contextmanager
