@@ -496,7 +496,9 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_step(tmp_path: 
     wait_for_lines(process, out / runs.METRICS_FILE, 2)
     os.kill(int((pids / "rank-1").read_text()), signal.SIGINT)  # not rank 0, which saves
     _, stderr = process.communicate(timeout=30)
-    assert stderr.count("exitcode  : 130") == 2, stderr  # torchrun's report of each rank
+    # torchrun reports each rank that ended with 130; once one has, it may terminate the
+    # other before that one's own exit (the checkpoint is already written): at least one.
+    assert "exitcode  : 130" in stderr, stderr
     step = checkpoint_steps(out)[-1]
     assert f"interrupted at step {step}; checkpoint written to" in stderr, stderr
     assert read_checkpoint(out / "checkpoints" / f"step-{step}", out)["processes"] == 2
