@@ -412,6 +412,16 @@ def damage_file(name: str) -> Callable[[Path], Any]:
     return lambda step: (step / name).write_bytes((step / name).read_bytes()[:100])
 
 
+def garble_file(name: str) -> Callable[[Path], Any]:
+    """Bytes of the same size, so only loading the file tells."""
+
+    def garble(step: Path) -> None:
+        size = (step / name).stat().st_size
+        (step / name).write_bytes(np.random.default_rng(0).bytes(size))
+
+    return garble
+
+
 @pytest.mark.parametrize(
     ("damage", "fragment"),
     [
@@ -420,6 +430,7 @@ def damage_file(name: str) -> Callable[[Path], Any]:
         (lambda s: edit_json(s / "trainer.json", lambda t: t.update(step=2)), "'step' is 2"),
         (damage_file("model.safetensors"), "'model.safetensors' is truncated or corrupt (100"),
         (damage_file("optimizer.bin"), "'optimizer.bin' is truncated or corrupt (100 bytes"),
+        (garble_file("optimizer.bin"), "it does not load (a file of it is not a pickle of"),
         (lambda s: (s / "carry.safetensors").unlink(), "'carry.safetensors' is missing"),
         (lambda s: (s / "random_states_0.pkl").unlink(), "'random_states_0.pkl' is missing"),
     ],
