@@ -89,6 +89,9 @@ def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+MAX_RECIPE_BYTES = 1 << 20  # shipped recipes are 1-3 KB
+
+
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
     """The raw recipe in a TOML file, or the resolved recipe of a run directory (so
     ``gentool train --recipe runs/NAME`` repeats that run)."""
@@ -97,7 +100,15 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
         return dict(read_run_record(path)["recipe"])
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            # Read once and bounded: a recipe may come through a pipe (<(...), /dev/stdin),
+            # but /dev/zero or a huge file would otherwise fill the memory.
+            text = f.read(MAX_RECIPE_BYTES + 1)
+        if len(text) > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"recipe '{path}' is larger than {MAX_RECIPE_BYTES >> 20} MB, which no recipe "
+                "is; give a .toml recipe, or a shipped recipe's name"
+            )
+        return tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise RecipeError(
             f"recipe '{path}' does not exist; see 'gentool recipes' for the shipped ones"

@@ -457,7 +457,7 @@ def check_output_folder(folder: Path, option: str) -> None:
     check_outside_runs(folder, option)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{option} '{folder}' is a file; name a folder")
-    files.check_can_create(folder / "file", option)
+    files.check_can_create(folder, option, inside=True)
 
 
 class OutputFiles:

@@ -238,26 +238,50 @@ def test_ngram_tables_must_match_the_config(r: Path) -> None:
     assert_error(invoke("info", "r", ok=False), "its n-gram config is incomplete", "not 1-10")
 
 
-@pytest.mark.parametrize(
-    ("table", "value"), [("ngram.2.logprob", math.nan), ("ngram.1.backoff", math.inf)]
-)
-def test_ngram_tables_holding_nan_are_refused(
-    r: Path, corpus_file: Path, table: str, value: float
-) -> None:
+def set_ngram_table(run: Path, table: str, value: float, index: Any = 1) -> None:
+    """Set entries of one n-gram table and record the new checksum (a deliberate edit)."""
     from safetensors.numpy import load_file
 
-    tensors = load_file(str(r / "model.safetensors"))
+    tensors = load_file(str(run / "model.safetensors"))
     tensors[table] = tensors[table].copy()
-    tensors[table][1] = np.float32(value)
-    (r / "model.safetensors").unlink()
-    runs.save_tensors(r / "model.safetensors", tensors, "ngram")
-    rehash(r, "model.safetensors")
-    for command in readers(data=corpus_file):
+    tensors[table][index] = np.float32(value)
+    (run / "model.safetensors").unlink()
+    runs.save_tensors(run / "model.safetensors", tensors, "ngram")
+    rehash(run, "model.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "fragment"),
+    [
+        ("ngram.2.logprob", math.nan, "is NaN or +infinity"),
+        ("ngram.1.backoff", math.inf, "is NaN or +infinity"),
+        # the bounds ARPA import holds a file to: else evaluate reports a perplexity of 0
+        ("ngram.1.logprob", 3.0, "a log-prob is above 0"),
+        ("ngram.1.backoff", 1e30, "a back-off is above 99"),
+    ],
+)
+def test_ngram_tables_a_model_cannot_hold_are_refused(
+    r: Path, corpus_file: Path, table: str, value: float, fragment: str
+) -> None:
+    set_ngram_table(r, table, value)
+    for command in [*readers(data=corpus_file), ["export", "r", "--format", "arpa", "-o", "x"]]:
         assert_error(
             invoke(*command, ok=False),
             "run 'r' is damaged: its n-gram model is inconsistent",
-            "is NaN or +infinity",
+            fragment,
         )
+
+
+def test_ngram_log_probs_past_any_real_model_give_an_infinite_perplexity(
+    r: Path, corpus_file: Path
+) -> None:
+    """-1e38 per token: 10 ** (1e38 / tokens) overflows a float; the result is infinite,
+    which --json writes as null."""
+    for order in (1, 2, 3):
+        set_ngram_table(r, f"ngram.{order}.logprob", -1e38, index=slice(None))
+    result = invoke("evaluate", "r", "--data", corpus_file, "--json")
+    assert json.loads(result.stdout)["metrics"]["perplexity"] is None
+    assert "inf" in invoke("evaluate", "r", "--data", corpus_file).stdout
 
 
 # -- neural runs ----------------------------------------------------------------------------
@@ -388,6 +412,16 @@ def damage_file(name: str) -> Callable[[Path], Any]:
     return lambda step: (step / name).write_bytes((step / name).read_bytes()[:100])
 
 
+def garble_file(name: str) -> Callable[[Path], Any]:
+    """Bytes of the same size, so only loading the file tells."""
+
+    def garble(step: Path) -> None:
+        size = (step / name).stat().st_size
+        (step / name).write_bytes(np.random.default_rng(0).bytes(size))
+
+    return garble
+
+
 @pytest.mark.parametrize(
     ("damage", "fragment"),
     [
@@ -396,6 +430,7 @@ def damage_file(name: str) -> Callable[[Path], Any]:
         (lambda s: edit_json(s / "trainer.json", lambda t: t.update(step=2)), "'step' is 2"),
         (damage_file("model.safetensors"), "'model.safetensors' is truncated or corrupt (100"),
         (damage_file("optimizer.bin"), "'optimizer.bin' is truncated or corrupt (100 bytes"),
+        (garble_file("optimizer.bin"), "it does not load (a file of it is not a pickle of"),
         (lambda s: (s / "carry.safetensors").unlink(), "'carry.safetensors' is missing"),
         (lambda s: (s / "random_states_0.pkl").unlink(), "'random_states_0.pkl' is missing"),
     ],

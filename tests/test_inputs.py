@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -65,6 +66,24 @@ def test_binary_recipe_file(tmp_path: Path) -> None:
     result = invoke("train", "--recipe", "bin.toml", ok=False)
     assert_error(result, "recipe 'bin.toml' is not a TOML text file", "offset 128")
     assert_nothing_written(tmp_path)
+
+
+def test_endless_recipe_stream_is_read_bounded(tmp_path: Path) -> None:
+    """/dev/zero as --recipe filled the memory (a MemoryError traceback under a limit); a
+    recipe through a pipe still works. In a subprocess with 1 GB of address space, so that
+    a regression fails here rather than filling the machine's memory."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    result = run_gentool("train", "--recipe", "/dev/zero", preexec_fn=limit, cwd=tmp_path)
+    assert_error(result, "recipe '/dev/zero' is larger than 1 MB")
+    assert_nothing_written(tmp_path)
+    piped = run_gentool(
+        "train", "--recipe", "/dev/stdin", "--out", "r", input='family = "ngram"', cwd=tmp_path
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert invoke_json("info", "r")["family"] == "ngram"
 
 
 def test_directory_that_is_no_run_as_recipe(tmp_path: Path) -> None:

@@ -574,7 +574,7 @@ def test_generate_into_a_read_only_folder(
         ("--out-dir", "afile/samples", "'afile' is a file, not a folder"),
     ):
         result = invoke("generate", gan_run, "-n", 2, option, path, ok=False)
-        assert_error(result, expected, option)
+        assert_error(result, expected, f"{option} '{path}':")  # the path as given
     assert listing(tmp_path / "ro") == []
 
 

@@ -202,6 +202,9 @@ def load_state(accelerator: Any, checkpoint: Path, run_dir: Path) -> None:
         accelerator.load_state(str(checkpoint))
     except (SafetensorError, OSError, EOFError, pickle.UnpicklingError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if isinstance(err, pickle.UnpicklingError):
+            # not torch's own words: they advise weights_only=False, which runs the pickle
+            first = "a file of it is not a pickle of tensors that torch loads safely"
         raise damaged_checkpoint(checkpoint, run_dir, f"it does not load ({first})") from None
     except (RuntimeError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[-1].strip()

@@ -139,11 +139,12 @@ def remedy(err: OSError, option: str = "location") -> str:
 # -- up-front checks --------------------------------------------------------------------------
 
 
-def check_can_create(path: Path, option: str) -> None:
-    """Fail before any work unless ``path`` can be created: the nearest existing folder above
-    it must let this process create entries. That is tried, not guessed from mode bits, which
-    mislead under root, ACLs, read-only mounts and /proc."""
-    folder = path.parent
+def check_can_create(path: Path, option: str, inside: bool = False) -> None:
+    """Fail before any work unless ``path`` can be created (``inside``: files can be created
+    in the folder ``path``): the nearest existing folder above it must let this process
+    create entries. That is tried, not guessed from mode bits, which mislead under root,
+    ACLs, read-only mounts and /proc."""
+    folder = path if inside else path.parent
     while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from gentool.errors import GentoolError
-from gentool_ngram.lm import BOS, EOS, SPECIAL_TOKENS, NGramLM
+from gentool_ngram.lm import BOS, EOS, MAX_BACKOFF, SPECIAL_TOKENS, NGramLM
 
 UNKNOWN_MISSING_LOGPROB = -100.0  # what KenLM gives <unk> when an ARPA file lacks it
-MAX_BACKOFF = 99.0  # log10: a weight of 10^99
 
 
 # -- writing -----------------------------------------------------------------------------

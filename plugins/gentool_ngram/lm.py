@@ -35,6 +35,8 @@ import numpy as np
 
 from gentool.errors import DataError
 
+MAX_BACKOFF = 99.0  # log10: a weight of 10^99, past any real model's
+
 UNK, BOS, EOS = 0, 1, 2
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 SMOOTHINGS = ("kneser-ney", "add-k", "stupid-backoff")
@@ -76,7 +78,10 @@ class Scores:
         tokens = self.num_tokens if include_oov else self.num_tokens - self.num_oov
         if tokens == 0:
             return math.nan
-        return float(10.0 ** (-self.total_logprob(include_oov) / tokens))
+        try:
+            return float(10.0 ** (-self.total_logprob(include_oov) / tokens))
+        except OverflowError:  # log-probs of -1e38 (a damaged table): no finite perplexity
+            return math.inf
 
     def bits_per_token(self, include_oov: bool = True) -> float:
         """Average negative log2 probability per token (= log2 of the perplexity)."""
@@ -449,6 +454,12 @@ class NGramLM:
             ):
                 if np.isnan(table).any() or np.isposinf(table).any():
                     raise ValueError(f"order {n}: a {kind} is NaN or +infinity")
+            # The bounds ARPA import holds a file to: a chance over 1 makes the perplexity
+            # 0 or negative, a back-off past 10^99 overflows into NaN probabilities.
+            if (self.logprobs[n - 1] > 0).any():
+                raise ValueError(f"order {n}: a log-prob is above 0 (a chance over 1)")
+            if n < self.order and (self.backoffs[n - 1] > MAX_BACKOFF).any():
+                raise ValueError(f"order {n}: a back-off is above {MAX_BACKOFF:g}")
         if not math.isfinite(self.unseen_backoff):
             raise ValueError(f"the unseen back-off is {self.unseen_backoff}, not a number")
 
