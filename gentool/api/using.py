@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gentool import recipes, runs
-from gentool.errors import DataError, GentoolError, OutputError, PluginError, RecipeError, RunError
+from gentool.errors import DataError, OutputError, PluginError, RecipeError, RunError
 from gentool.kinds import route_record
 from gentool.model import Exportable, Model
 from gentool.plugins import get_registry
@@ -165,12 +165,12 @@ def class_index(run: RunLike, label: str | None) -> int | None:
     model = load(run)
     names = model.classes() if isinstance(model, ImageGeneration) else []
     if not names:
-        raise GentoolError(f"the model in this run is not class-conditional; drop --class {label}")
+        raise PluginError(f"the model in this run is not class-conditional; drop --class {label}")
     if label in names:
         return names.index(label)
     if label.isdigit() and int(label) < len(names):
         return int(label)
-    raise GentoolError(f"unknown class '{label}'; this model draws: {', '.join(names)}")
+    raise PluginError(f"unknown class '{label}'; this model draws: {', '.join(names)}")
 
 
 # -- translate --------------------------------------------------------------------------------
@@ -186,9 +186,16 @@ def translate_stream(
 ) -> Iterator[tuple[str, str]]:
     """(source, translation) for each line of the byte stream ``stream``, in order, as soon
     as each batch is done: a file is translated ``batch_size`` lines at a time, while a slow
-    pipe is answered line by line."""
+    pipe is answered line by line. The run is loaded and checked when this is called, not
+    when the first line is asked for."""
     model = require(load(run), Translation, "translate")
-    for batch in stdin_batches(stream, batch_size):
+    return _translate_batches(model, stdin_batches(stream, batch_size), request)
+
+
+def _translate_batches(
+    model: Translation, batches: Iterator[list[str]], request: TranslationRequest
+) -> Iterator[tuple[str, str]]:
+    for batch in batches:
         yield from zip(batch, model.translate(batch, request), strict=True)
 
 
@@ -224,10 +231,11 @@ def _decode(line: bytes, number: int) -> str:
 
 def restore(run: RunLike, source: Path, output: Path, force: bool = False) -> Iterator[Path]:
     """Restore the image ``source`` into ``output``, or every image of the folder ``source``
-    into the folder ``output`` (same relative names, as PNG); yield each file written.
+    into the folder ``output`` (same relative names, as PNG); the iterator writes a file per
+    step and yields its path. Every check (and the load) happens when this is called.
     Nothing is written into a run; existing files are replaced only with ``force``."""
-    from gentool.data.images import image_files, open_image
-    from gentool.output.images import check_image_name, save_image
+    from gentool.data.images import image_files
+    from gentool.output.images import check_image_name
 
     source, output = Path(source), Path(output)
     if not source.exists():
@@ -248,6 +256,15 @@ def restore(run: RunLike, source: Path, output: Path, force: bool = False) -> It
     if existing and not force:
         raise OutputError(f"'{existing[0]}' exists; pass --force to overwrite it")
     model = require(load(run), ImageRestoration, "restore images")
+    return _restore_files(model, inputs, outputs)
+
+
+def _restore_files(
+    model: ImageRestoration, inputs: list[Path], outputs: list[Path]
+) -> Iterator[Path]:
+    from gentool.data.images import open_image
+    from gentool.output.images import save_image
+
     with runs.output_files() as written:
         for path, out in zip(inputs, outputs, strict=True):
             (restored,) = model.restore([open_image(path)])
