@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gentool.options import parse_size as gentool_parse_size
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 SOURCES = [
@@ -47,15 +49,13 @@ SOURCES = [
 BOS, EOS = 0, 1  # ids in the sampler's vocabulary; words follow, most frequent first
 DISCOUNT = 0.75
 SUFFIX = "aeiouysnrltdmk"
-UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def parse_size(text: str) -> int:
-    """'1G' -> 2**30 bytes; K, M, G, T are powers of 1024; a plain number is bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", text.upper())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 100M, 1G)")
-    return int(float(match[1]) * UNITS[match[2]])
+    try:
+        return gentool_parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # -- the source sentences --------------------------------------------------------------------

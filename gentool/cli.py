@@ -17,13 +17,15 @@ import click
 
 from gentool import __version__, api
 from gentool.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, GentoolError
-from gentool.model import Runtime
+from gentool.model import DEFAULT_MEMORY, Runtime
 from gentool.options import (
     SEED,
+    ByteSize,
     FiniteFloatRange,
     checked_stdout,
     complete_families,
     complete_recipes,
+    format_size,
     json_option,
     print_json,
     print_json_list,
@@ -257,6 +259,13 @@ def list_recipes(as_json: bool) -> None:
     metavar="TRACKER",
     help="Also log metrics to an accelerate tracker, e.g. tensorboard (repeatable).",
 )
+@click.option(
+    "--memory",
+    type=ByteSize(),
+    default=format_size(DEFAULT_MEMORY),
+    show_default=True,
+    help="Working memory for counting n-grams (K, M, G); more data is sorted on disk.",
+)
 @json_option
 def train(
     family: str | None,
@@ -276,6 +285,7 @@ def train(
     device: str,
     mixed_precision: str | None,
     log_with: tuple[str, ...],
+    memory: int,
     as_json: bool,
 ) -> None:
     """Train a model of FAMILY (or the recipe's) and write a run directory.
@@ -296,6 +306,7 @@ def train(
     Examples:
       gentool train ngram
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
+      gentool train ngram --data big.txt.gz --set model.tokens=whitespace --memory 4G
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
       gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision auto
       gentool train transformer --source train.en.gz --target train.de.gz \
@@ -318,7 +329,7 @@ def train(
         force=force,
         resume=resume,
         override=override,
-        runtime=Runtime(device=device, log_with=log_with),  # type: ignore[arg-type]
+        runtime=Runtime(device=device, log_with=log_with, memory=memory),  # type: ignore[arg-type]
         log=log,
         parallel=api.ParallelPaths(source, target, val_source, val_target),
     )

@@ -23,6 +23,46 @@ from gentool.runs import META_FILE, dumps_json
 
 F = Callable[..., Any]
 
+# -- sizes: --memory 2G -------------------------------------------------------------------------
+SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '2G', '512M', '100K' (powers of 1024; 'GB', 'GiB' too) or a plain number."""
+    clean = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = clean[-1:] if clean[-1:].isalpha() else ""
+    number = clean.removesuffix(unit)
+    try:
+        value = float(number) * SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"'{text}' is not a size; write e.g. 2G, 512M or 100K") from None
+    if not 1 <= value < 2**63:
+        raise ValueError(f"'{text}' is not a positive size; write e.g. 2G, 512M or 100K")
+    return int(value)
+
+
+def format_size(size: int) -> str:
+    """The shortest exact spelling: 2147483648 -> '2G'."""
+    for unit in ("T", "G", "M", "K"):
+        if size >= SIZE_UNITS[unit] and size % SIZE_UNITS[unit] == 0:
+            return f"{size // SIZE_UNITS[unit]}{unit}"
+    return str(size)
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes, written with K, M, G or T (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout."
 )
