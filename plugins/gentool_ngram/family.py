@@ -18,7 +18,7 @@ import numpy as np
 
 from gentool import runs
 from gentool.data import default_text_path, get_tokenizer
-from gentool.errors import PluginError, RunError
+from gentool.errors import PluginError
 from gentool.model import Exportable, Importable, Model, TrainingContext
 from gentool.options import format_size
 from gentool.tasks import GenerationRequest, TextGeneration, TextScoring
@@ -165,10 +165,14 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
             raise runs.damaged(directory, f"its n-gram config is incomplete ({err})") from None
         # The tables the config describes, before any is read.
         runs.check_tensors(path, NGramLM.tensor_specs(order, len(vocab)))
-        tensors = runs.load_tensors(path, cls.family)
+        # Checked as every family's file is, then mapped rather than read: an order-5
+        # model of a 1 GB corpus is several GB, and a query needs few of its pages.
+        with runs.open_tensors(path, cls.family):
+            pass
         try:
+            _, tensors = streaming.map_safetensors(path)
             lm = NGramLM.from_tensors(tensors, vocab, meta)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise runs.damaged(directory, f"its n-gram model is inconsistent ({err})") from None
         return cls(lm, config, directory)
 

@@ -860,7 +860,11 @@ def count_based(
 
 
 # -- the model file --------------------------------------------------------------------------
-SAFETENSORS_DTYPES = {np.dtype(np.int64): "I64", np.dtype(np.float32): "F32"}
+SAFETENSORS_DTYPES: dict[np.dtype[Any], str] = {
+    np.dtype(np.int64): "I64",
+    np.dtype(np.float32): "F32",
+}
+NUMPY_DTYPES = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
 
 
 def write_safetensors(
@@ -889,16 +893,34 @@ def write_safetensors(
                 shutil.copyfileobj(src, f, 1 << 24)
         f.flush()
         os.fsync(f.fileno())
-    start = 8 + len(text)
+    return _map(path, 8 + len(text), header)
+
+
+def _map(path: Path, start: int, header: dict[str, Any]) -> dict[str, np.ndarray]:
     mapped = {}
-    for name, array in arrays.items():
-        begin = header[name]["data_offsets"][0]
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = NUMPY_DTYPES[info["dtype"]]
+        begin, end = info["data_offsets"]
+        size = (end - begin) // dtype.itemsize
+        if size != math.prod(info["shape"]) or len(info["shape"]) != 1:
+            raise ValueError(f"tensor {name}: shape {info['shape']} does not fit its bytes")
         mapped[name] = (
-            np.memmap(path, array.dtype, "r", offset=start + begin, shape=(array.size,))
-            if array.size
-            else np.zeros(0, array.dtype)
+            np.memmap(path, dtype, "r", offset=start + begin, shape=(size,))
+            if size
+            else np.zeros(0, dtype)
         )
     return mapped
+
+
+def map_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The metadata and 1-d int64/float32 arrays of a safetensors file, memory-mapped:
+    pages are read when used. The file must have passed safetensors' own checks."""
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(length))
+    return header.get("__metadata__", {}), _map(path, 8 + length, header)
 
 
 # -- the whole estimation --------------------------------------------------------------------
