@@ -64,9 +64,11 @@ class Chunking:
         """Working memory within about 3/4 of ``memory`` (the vocabulary comes on top)."""
         return cls(
             text_bytes=int(np.clip(memory // 64, 1 << 16, 1 << 25)),
-            # 1M positions (~40 MB of work) sort fastest per position: they fit the caches.
+            # Pieces of at most ~16 MB per array: 1M positions sort fastest per position
+            # (they fit the caches), and arrays this small are reused by malloc rather than
+            # mapped afresh (and faulted in) each time; larger pieces gain nothing.
             positions=int(np.clip(memory // 128, 1 << 12, 1 << 20)),
-            merge_items=max(memory // 2 // 128, 1 << 12),
+            merge_items=int(np.clip(memory // 2 // 128, 1 << 12, 1 << 21)),
             step=int(np.clip(memory // 16 // 100, 1 << 12, 1 << 21)),
             dense_bytes=max(memory // 2, 1 << 16),
         )
@@ -653,22 +655,22 @@ class DenseWriter:
 
 
 def bincount(
-    index: DiskArray, size: int, chunking: Chunking, scratch: Scratch, name: str
+    index: DiskArray, size: int, dtype: Any, chunking: Chunking, scratch: Scratch, name: str
 ) -> DiskArray:
-    """``np.bincount(index, minlength=size)`` (int64) on disk; the counts are held in parts
-    of ``chunking.dense_bytes``, each piece of the index sorted (random adds are slow)."""
-    out = scratch.appender(name, np.int64)
-    part = max(1, chunking.dense_bytes // 8)
+    """``np.bincount(index, minlength=size)`` on disk, as ``dtype``; the counts are held in
+    parts of ``chunking.dense_bytes``, each piece of the index sorted (random adds are slow)."""
+    out = scratch.appender(name, dtype)
+    part = max(1, chunking.dense_bytes // np.dtype(dtype).itemsize)
     for lo in range(0, size, part):
         hi = min(size, lo + part)
-        counts = np.zeros(hi - lo, dtype=np.int64)
+        counts = np.zeros(hi - lo, dtype=dtype)
         for _, idx in index.chunks(chunking.step):
             if lo > 0 or hi < size:
                 idx = idx[(idx >= lo) & (idx < hi)]
             if idx.size:
                 ordered = np.sort(idx)
                 first = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-                counts[ordered[first] - lo] += np.diff(first, append=ordered.size)
+                counts[ordered[first] - lo] += np.diff(first, append=ordered.size).astype(dtype)
         out.append(counts)
     return out.close()
 
@@ -724,9 +726,12 @@ def kneser_ney(
         else:  # distinct words to the left: how often the n-gram is an (n+1)-gram's suffix
             suffix = tables[n].suffix
             assert suffix is not None
-            adjusted = bincount(suffix, table.size, chunking, scratch, f"o{n}-adjusted.i64")
+            # (counts.dtype holds the corpus's positions: any count, raw or adjusted)
+            adjusted = bincount(
+                suffix, table.size, table.counts.dtype, chunking, scratch, f"o{n}-adjusted"
+            )
             if n == 1:
-                adjusted.write(UNK, np.zeros(2, dtype=np.int64))  # <unk> and <s>
+                adjusted.write(UNK, np.zeros(2, dtype=adjusted.dtype))  # <unk> and <s>
             for start in range(0, table.bos, step):  # begin with <s>: the raw count
                 adjusted.write(start, table.counts.read(start, min(start + step, table.bos)))
         hist = np.zeros(5, dtype=np.int64)
