@@ -104,6 +104,16 @@ def test_every_smoothing_and_order_on_awkward_text(
         assert_same_model(ours, reference)
 
 
+def test_tokenizing_on_worker_processes(tmp_path: Path) -> None:
+    on_two = streaming.Chunking(
+        100, positions=500, merge_items=64, step=64, dense_bytes=256, processes=2
+    )
+    ours = estimate_file(tmp_path, FIXTURE, order=3, chunking=on_two)
+    assert_same_model(ours, NGramLM.estimate(sentences(FIXTURE), order=3))
+    with pytest.raises(DataError, match="NUL byte at offset"):  # a bad piece stops the pool
+        estimate_file(tmp_path, FIXTURE + "\x00", chunking=on_two)
+
+
 @pytest.mark.parametrize("tokens", ["char", "word"])
 def test_other_tokenizers(tmp_path: Path, tokens: str) -> None:
     text = FIXTURE[:2000]

@@ -32,7 +32,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ import numpy as np
 
 from gentool.data import get_tokenizer
 from gentool.errors import DataError
+from gentool.interrupts import INTERRUPTS, threads_started_here_ignore_interrupts
 from gentool_ngram import lm as L
 from gentool_ngram.lm import BOS, EOS, SPECIAL_TOKENS, UNK, NGramLM
 
@@ -58,12 +61,15 @@ class Chunking:
     merge_items: int  # keys held by one merge round, over all runs (~130 bytes each)
     step: int  # table entries per step of a pass (~100 bytes each)
     dense_bytes: int  # a randomly indexed array (probabilities, counts) in parts this big
+    processes: int = 1  # tokenizing processes for large inputs
 
     @classmethod
     def for_memory(cls, memory: int) -> Chunking:
         """Working memory within about 3/4 of ``memory`` (the vocabulary comes on top)."""
+        processes = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
         return cls(
-            text_bytes=int(np.clip(memory // 64, 1 << 16, 1 << 25)),
+            # each tokenizing process holds a piece (the main one: its ids)
+            text_bytes=int(np.clip(memory // 64 // processes, 1 << 16, 1 << 24)),
             # Pieces of at most ~16 MB per array: 1M positions sort fastest per position
             # (they fit the caches), and arrays this small are reused by malloc rather than
             # mapped afresh (and faulted in) each time; larger pieces gain nothing.
@@ -71,6 +77,7 @@ class Chunking:
             merge_items=int(np.clip(memory // 2 // 128, 1 << 12, 1 << 21)),
             step=int(np.clip(memory // 16 // 100, 1 << 12, 1 << 21)),
             dense_bytes=max(memory // 2, 1 << 16),
+            processes=processes,
         )
 
 
@@ -129,7 +136,7 @@ def _index_dtype(limit: int) -> Any:
 
 
 class Scratch:
-    """The working files of one estimation, in one folder, removed by ``close``."""
+    """Names the working files of one estimation in a folder its caller removes."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -234,12 +241,59 @@ class Vocabulary:
         self.index: dict[str, int] = dict.fromkeys(SPECIAL_TOKENS, DROP)
         self.index[EOL] = EOS
 
-    def ids(self, tokens: list[str]) -> np.ndarray:
+    def ids(self, words: list[str], local: np.ndarray) -> np.ndarray:
+        """Ids of a piece given as its own word list (first-occurrence order) and indexes
+        into it (``local_ids``); words not seen before get the next ids, in that order."""
         index = self.index
-        new = [t for t in dict.fromkeys(tokens) if t not in index]  # in first-occurrence order
+        new = [w for w in words if w not in index]
         index.update(zip(new, range(len(self.words), len(self.words) + len(new)), strict=True))
         self.words += new
-        return np.fromiter(map(index.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+        return np.fromiter(map(index.__getitem__, words), np.int32, len(words))[local]
+
+
+def local_ids(text: str, tokens: str) -> tuple[list[str], np.ndarray]:
+    """The piece's tokens (lines, each followed by EOL) as its distinct words in
+    first-occurrence order and each token's index among them: the work of tokenizing,
+    done by worker processes for large inputs; the small dict is also quicker to query."""
+    found = line_tokens(text, tokens)
+    words = list(dict.fromkeys(found))
+    index = dict(zip(words, range(len(words)), strict=True))
+    return words, np.fromiter(map(index.__getitem__, found), np.int32, len(found))
+
+
+def _tokenized(
+    paths: Sequence[Path], tokens: str, chunking: Chunking
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``local_ids`` of each piece of the files, in order; on ``chunking.processes``
+    processes when the files are large. Reading and its checks stay in this process."""
+    pieces = (text for path in paths for text in text_chunks(path, chunking.text_bytes))
+    size = sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
+    if chunking.processes <= 1 or size < 4 * chunking.text_bytes:
+        for text in pieces:
+            yield local_ids(text, tokens)
+        return
+    from concurrent.futures import ProcessPoolExecutor  # 10 ms of imports: only when used
+
+    pool = ProcessPoolExecutor(chunking.processes, initializer=_worker_ignores_interrupts)
+    pending: deque[Any] = deque()  # futures of local_ids
+    try:
+        for text in pieces:
+            # The pool's threads and processes start with the first task; let Ctrl-C
+            # reach this thread only (gentool.interrupts).
+            with threads_started_here_ignore_interrupts():
+                pending.append(pool.submit(local_ids, text, tokens))
+            if len(pending) > chunking.processes:  # a few pieces in flight, not the file
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_ignores_interrupts() -> None:
+    """Ctrl-C stops the main process, which stops the pool; the workers say nothing."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def padded_stream(ids: np.ndarray) -> np.ndarray:
@@ -264,15 +318,14 @@ def tokenize(paths: Sequence[Path], tokens: str, chunking: Chunking, scratch: Sc
     vocab = Vocabulary()
     out = scratch.appender("stream.i32", np.int32)
     sentences = num_tokens = words = 0
-    for path in paths:
-        for text in text_chunks(path, chunking.text_bytes):
-            ids = vocab.ids(line_tokens(text, tokens))
-            ends = int((ids == EOS).sum())
-            stream = padded_stream(ids)
-            sentences += ends
-            num_tokens += ids.size - ends
-            words += stream.size - 2 * ends
-            out.append(stream)
+    for piece_words, local in _tokenized(paths, tokens, chunking):
+        ids = vocab.ids(piece_words, local)
+        ends = int((ids == EOS).sum())
+        stream = padded_stream(ids)
+        sentences += ends
+        num_tokens += ids.size - ends
+        words += stream.size - 2 * ends
+        out.append(stream)
     return Corpus(out.close(), vocab.words, sentences, num_tokens, words)
 
 
@@ -442,8 +495,8 @@ def merge_runs(
     scratch: Scratch,
 ) -> tuple[Table, DiskArray | None]:
     """Merge sorted runs of distinct keys (with counts and suffix) into one sorted table;
-    also each run key's index in it. One round holds ``chunking.step`` keys: from each
-    run, the keys up to the smallest last key of the runs' next blocks."""
+    also each run key's index in it. One round holds ``chunking.merge_items`` keys: from
+    each run, the keys up to the smallest last key of the runs' next blocks."""
     num_runs = len(offsets) - 1
     if num_runs <= 1:  # already one sorted table
         return Table(keys, counts, suffix, bos=0), None
