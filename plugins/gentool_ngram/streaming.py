@@ -535,9 +535,10 @@ def merge_runs(
             pos[j] += t
             at += t
         done += distinct.size
+    table = Table(out_keys.close(), out_counts.close(), out_suffix.close(), bos=0)
+    scratch.measure()  # the most this order holds on disk: its runs and its table
     for array in (keys, counts, suffix):
         array.delete()
-    table = Table(out_keys.close(), out_counts.close(), out_suffix.close(), bos=0)
     return table, ranks
 
 
@@ -926,10 +927,11 @@ NUMPY_DTYPES = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
 
 
 def write_safetensors(
-    path: Path, arrays: dict[str, DiskArray], metadata: dict[str, str]
+    path: Path, arrays: dict[str, DiskArray], metadata: dict[str, str], scratch: Scratch
 ) -> dict[str, np.ndarray]:
-    """Write the arrays as one safetensors file by copying their files; return the arrays
-    memory-mapped from it (read-only): what is not touched is never read."""
+    """Move the arrays into one safetensors file (each array's file is deleted once
+    copied: the disk holds the model about once); return them memory-mapped from it
+    (read-only): what is not touched is never read."""
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     for name, array in arrays.items():
@@ -949,7 +951,9 @@ def write_safetensors(
         for array in arrays.values():
             with open(array.path, "rb") as src:
                 shutil.copyfileobj(src, f, 1 << 24)
-        f.flush()
+            f.flush()
+            scratch.measure()
+            array.delete()
         os.fsync(f.fileno())
     return _map(path, 8 + len(text), header)
 
@@ -1043,6 +1047,10 @@ def estimate_files(
         estimated = count_based(tables, vocab_size, smoothing, k, alpha, chunking, scratch)
     scratch.measure()
     lap("estimate")
+    for table in tables:  # what the model file needs: keys, log-probs, back-offs
+        table.counts.delete()
+        if table.suffix is not None:
+            table.suffix.delete()
     arrays: dict[str, DiskArray] = {}
     for n in range(1, order + 1):
         arrays[f"ngram.{n}.keys"] = tables[n - 1].keys
@@ -1050,14 +1058,7 @@ def estimate_files(
         if n < order:
             arrays[f"ngram.{n}.backoff"] = estimated.backoffs[n - 1]
     tensor_file = folder / "model.safetensors"
-    mapped = write_safetensors(tensor_file, arrays, metadata)
-    for n, table in enumerate(tables, start=1):
-        for array in (table.counts, table.suffix, table.keys):
-            if array is not None:
-                array.delete()
-        estimated.logprobs[n - 1].delete()
-        if n < order:
-            estimated.backoffs[n - 1].delete()
+    mapped = write_safetensors(tensor_file, arrays, metadata, scratch)
     lm = NGramLM(
         corpus.vocab,
         [mapped[f"ngram.{n}.keys"] for n in range(1, order + 1)],
