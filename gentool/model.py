@@ -31,7 +31,6 @@ from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 from gentool.recipes import NoTrainingOptions
 from gentool.tasks import tasks_of
 
-
 DEFAULT_MEMORY = 2 * 2**30  # bytes; see Runtime.memory
 
 

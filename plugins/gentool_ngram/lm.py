@@ -788,10 +788,10 @@ class NGramLM:
         }
 
     @staticmethod
-    def tensor_specs(order: int, vocab_size: int) -> dict[str, tuple[str, tuple[int | None]]]:
+    def tensor_specs(order: int, vocab_size: int) -> dict[str, tuple[str, tuple[int | None, ...]]]:
         """What ``to_tensors`` writes for a model of ``order``: name -> (safetensors dtype,
         shape); None where the size depends on the data."""
-        specs: dict[str, tuple[str, tuple[int | None]]] = {}
+        specs: dict[str, tuple[str, tuple[int | None, ...]]] = {}
         for n in range(1, order + 1):
             size = vocab_size if n == 1 else None  # the unigram table is dense
             specs[f"ngram.{n}.keys"] = ("I64", (size,))
