@@ -32,6 +32,7 @@ from gentool.options import (
     print_table,
     run_argument,
     sampling_options,
+    threads_option,
 )
 from gentool.output import files
 from gentool.runs import RunDirectory, dumps_json
@@ -266,6 +267,7 @@ def list_recipes(as_json: bool) -> None:
     show_default=True,
     help="Working memory for counting n-grams (K, M, G); more data is sorted on disk.",
 )
+@threads_option
 @json_option
 def train(
     family: str | None,
@@ -417,6 +419,7 @@ def import_(
     help="Image models: each sample becomes a latent walk of N frames (a grid row).",
 )
 @click.option("--force", is_flag=True, help="Image models: replace an existing grid or samples.")
+@threads_option
 @json_option
 def generate(
     run: str,
@@ -523,6 +526,7 @@ def generate(
     show_default=True,
     help="Sentences translated together (stdin is read in batches of this size).",
 )
+@threads_option
 @json_option
 def translate(
     run: str,
@@ -569,6 +573,7 @@ def translate(
     help="Image to write (a folder when SOURCE is a folder).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@threads_option
 @json_option
 def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) -> None:
     """Restore SOURCE (an image, or a folder of them) with the model in RUN.
@@ -605,6 +610,7 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
 )
 @click.option("--source", type=click.Path(path_type=Path), help="Translation: source sentences.")
 @click.option("--target", type=click.Path(path_type=Path), help="Translation: references.")
+@threads_option
 @json_option
 def evaluate(
     run: str, data: tuple[str, ...], source: Path | None, target: Path | None, as_json: bool

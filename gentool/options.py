@@ -152,6 +152,27 @@ run_argument = click.argument(
 )
 
 
+def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        from gentool import threads
+
+        threads.set_threads(value)
+
+
+# Every command that computes takes it; applied where torch is imported (gentool.threads).
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    expose_value=False,
+    callback=_set_threads,
+    metavar="N",
+    help="Threads torch computes with (neural models) [default: $GENTOOL_THREADS, else "
+    "torch's: one per core, or $OMP_NUM_THREADS]. On a busy machine, 1 is often fastest "
+    "for small models.",
+)
+
+
 def sampling_options(f: F) -> F:
     """The sampling flags of every generating family."""
     options = [
