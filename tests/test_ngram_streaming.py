@@ -144,6 +144,29 @@ def test_reading_errors_name_the_offset_in_the_file(tmp_path: Path) -> None:
         estimate_file(tmp_path, "<s> a\nb\n", chunking=TINIEST)
 
 
+def test_the_longest_line_is_warned_about_as_read_lines_does(tmp_path: Path) -> None:
+    """In pieces smaller than the line: its number and length in characters, the first of
+    the longest; the same words as warn_long_lines."""
+    from gentool.data.text import LONG_LINE, warn_long_lines
+
+    long = "é " * (LONG_LINE // 2 + 1)  # two bytes a character: long in bytes first
+    path = tmp_path / "flat.txt"
+    path.write_text(f"a b\nc d\n{long}\ne\n{long}\n{long[:-2]}", encoding="utf-8")
+    warned: list[str] = []
+    for _ in streaming.text_chunks(path, 4096, warned.append):
+        pass
+    expected: list[str] = []
+    warn_long_lines(path, read_lines(path), expected.append)
+    assert warned == expected and "line 3 of" in expected[0]
+    warned.clear()
+    for _ in streaming.text_chunks(path, 4096):  # no log: no warning, nothing else changes
+        pass
+    path.write_text("a b\n" * 10, encoding="utf-8")
+    for _ in streaming.text_chunks(path, 4, warned.append):
+        pass
+    assert warned == []
+
+
 def test_unique_matches_numpy_in_both_ways_of_sorting() -> None:
     rng = np.random.default_rng(0)
     for high in (50, 2**40, 2**62):  # small keys are packed with their position

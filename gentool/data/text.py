@@ -75,8 +75,13 @@ def warn_long_lines(path: str | Path, lines: Sequence[str], log: Callable[[str],
     sentence is as long as: the model would learn one sentence start and end from it."""
     longest = max(range(len(lines)), key=lambda i: len(lines[i]), default=None)
     if longest is not None and len(lines[longest]) > LONG_LINE:
-        log(
-            f"warning: line {longest + 1} of '{path}' is {len(lines[longest]):,} characters "
-            "long; models that read one sentence per line learn where sentences start and "
-            "end from line breaks: put one sentence (or paragraph) per line"
-        )
+        log(long_line_warning(path, longest + 1, len(lines[longest])))
+
+
+def long_line_warning(path: str | Path, number: int, length: int) -> str:
+    """What ``warn_long_lines`` says of line ``number`` (from 1), ``length`` characters."""
+    return (
+        f"warning: line {number} of '{path}' is {length:,} characters "
+        "long; models that read one sentence per line learn where sentences start and "
+        "end from line breaks: put one sentence (or paragraph) per line"
+    )

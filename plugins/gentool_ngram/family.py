@@ -96,6 +96,7 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
                 alpha=config.alpha,
                 discount_fallback=tuple(config.discount_fallback),  # type: ignore[arg-type]
                 memory=context.runtime.memory,
+                log=context.log,
             )
         except BaseException:
             scratch.cleanup()

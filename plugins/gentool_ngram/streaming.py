@@ -27,7 +27,6 @@ files count in the page cache, not in the process's resident memory.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -43,6 +42,8 @@ from typing import Any
 import numpy as np
 
 from gentool.data import get_tokenizer
+from gentool.data.files import read_data_blocks
+from gentool.data.text import LONG_LINE, long_line_warning
 from gentool.errors import DataError
 from gentool.interrupts import INTERRUPTS, threads_started_here_ignore_interrupts
 from gentool_ngram import lm as L
@@ -156,12 +157,14 @@ class Scratch:
 
 
 # -- reading and tokenizing ------------------------------------------------------------------
-def text_chunks(path: Path, size: int) -> Iterator[str]:
+def text_chunks(path: Path, size: int, log: Callable[[str], None] | None = None) -> Iterator[str]:
     """The file's text in pieces of whole lines, about ``size`` bytes each.
 
     The same checks, in the same words, as ``gentool.data.read_text``: a missing file, a
-    directory, an empty file, a NUL byte or invalid UTF-8 (with its byte offset) raise
-    DataError. ``.gz`` files are decompressed as they are read.
+    directory or other non-regular file (a FIFO would never end), an empty file, a NUL byte
+    or invalid UTF-8 (with its byte offset), a gzip file that expands absurdly, raise
+    DataError. ``.gz`` files are decompressed as they are read. With ``log``, the warning
+    of ``warn_long_lines`` for the file's longest line past LONG_LINE characters.
     """
     path = Path(path)
     if not path.exists():
@@ -169,23 +172,50 @@ def text_chunks(path: Path, size: int) -> Iterator[str]:
     if path.is_dir():
         raise DataError(f"data path '{path}' is a directory; give a text file")
     offset, pending, blank = 0, b"", True
+    lines = 0  # lines before the piece
+    longest = (0, 0)  # (characters, line number) of the longest line past LONG_LINE
     try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-            while block := f.read(size):
-                data = pending + block
-                cut = data.rfind(b"\n") + 1  # lines stay whole; a long line waits for its end
-                if cut:
-                    blank = blank and not data[:cut].strip()
-                    yield _decode(path, data[:cut], offset)
-                    offset += cut
-                pending = data[cut:]
-            if pending:
-                blank = blank and not pending.strip()
-                yield _decode(path, pending, offset)
+        for block in read_data_blocks(path, gzipped=path.suffix == ".gz", size=size):
+            data = pending + block
+            cut = data.rfind(b"\n") + 1  # lines stay whole; a long line waits for its end
+            if cut:
+                blank = blank and not data[:cut].strip()
+                text = _decode(path, data[:cut], offset)
+                longest = _longer(longest, _longest_line(data[:cut], lines))
+                lines += data.count(b"\n", 0, cut)
+                yield text
+                offset += cut
+            pending = data[cut:]
+        if pending:
+            blank = blank and not pending.strip()
+            text = _decode(path, pending, offset)
+            longest = _longer(longest, _longest_line(pending, lines))
+            yield text
     except (OSError, EOFError) as err:
         raise DataError(f"data file '{path}' cannot be read: {err}") from err
     if blank:
         raise DataError(f"data file '{path}' is empty; give a file with some text")
+    if log is not None and longest[0]:
+        log(long_line_warning(path, longest[1], longest[0]))
+
+
+def _longer(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return b if b[0] > a[0] else a
+
+
+def _longest_line(data: bytes, lines_before: int) -> tuple[int, int]:
+    """(characters, line number) of the longest line in ``data`` (whole lines, valid
+    UTF-8) if it is longer than LONG_LINE characters, else (0, 0); found from the newlines'
+    positions, so the text is decoded again only for lines that long in bytes."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+    starts = np.concatenate(([0], ends + 1))
+    ends = np.concatenate((ends, [len(data)]))
+    best = (0, 0)
+    for i in np.flatnonzero(ends - starts > LONG_LINE):  # bytes >= characters
+        length = len(data[starts[i] : ends[i]].decode("utf-8").removesuffix("\r"))
+        if length > max(LONG_LINE, best[0]):  # the first of the longest, as read_lines
+            best = (length, lines_before + int(i) + 1)
+    return best
 
 
 def _decode(path: Path, raw: bytes, offset: int) -> str:
@@ -262,11 +292,14 @@ def local_ids(text: str, tokens: str) -> tuple[list[str], np.ndarray]:
 
 
 def _tokenized(
-    paths: Sequence[Path], tokens: str, chunking: Chunking
+    paths: Sequence[Path],
+    tokens: str,
+    chunking: Chunking,
+    log: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """``local_ids`` of each piece of the files, in order; on ``chunking.processes``
     processes when the files are large. Reading and its checks stay in this process."""
-    pieces = (text for path in paths for text in text_chunks(path, chunking.text_bytes))
+    pieces = (text for path in paths for text in text_chunks(path, chunking.text_bytes, log))
     size = sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
     if chunking.processes <= 1 or size < 4 * chunking.text_bytes:
         for text in pieces:
@@ -314,11 +347,17 @@ class Corpus:
     words: int  # tokens kept (the others are dropped, as lmplz drops them)
 
 
-def tokenize(paths: Sequence[Path], tokens: str, chunking: Chunking, scratch: Scratch) -> Corpus:
+def tokenize(
+    paths: Sequence[Path],
+    tokens: str,
+    chunking: Chunking,
+    scratch: Scratch,
+    log: Callable[[str], None] | None = None,
+) -> Corpus:
     vocab = Vocabulary()
     out = scratch.appender("stream.i32", np.int32)
     sentences = num_tokens = words = 0
-    for piece_words, local in _tokenized(paths, tokens, chunking):
+    for piece_words, local in _tokenized(paths, tokens, chunking, log):
         ids = vocab.ids(piece_words, local)
         ends = int((ids == EOS).sum())
         stream = padded_stream(ids)
@@ -1010,10 +1049,12 @@ def estimate_files(
     discount_fallback: tuple[float, float, float] = (0.5, 1.0, 1.5),
     memory: int = 2 * 2**30,
     chunking: Chunking | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Result:
     """``NGramLM.estimate`` of the files' sentences (lines, tokenized with ``tokens``),
     equal to the bit, working in ``folder`` within about ``memory`` bytes; the model is
     written to ``folder``/model.safetensors (tagged with ``metadata``) and mapped from it.
+    ``log`` gets the warnings about the data (absurdly long lines).
 
     Raises DataError for unreadable data or too few tokens, ValueError for bad arguments.
     """
@@ -1029,7 +1070,7 @@ def estimate_files(
         seconds[stage] = round(now - clock, 3)
         clock = now
 
-    corpus = tokenize(paths, tokens, chunking, scratch)
+    corpus = tokenize(paths, tokens, chunking, scratch, log)
     if corpus.words < order:
         raise DataError(
             f"the training text has {corpus.words} tokens, fewer than the model order "
