@@ -36,10 +36,16 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"data file '{path}' cannot be read: {err}") from err
     if not raw.strip():
         raise DataError(f"data file '{path}' is empty; give a file with some text")
+    return decode_text(path, raw)
+
+
+def decode_text(path: str | Path, raw: bytes, offset: int = 0) -> str:
+    """``raw`` as UTF-8, or DataError naming the NUL byte or invalid byte and its offset in
+    the file (``raw`` starts ``offset`` bytes into it: readers that stream)."""
     nul = raw.find(b"\x00")
     if nul >= 0:
         raise DataError(
-            f"data file '{path}' is binary, not text (NUL byte at offset {nul}); "
+            f"data file '{path}' is binary, not text (NUL byte at offset {offset + nul}); "
             "give a UTF-8 text file"
         )
     try:
@@ -47,7 +53,7 @@ def read_text(path: str | Path) -> str:
     except UnicodeDecodeError as err:
         raise DataError(
             f"data file '{path}' is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
-            f"{err.start}); convert it, e.g. iconv -f latin1 -t utf-8"
+            f"{offset + err.start}); convert it, e.g. iconv -f latin1 -t utf-8"
         ) from err
 
 

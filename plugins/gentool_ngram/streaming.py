@@ -43,7 +43,7 @@ import numpy as np
 
 from gentool.data import get_tokenizer
 from gentool.data.files import read_data_blocks
-from gentool.data.text import LONG_LINE, long_line_warning
+from gentool.data.text import LONG_LINE, decode_text, long_line_warning
 from gentool.errors import DataError
 from gentool.interrupts import INTERRUPTS, threads_started_here_ignore_interrupts
 from gentool_ngram import lm as L
@@ -180,7 +180,7 @@ def text_chunks(path: Path, size: int, log: Callable[[str], None] | None = None)
             cut = data.rfind(b"\n") + 1  # lines stay whole; a long line waits for its end
             if cut:
                 blank = blank and not data[:cut].strip()
-                text = _decode(path, data[:cut], offset)
+                text = decode_text(path, data[:cut], offset)
                 longest = _longer(longest, _longest_line(data[:cut], lines))
                 lines += data.count(b"\n", 0, cut)
                 yield text
@@ -188,7 +188,7 @@ def text_chunks(path: Path, size: int, log: Callable[[str], None] | None = None)
             pending = data[cut:]
         if pending:
             blank = blank and not pending.strip()
-            text = _decode(path, pending, offset)
+            text = decode_text(path, pending, offset)
             longest = _longer(longest, _longest_line(pending, lines))
             yield text
     except (OSError, EOFError) as err:
@@ -216,22 +216,6 @@ def _longest_line(data: bytes, lines_before: int) -> tuple[int, int]:
         if length > max(LONG_LINE, best[0]):  # the first of the longest, as read_lines
             best = (length, lines_before + int(i) + 1)
     return best
-
-
-def _decode(path: Path, raw: bytes, offset: int) -> str:
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        raise DataError(
-            f"data file '{path}' is binary, not text (NUL byte at offset {offset + nul}); "
-            "give a UTF-8 text file"
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"data file '{path}' is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
-            f"{offset + err.start}); convert it, e.g. iconv -f latin1 -t utf-8"
-        ) from err
 
 
 def line_tokens(text: str, tokens: str) -> list[str]:
