@@ -17,19 +17,22 @@ import click
 
 from gentool import __version__, api
 from gentool.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, GentoolError
-from gentool.model import Runtime
+from gentool.model import DEFAULT_MEMORY, Runtime
 from gentool.options import (
     SEED,
+    ByteSize,
     FiniteFloatRange,
     checked_stdout,
     complete_families,
     complete_recipes,
+    format_size,
     json_option,
     print_json,
     print_json_list,
     print_table,
     run_argument,
     sampling_options,
+    threads_option,
 )
 from gentool.output import files
 from gentool.runs import RunDirectory, dumps_json
@@ -257,6 +260,14 @@ def list_recipes(as_json: bool) -> None:
     metavar="TRACKER",
     help="Also log metrics to an accelerate tracker, e.g. tensorboard (repeatable).",
 )
+@click.option(
+    "--memory",
+    type=ByteSize(),
+    default=format_size(DEFAULT_MEMORY),
+    show_default=True,
+    help="Working memory for counting n-grams (K, M, G); more data is sorted on disk.",
+)
+@threads_option
 @json_option
 def train(
     family: str | None,
@@ -276,6 +287,7 @@ def train(
     device: str,
     mixed_precision: str | None,
     log_with: tuple[str, ...],
+    memory: int,
     as_json: bool,
 ) -> None:
     """Train a model of FAMILY (or the recipe's) and write a run directory.
@@ -296,6 +308,7 @@ def train(
     Examples:
       gentool train ngram
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
+      gentool train ngram --data big.txt.gz --set model.tokens=whitespace --memory 4G
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
       gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision auto
       gentool train transformer --source train.en.gz --target train.de.gz \
@@ -318,7 +331,7 @@ def train(
         force=force,
         resume=resume,
         override=override,
-        runtime=Runtime(device=device, log_with=log_with),  # type: ignore[arg-type]
+        runtime=Runtime(device=device, log_with=log_with, memory=memory),  # type: ignore[arg-type]
         log=log,
         parallel=api.ParallelPaths(source, target, val_source, val_target),
     )
@@ -411,6 +424,7 @@ def import_(
     help="Image models: each sample becomes a latent walk of N frames (a grid row).",
 )
 @click.option("--force", is_flag=True, help="Image models: replace an existing grid or samples.")
+@threads_option
 @json_option
 def generate(
     run: str,
@@ -517,6 +531,7 @@ def generate(
     show_default=True,
     help="Sentences translated together (stdin is read in batches of this size).",
 )
+@threads_option
 @json_option
 def translate(
     run: str,
@@ -563,6 +578,7 @@ def translate(
     help="Image to write (a folder when SOURCE is a folder).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@threads_option
 @json_option
 def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) -> None:
     """Restore SOURCE (an image, or a folder of them) with the model in RUN.
@@ -599,6 +615,7 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
 )
 @click.option("--source", type=click.Path(path_type=Path), help="Translation: source sentences.")
 @click.option("--target", type=click.Path(path_type=Path), help="Translation: references.")
+@threads_option
 @json_option
 def evaluate(
     run: str, data: tuple[str, ...], source: Path | None, target: Path | None, as_json: bool

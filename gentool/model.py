@@ -31,6 +31,8 @@ from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 from gentool.recipes import NoTrainingOptions
 from gentool.tasks import tasks_of
 
+DEFAULT_MEMORY = 2 * 2**30  # bytes; see Runtime.memory
+
 
 @dataclass
 class Runtime:
@@ -42,6 +44,9 @@ class Runtime:
     progress: bool | None = None  # None: when stderr is a terminal
     # Off a terminal (CI, nohup, a pipe): a plain progress line at most this often (seconds)
     plain_every: float = 30.0
+    # Working memory for counting (ngram): larger data is sorted in runs spilled to disk.
+    # The same model whatever the budget, so it is no part of the recipe.
+    memory: int = DEFAULT_MEMORY
 
 
 TrainT = TypeVar("TrainT")

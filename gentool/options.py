@@ -23,6 +23,46 @@ from gentool.runs import META_FILE, dumps_json
 
 F = Callable[..., Any]
 
+# -- sizes: --memory 2G -------------------------------------------------------------------------
+SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '2G', '512M', '100K' (powers of 1024; 'GB', 'GiB' too) or a plain number."""
+    clean = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = clean[-1:] if clean[-1:].isalpha() else ""
+    number = clean.removesuffix(unit)
+    try:
+        value = float(number) * SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"'{text}' is not a size; write e.g. 2G, 512M or 100K") from None
+    if not 1 <= value < 2**63:
+        raise ValueError(f"'{text}' is not a positive size; write e.g. 2G, 512M or 100K")
+    return int(value)
+
+
+def format_size(size: int) -> str:
+    """The shortest exact spelling: 2147483648 -> '2G'."""
+    for unit in ("T", "G", "M", "K"):
+        if size >= SIZE_UNITS[unit] and size % SIZE_UNITS[unit] == 0:
+            return f"{size // SIZE_UNITS[unit]}{unit}"
+    return str(size)
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes, written with K, M, G or T (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout."
 )
@@ -109,6 +149,27 @@ run_argument = click.argument(
     type=click.Path(file_okay=False, path_type=str),
     metavar="RUN",
     shell_complete=complete_runs,
+)
+
+
+def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        from gentool import threads
+
+        threads.set_threads(value)
+
+
+# Every command that computes takes it; applied where torch is imported (gentool.threads).
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    expose_value=False,
+    callback=_set_threads,
+    metavar="N",
+    help="Threads torch computes with (neural models) [default: $GENTOOL_THREADS, else "
+    "torch's: one per core, or $OMP_NUM_THREADS]. On a busy machine, 1 is often fastest "
+    "for small models.",
 )
 
 

@@ -796,11 +796,19 @@ def _opened(path: Path) -> Iterator[Any]:
 
 def load_tensors(path: Path, family: str) -> dict[str, Any]:
     """Read numpy arrays from safetensors written by ``save_tensors`` for ``family``."""
+    with open_tensors(path, family) as f:
+        return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+
+
+@contextlib.contextmanager
+def open_tensors(path: Path, family: str) -> Iterator[Any]:
+    """``safe_open`` of a file written by ``save_tensors`` for ``family``, checked (a
+    family that maps its tensors reads the checked file its own way)."""
     with _opened(path) as f:
         found = (f.metadata() or {}).get("gentool.family")
         if found != family:
             raise RunError(f"'{path}' holds a '{found}' model, not '{family}'; give a {family} run")
-        return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+        yield f
 
 
 #: A tensor as a safetensors header describes it: (dtype, shape), e.g. ("F32", (64, 32)).

@@ -389,9 +389,12 @@ def test_a_gzip_larger_than_memory_is_refused(
 ) -> None:
     monkeypatch.setattr(files, "available_memory", lambda: 200)
     (tmp_path / "c.txt.gz").write_bytes(gzip.compress(corpus.read_bytes()))
-    result = invoke("train", "ngram", "--data", "c.txt.gz", "--out", "r", ok=False)
+    # The rnn reads its data whole; ngram streams it, so memory does not bound it.
+    pytest.importorskip("torch")
+    result = invoke("train", "rnn", "--data", "c.txt.gz", "--out", "r", ok=False)
     assert_error(result, "'c.txt.gz' decompresses to more than 100 bytes, half the memory")
     assert_nothing_written(tmp_path)
+    invoke("train", "ngram", "--data", "c.txt.gz", "--out", "ng")
 
 
 def test_absurdly_long_lines_are_warned_about(tmp_path: Path) -> None:

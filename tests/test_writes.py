@@ -101,13 +101,18 @@ def unreadable(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
 
 
 def disk_full_at_safetensors(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every safetensors write of the ngram family fails as on a full disk."""
+    """Every safetensors write of the ngram family fails as on a full disk: safetensors'
+    own (an imported model), and the trained model's, written as it is estimated."""
     from safetensors import SafetensorError
 
     def save_file(*args: object, **kwargs: object) -> None:
         raise SafetensorError(NO_SPACE)
 
+    def write_safetensors(path: Path, *args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
     monkeypatch.setattr("safetensors.numpy.save_file", save_file)
+    monkeypatch.setattr("gentool_ngram.streaming.write_safetensors", write_safetensors)
 
 
 _DROP = "-dac_override,-dac_read_search,-fowner"

@@ -31,6 +31,7 @@ from gentool.api.using import (
     translate,
     translate_stream,
 )
+from gentool.threads import set_threads  # --threads N: torch's threads for what follows
 
 __all__ = [
     "ImageOutputs",
@@ -52,6 +53,7 @@ __all__ = [
     "recipes",
     "require",
     "restore",
+    "set_threads",
     "stdin_batches",
     "train",
     "translate",

@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from gentool.errors import DataError
@@ -66,18 +67,44 @@ def gunzip(raw: bytes, path: Path, what: str = "data file") -> bytes:
             if len(out) <= limit:
                 continue
             if limit == by_ratio:
-                raise DataError(
-                    f"{what} '{path}' expands more than {GZIP_MAX_RATIO}-fold when "
-                    f"decompressed (past {_size(limit)} from {_size(len(raw))}), which no real "
-                    f"data does; if it is meant, decompress it yourself (gunzip -k '{path}') "
-                    "and give the plain file"
-                )
+                raise _bomb(path, what, limit, len(raw))
             raise DataError(
                 f"{what} '{path}' decompresses to more than {_size(limit)}, half the memory "
                 f"available ({_size(memory or 0)}), and gentool reads data whole; give a "
                 "smaller file, or free memory"
             )
     return bytes(out)
+
+
+def read_data_blocks(
+    path: Path, gzipped: bool, size: int, what: str = "data file"
+) -> Iterator[bytes]:
+    """``read_data_bytes`` in pieces of about ``size`` bytes, for readers that stream: the
+    same checks and the same bound on how far gzip may expand; no bound by memory, as
+    nothing is held whole. Errors are left to the caller as there."""
+    check_regular(path, what)
+    if not gzipped:
+        with open(path, "rb") as f:
+            while block := f.read(size):
+                yield block
+        return
+    compressed = path.stat().st_size
+    limit, seen = max(GZIP_MAX_RATIO * compressed, GZIP_FREE_BYTES), 0
+    with gzip.open(path, "rb") as f:
+        while block := f.read(size):
+            seen += len(block)
+            if seen > limit:
+                raise _bomb(path, what, limit, compressed)
+            yield block
+
+
+def _bomb(path: Path, what: str, limit: int, compressed: int) -> DataError:
+    return DataError(
+        f"{what} '{path}' expands more than {GZIP_MAX_RATIO}-fold when "
+        f"decompressed (past {_size(limit)} from {_size(compressed)}), which no real "
+        f"data does; if it is meant, decompress it yourself (gunzip -k '{path}') "
+        "and give the plain file"
+    )
 
 
 def available_memory() -> int | None:

@@ -36,10 +36,16 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"data file '{path}' cannot be read: {err}") from err
     if not raw.strip():
         raise DataError(f"data file '{path}' is empty; give a file with some text")
+    return decode_text(path, raw)
+
+
+def decode_text(path: str | Path, raw: bytes, offset: int = 0) -> str:
+    """``raw`` as UTF-8, or DataError naming the NUL byte or invalid byte and its offset in
+    the file (``raw`` starts ``offset`` bytes into it: readers that stream)."""
     nul = raw.find(b"\x00")
     if nul >= 0:
         raise DataError(
-            f"data file '{path}' is binary, not text (NUL byte at offset {nul}); "
+            f"data file '{path}' is binary, not text (NUL byte at offset {offset + nul}); "
             "give a UTF-8 text file"
         )
     try:
@@ -47,7 +53,7 @@ def read_text(path: str | Path) -> str:
     except UnicodeDecodeError as err:
         raise DataError(
             f"data file '{path}' is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
-            f"{err.start}); convert it, e.g. iconv -f latin1 -t utf-8"
+            f"{offset + err.start}); convert it, e.g. iconv -f latin1 -t utf-8"
         ) from err
 
 
@@ -75,8 +81,13 @@ def warn_long_lines(path: str | Path, lines: Sequence[str], log: Callable[[str],
     sentence is as long as: the model would learn one sentence start and end from it."""
     longest = max(range(len(lines)), key=lambda i: len(lines[i]), default=None)
     if longest is not None and len(lines[longest]) > LONG_LINE:
-        log(
-            f"warning: line {longest + 1} of '{path}' is {len(lines[longest]):,} characters "
-            "long; models that read one sentence per line learn where sentences start and "
-            "end from line breaks: put one sentence (or paragraph) per line"
-        )
+        log(long_line_warning(path, longest + 1, len(lines[longest])))
+
+
+def long_line_warning(path: str | Path, number: int, length: int) -> str:
+    """What ``warn_long_lines`` says of line ``number`` (from 1), ``length`` characters."""
+    return (
+        f"warning: line {number} of '{path}' is {length:,} characters "
+        "long; models that read one sentence per line learn where sentences start and "
+        "end from line breaks: put one sentence (or paragraph) per line"
+    )

@@ -16,18 +16,20 @@ so that a kind's module can import ``TrainConfig`` and ``require_neural`` at its
 
 from __future__ import annotations
 
+from gentool import threads
 from gentool.errors import GentoolError
 from gentool.interrupts import threads_started_here_ignore_interrupts
 
 
 def require_neural() -> None:
     """Raise a GentoolError saying what to install unless torch, transformers, accelerate and
-    tokenizers import; quiet transformers' own progress bars (gentool reports progress)."""
+    tokenizers import; quiet transformers' own progress bars (gentool reports progress); give
+    torch the threads ``--threads`` / GENTOOL_THREADS asked for (gentool.threads)."""
     try:
         with threads_started_here_ignore_interrupts():  # see gentool.interrupts
             import accelerate  # noqa: F401
             import tokenizers  # noqa: F401
-            import torch  # noqa: F401
+            import torch
             import transformers
     except ImportError as err:
         raise GentoolError(
@@ -35,3 +37,4 @@ def require_neural() -> None:
         ) from None
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    threads.apply(torch)

@@ -6,8 +6,10 @@ The numbers live in ``lm.py`` (estimation, scoring) and ``arpa.py`` (KenLM's for
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,16 +17,18 @@ from typing import Any, Literal
 import numpy as np
 
 from gentool import runs
-from gentool.data import default_text_path, get_tokenizer, read_lines
-from gentool.data.text import warn_long_lines
+from gentool.data import default_text_path, get_tokenizer
 from gentool.errors import PluginError
 from gentool.model import Exportable, Importable, Model, TrainingContext
+from gentool.options import format_size
 from gentool.tasks import GenerationRequest, TextGeneration, TextScoring
-from gentool_ngram.lm import BOS, EOS, UNK, NGramLM
+from gentool_ngram import streaming
+from gentool_ngram.lm import BOS, EOS, UNK, NGramLM, ScoreSums
 from gentool_ngram.sampling import sample_token
 
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.json"
+SCORE_BYTES = 1 << 22  # evaluate reads and scores its text in pieces this big
 
 
 @dataclass
@@ -55,20 +59,6 @@ class NGramConfig:
             )
 
 
-def read_sentences(
-    paths: Sequence[Path], tokens: str, log: Callable[[str], None] | None = None
-) -> list[list[str]]:
-    """One sentence per line, tokenized; with ``log``, a warning for absurdly long lines."""
-    split = get_tokenizer(tokens).split
-    sentences = []
-    for path in paths:
-        lines = read_lines(path)
-        if log is not None:
-            warn_long_lines(path, lines, log)
-        sentences += [split(line) for line in lines]
-    return sentences
-
-
 class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
     family = "ngram"
     description = "Markov chain of order N over chars or words, Kneser-Ney smoothed"
@@ -82,20 +72,36 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
         self.config = config
         self.directory = directory
         self.training: dict[str, Any] = {}
+        # A trained model's tables map this safetensors file (in _scratch, until saved).
+        self._tensor_file: Path | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     # -- training and persistence -------------------------------------------------------
     @classmethod
     def train(cls, config: NGramConfig, context: TrainingContext[Any]) -> NGramModel:
-        started = time.perf_counter()
-        sentences = read_sentences(context.data, config.tokens, context.log)
-        lm = NGramLM.estimate(
-            sentences,
-            order=config.order,
-            smoothing=config.smoothing,
-            k=config.k,
-            alpha=config.alpha,
-            discount_fallback=tuple(config.discount_fallback),  # type: ignore[arg-type]
+        # Counted within --memory: what does not fit is sorted in runs on disk, in a
+        # scratch folder inside the run being built (removed with it on failure).
+        scratch = tempfile.TemporaryDirectory(
+            prefix=".ngram-", dir=context.run_dir, ignore_cleanup_errors=True
         )
+        try:
+            result = streaming.estimate_files(
+                context.data,
+                config.tokens,
+                Path(scratch.name),
+                _tensor_metadata(),
+                order=config.order,
+                smoothing=config.smoothing,
+                k=config.k,
+                alpha=config.alpha,
+                discount_fallback=tuple(config.discount_fallback),  # type: ignore[arg-type]
+                memory=context.runtime.memory,
+                log=context.log,
+            )
+        except BaseException:
+            scratch.cleanup()
+            raise
+        lm = result.lm
         if lm.discount_fallback_orders:
             orders = ", ".join(map(str, lm.discount_fallback_orders))
             context.log(
@@ -103,25 +109,41 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
                 f"corpus; using the fallback {config.discount_fallback} (model.discount_fallback)"
             )
         model = cls(lm, config)
+        model._tensor_file, model._scratch = result.tensor_file, scratch
         model.training = {
-            "sentences": len(sentences),
-            "tokens": sum(len(s) for s in sentences),
+            "sentences": result.sentences,
+            "tokens": result.tokens,
             "vocab_size": len(lm.vocab),
             "ngrams": lm.ngram_counts(),
-            "train_seconds": round(time.perf_counter() - started, 3),
+            "train_seconds": round(sum(result.seconds.values()), 3),
         }
         if context.val is not None:
             val = model.evaluate_text([context.val])
             model.training.update({f"val_{k}": v for k, v in val.items()})
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
         context.log(
             f"ngram order {config.order} ({config.tokens} tokens, {config.smoothing}): "
             f"{model.training['tokens']} tokens, vocabulary {len(lm.vocab)}, "
-            f"n-grams per order {lm.ngram_counts()}"
+            f"n-grams per order {lm.ngram_counts()}; {stages}; memory "
+            f"{format_size(context.runtime.memory)}, at most "
+            f"{result.spilled_bytes / 2**20:,.0f} MB on disk"
         )
         return model
 
     def save(self, directory: Path) -> dict[str, Any]:
-        runs.save_tensors(directory / runs.TENSOR_FILE, self.lm.to_tensors(), self.family)
+        target = directory / runs.TENSOR_FILE
+        if self._tensor_file is None:
+            runs.save_tensors(target, self.lm.to_tensors(), self.family)
+        elif self._tensor_file != target:
+            with runs.atomic_path(target) as tmp:
+                try:  # the trained model's file: moved into the run, not copied
+                    os.replace(self._tensor_file, tmp)
+                    self._tensor_file = target
+                except OSError:  # another file system
+                    shutil.copyfile(self._tensor_file, tmp)
+            if self._scratch is not None and self._tensor_file == target:
+                self._scratch.cleanup()
+                self._scratch = None
         runs.write_json(directory / VOCAB_FILE, self.lm.vocab)
         runs.write_json(
             directory / CONFIG_FILE,
@@ -144,10 +166,14 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
             raise runs.damaged(directory, f"its n-gram config is incomplete ({err})") from None
         # The tables the config describes, before any is read.
         runs.check_tensors(path, NGramLM.tensor_specs(order, len(vocab)))
-        tensors = runs.load_tensors(path, cls.family)
+        # Checked as every family's file is, then mapped rather than read: an order-5
+        # model of a 1 GB corpus is several GB, and a query needs few of its pages.
+        with runs.open_tensors(path, cls.family):
+            pass
         try:
+            _, tensors = streaming.map_safetensors(path)
             lm = NGramLM.from_tensors(tensors, vocab, meta)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise runs.damaged(directory, f"its n-gram model is inconsistent ({err})") from None
         return cls(lm, config, directory)
 
@@ -180,13 +206,15 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
             yield tokenizer.join([*prompt, *new])
 
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
-        scores = self.lm.score(read_sentences(paths, self.config.tokens))
+        sums = ScoreSums()  # the text is read and scored in pieces, never held whole
+        for sentences in streaming.read_sentences(paths, self.config.tokens, SCORE_BYTES):
+            sums += self.lm.score(sentences).sums()
         metrics = {
-            "tokens": scores.num_tokens,
-            "oov": scores.num_oov,
-            "perplexity": scores.perplexity(include_oov=True),
-            "perplexity_excluding_oov": scores.perplexity(include_oov=False),
-            "bits_per_token": scores.bits_per_token(),
+            "tokens": sums.tokens,
+            "oov": sums.oov,
+            "perplexity": sums.perplexity(include_oov=True),
+            "perplexity_excluding_oov": sums.perplexity(include_oov=False),
+            "bits_per_token": sums.bits_per_token(),
         }
         if not self.lm.normalized:
             metrics["normalized"] = False  # stupid backoff: scores, not probabilities
@@ -229,3 +257,8 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
         model = cls(lm, config)
         model.training = {"vocab_size": len(lm.vocab), "ngrams": lm.ngram_counts()}
         return model, config
+
+
+def _tensor_metadata() -> dict[str, str]:
+    """What runs.save_tensors tags a model file with (the trained model writes its own)."""
+    return {"gentool.family": NGramModel.family, "gentool.format": str(runs.FORMAT_VERSION)}

@@ -69,26 +69,61 @@ class Scores:
         mask = slice(None) if include_oov else ~self.oov
         return float(self.logprobs[mask].sum())
 
+    def sums(self) -> ScoreSums:
+        """What the perplexities need; the sums of text scored in pieces add up."""
+        return ScoreSums(
+            self.total_logprob(True), self.total_logprob(False), self.num_tokens, self.num_oov
+        )
+
     def perplexity(self, include_oov: bool = True) -> float:
-        """KenLM query's "Perplexity including/excluding OOVs": 10^(-total / tokens).
+        """KenLM query's "Perplexity including/excluding OOVs" (see ScoreSums.perplexity)."""
+        return self.sums().perplexity(include_oov)
+
+    def bits_per_token(self, include_oov: bool = True) -> float:
+        """Average negative log2 probability per token (= log2 of the perplexity)."""
+        return self.sums().bits_per_token(include_oov)
+
+
+@dataclass(frozen=True)
+class ScoreSums:
+    """Sums over scored text: log10 probabilities (all tokens, and without the OOV tokens'
+    own terms), predicted tokens and OOVs. ``a + b`` is the text of both."""
+
+    logprob: float = 0.0
+    logprob_in_vocab: float = 0.0
+    tokens: int = 0
+    oov: int = 0
+
+    def __add__(self, other: ScoreSums) -> ScoreSums:
+        return ScoreSums(
+            self.logprob + other.logprob,
+            self.logprob_in_vocab + other.logprob_in_vocab,
+            self.tokens + other.tokens,
+            self.oov + other.oov,
+        )
+
+    def perplexity(self, include_oov: bool = True) -> float:
+        """10^(-total / tokens), as KenLM's ``query`` prints it.
 
         Excluding OOVs drops each OOV token's own probability and count (the words after it
         are still scored in its context). NaN when no token is left.
         """
-        tokens = self.num_tokens if include_oov else self.num_tokens - self.num_oov
+        total, tokens = self._total(include_oov)
         if tokens == 0:
             return math.nan
         try:
-            return float(10.0 ** (-self.total_logprob(include_oov) / tokens))
+            return float(10.0 ** (-total / tokens))
         except OverflowError:  # log-probs of -1e38 (a damaged table): no finite perplexity
             return math.inf
 
     def bits_per_token(self, include_oov: bool = True) -> float:
-        """Average negative log2 probability per token (= log2 of the perplexity)."""
-        tokens = self.num_tokens if include_oov else self.num_tokens - self.num_oov
-        if tokens == 0:
-            return math.nan
-        return float(-self.total_logprob(include_oov) * math.log2(10.0) / tokens)
+        total, tokens = self._total(include_oov)
+        return float(-total * math.log2(10.0) / tokens) if tokens else math.nan
+
+    def _total(self, include_oov: bool) -> tuple[float, int]:
+        if include_oov:
+            return self.logprob, self.tokens
+        return self.logprob_in_vocab, self.tokens - self.oov
 
 
 # -- corpus -> padded id stream ----------------------------------------------------------
@@ -310,10 +345,7 @@ def _kneser_ney(
     context h is gamma(h); n-grams that are no context (ending in </s>) get back-off 1.
     """
     adjusted = _kn_adjusted_counts(c, order)
-    # Arithmetic in float32, operation by operation as lmplz, so the numbers agree to the bit
-    # up to the rounding of log10 (see _log10f).
-    f32 = np.float32
-    uniform = f32(1.0 / float(f32(c.keys[0].size - 1)))  # V excludes <s>, never predicted
+    uniform = kn_uniform(c.keys[0].size)
     discounts: dict[int, tuple[float, float, float]] = {}
     fallback_orders: list[int] = []
     probs: list[np.ndarray] = []  # (C_n,) float32 interpolated probabilities
@@ -326,27 +358,73 @@ def _kneser_ney(
         discounts[n], used = _kn_discounts(hist, fallback)
         if used:
             fallback_orders.append(n)
-        table = np.array([0.0, *discounts[n]], dtype=f32)
-        bucket = np.minimum(a, 3)  # (C_n,) 0, 1, 2 or 3+
+        table = kn_table(discounts[n])
         parent = c.parent(n)
         num_contexts = 1 if n == 1 else c.keys[n - 2].size
-        total = _per_context(parent, a.astype(np.float64), num_contexts).astype(f32)  # A(h)
-        gamma = np.zeros(num_contexts, dtype=f32)
-        for j in (1, 2, 3):  # gamma += Dj * N_j(h), in this order
-            n_j = _per_context(parent, (bucket == j).astype(np.float64), num_contexts)
-            gamma = gamma + table[j] * n_j.astype(f32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gamma = np.where(total > 0, gamma / total, f32(0))
+        sums = [_per_context(parent, x, num_contexts) for x in (a, *kn_buckets(a))]
+        total, gamma = kn_context(sums, table)
         lower = uniform if n == 1 else probs[n - 2][c.suffix[n - 1]]
-        p = (a.astype(f32) - table[bucket]) / total[parent] + gamma[parent] * lower
+        p = kn_probs(a, table, total[parent], gamma[parent], lower)
         if n == 1:
             p[BOS] = 1.0
         probs.append(p)
         gammas.append(gamma)
         is_context.append(total > 0)
-    logprobs = [np.minimum(0.0, _log10f(p)) for p in probs]
-    backoffs = [_log10f(np.where(is_context[n], gammas[n], f32(1))) for n in range(1, order)]
+    logprobs = [kn_logprob(p) for p in probs]
+    backoffs = [kn_backoff(gammas[n], is_context[n]) for n in range(1, order)]
     return logprobs, backoffs, discounts, fallback_orders
+
+
+# The arithmetic of Kneser-Ney element by element, shared with the streaming estimator
+# (streaming.py), which applies it to pieces of the same arrays: equal numbers by design.
+def kn_uniform(vocab_size: int) -> np.float32:
+    """1/V in float32, V the vocabulary without <s> (never predicted)."""
+    return np.float32(1.0 / float(np.float32(vocab_size - 1)))
+
+
+def kn_table(discounts: tuple[float, float, float]) -> np.ndarray:
+    """(4,) float32 discount by bucket: 0, D1, D2, D3+."""
+    return np.array([0.0, *discounts], dtype=np.float32)
+
+
+def kn_buckets(a: np.ndarray) -> list[np.ndarray]:
+    """Indicators of adjusted count 1, 2 and 3+ (what gamma counts per context)."""
+    bucket = np.minimum(a, 3)
+    return [bucket == j for j in (1, 2, 3)]
+
+
+def kn_context(sums: Sequence[np.ndarray], table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per context, from integer-valued sums (A, N1, N2, N3): total A(h) and gamma(h), float32.
+
+    Arithmetic in float32, operation by operation as lmplz, so the numbers agree to the bit
+    up to the rounding of log10 (see _log10f). The sums are exact integers (in float64 or
+    int64), so how they were added up does not matter.
+    """
+    f32 = np.float32
+    total = np.asarray(sums[0]).astype(np.float64).astype(f32)
+    gamma = np.zeros(total.size, dtype=f32)
+    for j in (1, 2, 3):  # gamma += Dj * N_j(h), in this order
+        gamma = gamma + table[j] * np.asarray(sums[j]).astype(np.float64).astype(f32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma = np.where(total > 0, gamma / total, f32(0))
+    return total, gamma
+
+
+def kn_probs(
+    a: np.ndarray, table: np.ndarray, total: np.ndarray, gamma: np.ndarray, lower: Any
+) -> np.ndarray:
+    """p(w | h) = (a - D(a)) / A(h) + gamma(h) p(w | h'), float32, for n-grams with adjusted
+    count ``a`` and their context's ``total`` and ``gamma``; ``lower`` is p(w | h')."""
+    return (a.astype(np.float32) - table[np.minimum(a, 3)]) / total + gamma * lower
+
+
+def kn_logprob(p: np.ndarray) -> np.ndarray:
+    return np.minimum(0.0, _log10f(p))
+
+
+def kn_backoff(gamma: np.ndarray, is_context: np.ndarray) -> np.ndarray:
+    """log10 gamma(h); 0 for an n-gram that is no context (ends in </s>)."""
+    return _log10f(np.where(is_context, gamma, np.float32(1)))
 
 
 def _context_totals(c: _Counts, order: int) -> list[np.ndarray]:
@@ -359,17 +437,15 @@ def _context_totals(c: _Counts, order: int) -> list[np.ndarray]:
 
 def _add_k(c: _Counts, order: int, k: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Lidstone smoothing whose prior is the next-lower order (see NGramLM.estimate)."""
-    vocab_size = c.keys[0].size - 1  # V: <unk>, </s> and the words; never <s>
-    kv = k * vocab_size
+    kv = addk_kv(k, c.keys[0].size)
     totals = _context_totals(c, order)
-    unigram = c.counts[0].astype(np.float64)
-    probs = [(unigram + k) / (unigram.sum() + kv)]
+    probs = [addk_unigram(c.counts[0], int(c.counts[0].sum()), k, kv)]
     for n in range(2, order + 1):
         total = totals[n - 2][c.parent(n)]
-        probs.append((c.counts[n - 1] + kv * probs[-1][c.suffix[n - 1]]) / (total + kv))
+        probs.append(addk_probs(c.counts[n - 1], total, probs[-1][c.suffix[n - 1]], kv))
     probs[0][BOS] = 1.0
     logprobs = [_log10(p) for p in probs]
-    backoffs = [_log10(kv / (t + kv)) for t in totals]
+    backoffs = [addk_backoff(t, kv) for t in totals]
     return logprobs, backoffs
 
 
@@ -378,14 +454,31 @@ def _stupid_backoff(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Brants et al. (2007) relative frequencies; back-off alpha per order skipped."""
     totals = _context_totals(c, order)
-    unigram = c.counts[0].astype(np.float64)
-    probs = [unigram / unigram.sum()]
+    probs = [c.counts[0] / float(c.counts[0].sum())]
     for n in range(2, order + 1):
         probs.append(c.counts[n - 1] / totals[n - 2][c.parent(n)])
     probs[0][BOS] = 1.0
     logprobs = [_log10(p) for p in probs]
     backoffs = [np.full(c.keys[n - 1].size, math.log10(alpha)) for n in range(1, order)]
     return logprobs, backoffs
+
+
+# add-k element by element, shared with streaming.py (float64 throughout).
+def addk_kv(k: float, vocab_size: int) -> float:
+    """k V, V = every word, <unk> and </s>, not <s> (never predicted)."""
+    return k * (vocab_size - 1)
+
+
+def addk_unigram(counts: np.ndarray, num_tokens: int, k: float, kv: float) -> np.ndarray:
+    return (counts.astype(np.float64) + k) / (float(num_tokens) + kv)
+
+
+def addk_probs(counts: np.ndarray, total: np.ndarray, lower: np.ndarray, kv: float) -> np.ndarray:
+    return (counts + kv * lower) / (total + kv)
+
+
+def addk_backoff(total: np.ndarray, kv: float) -> np.ndarray:
+    return _log10(kv / (total + kv))
 
 
 # -- the model ---------------------------------------------------------------------------
@@ -412,6 +505,7 @@ class NGramLM:
         discount_fallback_orders: list[int] | None = None,
         unseen_backoff: float = 0.0,
         params: dict[str, float] | None = None,
+        check: bool = True,
     ) -> None:
         self.order = len(keys)
         self.vocab = list(vocab)
@@ -425,7 +519,8 @@ class NGramLM:
         self.unseen_backoff = float(unseen_backoff)
         self.params = dict(params or {})  # k / alpha, for the record
         self._index: dict[str, int] | None = None
-        self._validate()
+        if check:  # off for tables built sorted (streaming.py): checking reads every page
+            self._validate()
 
     def _validate(self) -> None:
         """Shapes and invariants every code path relies on (ValueError if broken)."""
@@ -444,7 +539,10 @@ class NGramLM:
                 n < self.order and self.backoffs[n - 1].shape != keys.shape
             ):
                 raise ValueError(f"order {n}: keys, log-probs and back-offs differ in length")
-            if keys.size > 1 and not (np.diff(keys) > 0).all():
+            step = 1 << 22  # in pieces: a large model's tables need no copies
+            if any(
+                not (np.diff(keys[i : i + step + 1]) > 0).all() for i in range(0, keys.size, step)
+            ):
                 raise ValueError(f"order {n}: keys are not strictly increasing")
             if n > 1 and keys.size and not (keys[0] >= 0 and keys[-1] < self.keys[n - 2].size * v):
                 raise ValueError(f"order {n}: keys point outside the order {n - 1} table")
@@ -690,10 +788,10 @@ class NGramLM:
         }
 
     @staticmethod
-    def tensor_specs(order: int, vocab_size: int) -> dict[str, tuple[str, tuple[int | None]]]:
+    def tensor_specs(order: int, vocab_size: int) -> dict[str, tuple[str, tuple[int | None, ...]]]:
         """What ``to_tensors`` writes for a model of ``order``: name -> (safetensors dtype,
         shape); None where the size depends on the data."""
-        specs: dict[str, tuple[str, tuple[int | None]]] = {}
+        specs: dict[str, tuple[str, tuple[int | None, ...]]] = {}
         for n in range(1, order + 1):
             size = vocab_size if n == 1 else None  # the unigram table is dense
             specs[f"ngram.{n}.keys"] = ("I64", (size,))
