@@ -25,7 +25,7 @@ from gentool.data import read_parallel
 from gentool.data.images import read_images
 from gentool.errors import RecipeError
 from gentool.family import Family
-from gentool.kinds import PARALLEL, route
+from gentool.kinds import MUSIC, PARALLEL, route
 from gentool.model import Model, TrainingContext
 from gentool.plugins import get_registry
 from gentool.tasks import (
@@ -66,6 +66,7 @@ GAN = ["model.width=4", "train.sample_every=0", *NEURAL]
 # until the line is here.
 KINDS: dict[str, tuple[str, list[str]]] = {
     "ngram": ("ngram", []),
+    "ngram-music": ("ngram", []),
     "hello": ("hello", []),
     "rnn": ("rnn", [*NEURAL, "train.seq_len=16", *RNN]),
     "transformer-lm": (
@@ -81,10 +82,11 @@ KINDS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def kind_of(family: str, overrides: list[str]) -> type[Model]:
-    """The kind ``gentool train FAMILY --set ...`` trains, on text or on parallel data."""
+def kind_of(family: str, overrides: list[str], name: str = "") -> type[Model]:
+    """The kind ``gentool train FAMILY --set ...`` trains, on text or on parallel data; or
+    on music, for the kinds named ``...-music`` in KINDS."""
     raw = recipes.with_overrides({"family": family}, overrides)
-    for data in (None, PARALLEL):
+    for data in (MUSIC,) if name.endswith("-music") else (None, PARALLEL):
         try:
             return route(get_registry(), family, raw, data)[0]
         except RecipeError:
@@ -95,7 +97,7 @@ def kind_of(family: str, overrides: list[str]) -> type[Model]:
 @pytest.mark.parametrize("name", sorted(KINDS))
 def test_builtin_kind_conforms(name: str, tmp_path: Path) -> None:
     family, overrides = KINDS[name]
-    kind = kind_of(family, overrides)
+    kind = kind_of(family, overrides, name)
     report = check_model(kind, overrides=overrides, tmp_path=tmp_path)
     assert (report.family, report.kind) == (family, kind.kind_name())
     assert "gentool.json" in report.files
@@ -116,7 +118,9 @@ def test_every_builtin_kind_is_checked() -> None:
         for kind in registry.all_kinds()
         if registry.owners[kind.family].distribution in ("gentool", "gentool-hello")
     }
-    checked = {kind_of(f, overrides) for f, overrides in KINDS.values() if f in registry.kinds}
+    checked = {
+        kind_of(f, overrides, name) for name, (f, overrides) in KINDS.items() if f in registry.kinds
+    }
     assert builtin <= checked, sorted(k.__qualname__ for k in builtin - checked)
 
 

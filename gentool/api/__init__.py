@@ -16,12 +16,15 @@ from gentool.api.catalog import models, plugins, recipes
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
     ImageOutputs,
+    MusicOutputs,
     RunLike,
     class_index,
     evaluate,
+    evaluate_music,
     export,
     generate,
     generate_images,
+    generate_music,
     info,
     kind_of,
     load,
@@ -34,6 +37,9 @@ from gentool.api.using import (
 
 __all__ = [
     "ImageOutputs",
+    "MusicOutputs",
+    "evaluate_music",
+    "generate_music",
     "ParallelPaths",
     "RunLike",
     "class_index",

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from gentool.output.images import save_image
 from gentool.music.stats import notes_of
+from gentool.output.images import save_image
 
 # Margins (pixels): pitch labels on the left; the legend and the bar numbers above.
 LEFT, RIGHT, TOP, BOTTOM = 40, 8, 30, 8
