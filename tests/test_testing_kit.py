@@ -59,6 +59,7 @@ RNN = ["model.hidden_size=16", "model.embedding_size=8", "model.num_layers=1"]
 TRANSFORMER = ["model.d_model=16", "model.num_layers=1", "model.num_heads=2", "model.d_ff=32",
                "model.context_length=32"]  # fmt: skip
 NEURAL = ["train.max_steps=2", "train.batch_size=4", "train.eval_batches=1"]
+MUSIC_STEPS = ["train.max_steps=20", "train.batch_size=4", "train.eval_batches=1"]
 GAN = ["model.width=4", "train.sample_every=0", *NEURAL]
 
 # Every kind built into gentool (and the test plugin's), by its family and the --set values
@@ -77,6 +78,9 @@ KINDS: dict[str, tuple[str, list[str]]] = {
         "transformer",
         ["model.arch=encoder-decoder", *NEURAL, "train.bleu_pairs=2", *TRANSFORMER],
     ),  # fmt: skip
+    # Music kinds sample under REMI's grammar: a few steps give playable notes.
+    "rnn-music": ("rnn", [*MUSIC_STEPS, "train.seq_len=16", *RNN]),
+    "transformer-music": ("transformer", [*MUSIC_STEPS, "train.seq_len=16", *TRANSFORMER]),
     "gan-generator": ("gan", ["model.task=generate", "model.latent_size=8", *GAN]),
     "gan-restorer": ("gan", ["model.task=colorize", "model.image_size=16", *GAN]),
 }

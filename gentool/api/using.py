@@ -414,7 +414,12 @@ def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
     run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
     model = load(run_dir)
     details = {k: v for k, v in run_dir.meta.items() if k != "files"}
-    return {"run": str(run_dir.path), **details, "model": model.describe()}
+    facts = model.describe()
+    if isinstance(model, MusicGeneration):  # what its tokens are, for every music kind
+        from gentool.music.compose import music_facts
+
+        facts["music_tokenizer"] = music_facts(model.music_tokenizer())
+    return {"run": str(run_dir.path), **details, "model": facts}
 
 
 def export(run: RunLike, fmt: str, output: str | Path, force: bool = False) -> Path:

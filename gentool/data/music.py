@@ -401,6 +401,34 @@ class MusicTokenizer:
         except KeyError as err:
             raise DataError(f"'{err.args[0]}' is not a token of this music tokenizer") from None
 
+    def grammar(self) -> Any:
+        """Which token may follow which, as REMI's grammar says by token type: a (V, V)
+        numpy bool array, ``[previous, next]``. ``Bar TimeSig (Position [Tempo] ([Program]
+        Pitch Velocity Duration)+)*``; a piece starts (after BOS) with a Bar and may end
+        (BOS, EOS) after a note. Sampling under it gives streams that ``repair`` rarely needs
+        to touch (the values, positions going back in time, are still checked there)."""
+        import numpy as np
+
+        note = ["Program"] if self.config.programs else ["Pitch", "PitchDrum"]
+        follows = {
+            "BOS": ["Bar"],
+            "Bar": ["TimeSig"],
+            "TimeSig": ["Position"],
+            "Position": ["Tempo", *note],
+            "Tempo": note,
+            "Program": ["Pitch", "PitchDrum"],
+            "Pitch": ["Velocity"],
+            "PitchDrum": ["Velocity"],
+            "Velocity": ["Duration"],
+            "Duration": [*note, "Position", "Bar", "BOS", "EOS"],
+        }
+        kinds = [token.split("_", 1)[0] for token in self.vocab]
+        allowed = np.zeros((len(kinds), len(kinds)), dtype=bool)
+        for i, kind in enumerate(kinds):
+            nexts = set(follows.get(kind, ()))
+            allowed[i] = [k in nexts for k in kinds]
+        return allowed
+
     def count_bars(self, ids: Sequence[int]) -> int:
         return sum(1 for i in ids if i == self.bar_id)
 

@@ -17,7 +17,7 @@ import numpy as np
 from gentool.data.music import Decoded, MusicTokenizer, MusicTokenizerConfig
 from gentool.kinds import MUSIC
 from gentool.model import TrainingContext
-from gentool.music.compose import compose, music_facts, read_pieces
+from gentool.music.compose import compose, read_pieces
 from gentool.tasks import MusicGeneration, MusicRequest, MusicScoring
 from gentool_ngram.family import NGramBase, NGramSettings
 from gentool_ngram.lm import NGramLM
@@ -109,6 +109,3 @@ class NGramMusic(NGramBase, MusicGeneration, MusicScoring):
             "perplexity": scores.perplexity(include_oov=True),
             "bits_per_token": bits,
         }
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "music_tokenizer": music_facts(self.tokenizer)}
