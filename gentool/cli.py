@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from gentool import __version__, api
 from gentool.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, GentoolError
@@ -42,6 +43,8 @@ from gentool.tasks import (
     TRANSLATE,
     GenerationRequest,
     ImageGeneration,
+    MusicGeneration,
+    MusicRequest,
     TranslationRequest,
 )
 
@@ -416,17 +419,47 @@ def import_(
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Image models: write one PNG per sample into this folder.",
+    help="Image models: one PNG per sample; music models: one .mid per piece, in this folder.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Music models: write the piece to this MIDI file (.mid).",
+)
+@click.option(
+    "--bars",
+    type=click.IntRange(min=1),
+    help="Music models: pieces of N bars (after the prompt's) instead of --max-tokens.",
+)
+@click.option(
+    "--prompt-bars",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Music models: how many bars of the --prompt MIDI file each piece continues.",
+)
+@click.option(
+    "--pianoroll",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Music models: also draw the (first) piece as a piano roll (PNG).",
+)
+@click.option(
+    "--wav",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Music models: also render the (first) piece as audio (FluidSynth).",
 )
 @click.option(
     "--interpolate",
     type=click.IntRange(min=2),
     help="Image models: each sample becomes a latent walk of N frames (a grid row).",
 )
-@click.option("--force", is_flag=True, help="Image models: replace an existing grid or samples.")
+@click.option("--force", is_flag=True, help="Replace existing output files (images, music).")
 @threads_option
 @json_option
+@click.pass_context
 def generate(
+    ctx: click.Context,
     run: str,
     prompt: str,
     num_samples: int,
@@ -441,10 +474,16 @@ def generate(
     grid: Path | None,
     out_dir: Path | None,
     interpolate: int | None,
+    output: Path | None,
+    bars: int | None,
+    prompt_bars: int,
+    pianoroll: Path | None,
+    wav: Path | None,
     force: bool,
     as_json: bool,
 ) -> None:
-    """Sample from the model in RUN: text, or images (--grid / --out-dir).
+    """Sample from the model in RUN: text, images (--grid / --out-dir), or music (-o /
+    --out-dir; --prompt is then a MIDI file whose first --prompt-bars bars it continues).
 
     Images are never written into a run directory, and replace existing files only with
     --force.
@@ -459,11 +498,49 @@ def generate(
       gentool generate runs/gan --class 3 -n 8 --out-dir threes/
       gentool generate runs/gan -n 4 --interpolate 8 --grid walk.png
       gentool generate runs/gan -n 64 --grid grid.png --seed 2 --force
+      gentool generate runs/chorales -o piece.mid --bars 8 --seed 1 --pianoroll piece.png
+      gentool generate runs/chorales -n 4 --out-dir pieces/ --temperature 0.9 --top-p 0.95
+      gentool generate runs/chorales --prompt bwv10.7.mid --bars 8 -o more.mid --wav more.wav
     """
     outputs = api.ImageOutputs(grid, out_dir, force) if grid or out_dir else None
     if outputs is not None:
         outputs.check()  # before loading: fail at once
     model = api.load(run)
+    if isinstance(model, MusicGeneration):
+        for flag, value in (("--grid", grid), ("--interpolate", interpolate)):
+            if value is not None:
+                raise click.UsageError(f"{flag} is for image models; '{run}' generates music")
+        music = MusicRequest(
+            num_samples=num_samples,
+            max_tokens=max_tokens
+            if ctx.get_parameter_source("max_tokens") != ParameterSource.DEFAULT
+            else MusicRequest.max_tokens,
+            bars=bars,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            prompt=Path(prompt) if prompt else None,
+            prompt_bars=prompt_bars,
+        )
+        music_files = api.MusicOutputs(output, out_dir, pianoroll, wav, force)
+        pieces = []
+        for piece, path in api.generate_music(model, music, music_files):
+            pieces.append({"file": str(path), "notes": piece.notes, "bars": piece.bars,
+                           "repaired": piece.problems})  # fmt: skip
+            if not as_json:
+                click.echo(str(path))
+        extra = [str(p) for p in (pianoroll, wav) if p is not None]
+        if as_json:
+            print_json({"run": run, "pieces": pieces, "files": extra})
+        else:
+            for name in extra:
+                click.echo(name)
+        return
+    for flag, value in (("-o", output), ("--bars", bars), ("--pianoroll", pianoroll),
+                        ("--wav", wav)):  # fmt: skip
+        if value is not None:
+            raise click.UsageError(f"{flag} is for music models; '{run}' does not make music")
     request = GenerationRequest(
         prompt=prompt,
         num_samples=num_samples,
@@ -615,14 +692,42 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
 )
 @click.option("--source", type=click.Path(path_type=Path), help="Translation: source sentences.")
 @click.option("--target", type=click.Path(path_type=Path), help="Translation: references.")
+@click.option(
+    "--num-samples",
+    "-n",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Music models: pieces generated to compare with the held-out ones.",
+)
+@click.option(
+    "--bars",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Music models: bars of each generated piece.",
+)
+@click.option(
+    "--seed", type=SEED, default=0, show_default=True, help="Music models: seed of the pieces."
+)
 @threads_option
 @json_option
 def evaluate(
-    run: str, data: tuple[str, ...], source: Path | None, target: Path | None, as_json: bool
+    run: str,
+    data: tuple[str, ...],
+    source: Path | None,
+    target: Path | None,
+    num_samples: int,
+    bars: int,
+    seed: int,
+    as_json: bool,
 ) -> None:
     """Score the model in RUN on held-out data, with the metrics of its task.
 
-    Language models: perplexity and bits per token (--data). Translators: BLEU and chrF
+    Language models: perplexity and bits per token (--data). Music models (--data MIDI
+    folder): the perplexity of its tokens, and statistics of -n generated pieces (pitch
+    classes, range, polyphony, notes per bar, in key, empty bars, copying) beside the
+    held-out pieces' own. Translators: BLEU and chrF
     (sacrebleu, with its signature) and the loss (--source/--target). Image models: FID
     and KID in a named feature space, coverage, memorisation; restorers: PSNR and SSIM
     (--data real images).
@@ -632,12 +737,13 @@ def evaluate(
       gentool evaluate runs/ngram --data test.txt --json
       gentool evaluate runs/transformer --source test.en --target test.de
       gentool evaluate runs/gan --data mnist/t10k-images-idx3-ubyte.gz
+      gentool evaluate runs/chorales --data chorales/val/ -n 16 --json
     """
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
     if (source is None) != (target is None):
         raise click.UsageError("translation is scored on --source and --target together")
-    metrics = api.evaluate(run, data, source, target)
+    metrics = api.evaluate(run, data, source, target, num_samples, seed, bars)
     record: dict[str, Any] = {"run": run}
     if source is not None:
         record.update(source=str(source), target=str(target))

@@ -7,9 +7,10 @@ turns what the user typed (a family name, a recipe, the data) into one kind:
 1. the recipe's ``kind`` key, if given;
 2. else the ``[model]`` keys a kind is ``selected_by`` (``model.arch=encoder-decoder``,
    ``model.task=upscale``); the value ``auto`` leaves the choice to the data;
-3. else the data: parallel files (``--source/--target``, ``--data *.tsv``) go to the kind
-   that ``trains_on`` them, other data to the kinds that take ordinary data (no data at
-   all: those too, unless the recipe chose another kind, which then asks for its data);
+3. else the data: parallel files (``--source/--target``, ``--data *.tsv``) and music
+   (``--data`` folders of MIDI files) go to the kind that ``trains_on`` them, other data
+   to the kinds that take ordinary data (no data at all: those too, unless the recipe
+   chose another kind, which then asks for its data);
 4. else the family's first registered kind.
 """
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from gentool.plugins import PluginInfo  # (a type only: plugins imports this module)
 
 PARALLEL = "parallel"
+MUSIC = "music"  # MIDI files: a folder of them, a .mid file, or a .txt list of MIDI files
 NO_DATA = "none"  # data_kind: none given (the kind's default_data, or an error naming what)
 
 
@@ -159,14 +161,23 @@ class Registry:
 
 def data_kind(data: Sequence[Path], parallel: bool) -> str | None:
     """What sort of training data was given, as kinds' ``trains_on`` names it: parallel
-    files (``--source/--target``, or ``--data`` files that are all TSV), else None; NO_DATA
+    files (``--source/--target``, or ``--data`` files that are all TSV), music (every path
+    a folder holding MIDI files, a MIDI file or a .txt list of them), else None; NO_DATA
     when there are none."""
+    from gentool.data.music import is_music_source  # (torch-free; reads no MIDI)
+
     if parallel or (data and all(p.name.endswith((".tsv", ".tsv.gz")) for p in data)):
         return PARALLEL
+    if data and all(is_music_source(p) for p in data):
+        return MUSIC
     return None if data else NO_DATA
 
 
-_DATA_WORDS = {PARALLEL: "parallel data (--source/--target or --data *.tsv)", None: "text"}
+_DATA_WORDS = {
+    PARALLEL: "parallel data (--source/--target or --data *.tsv)",
+    MUSIC: "music (--data a folder of MIDI files)",
+    None: "text",
+}
 
 
 def route(
@@ -203,7 +214,9 @@ def route(
         picked = ", ".join(f"model.{key}={model[key]}" for key in sorted(selectors & set(model)))
         trains = _DATA_WORDS.get(kind.trains_on, kind.trains_on)
         given = _DATA_WORDS.get(data, data)
-        if not picked and len(kinds) == 1:
+        if not picked:
+            words = dict.fromkeys(_DATA_WORDS.get(k.trains_on, k.trains_on) for k in chosen)
+            trains = " or ".join(str(w) for w in words)
             raise RecipeError(f"{family} trains on {trains}, not on {given}; give other data")
         raise RecipeError(
             f"{picked or family} trains a {family} {kind.kind_name()}, which trains on "

@@ -46,6 +46,30 @@ class TranslationRequest:
     max_tokens: int | None = None  # most new tokens per sentence (None: the model's limit)
 
 
+@dataclass(frozen=True)
+class MusicRequest:
+    """What ``gentool generate`` asks of a music model.
+
+    A piece is ``bars`` bars long when given (sampled up to ``TOKENS_PER_BAR`` tokens a bar,
+    then cut), else ``max_tokens`` new tokens (a piece also ends where the model ends it).
+    ``prompt`` is a MIDI file whose first ``prompt_bars`` bars every piece continues.
+    """
+
+    num_samples: int = 1
+    max_tokens: int = 1024
+    bars: int | None = None
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    prompt: Path | None = None
+    prompt_bars: int = 2
+
+
+# A REMI bar of a four-part chorale is about 75 tokens; --bars N samples up to this many a bar.
+TOKENS_PER_BAR = 128
+
+
 # Models that sample many rows at once (the neural ones) draw at most this many per batch:
 # the first samples print after one batch, and -n 200000 needs no 200000-row batch.
 SAMPLE_BATCH = 32
@@ -138,6 +162,32 @@ class ImageRestoration(Capability):
         """One restored PIL image per input image."""
 
 
+class MusicGeneration(Capability):
+    """``gentool generate -o piece.mid`` for symbolic music (MIDI)."""
+
+    task = "generate-music"
+
+    @abstractmethod
+    def music_tokenizer(self) -> Any:
+        """The run's ``gentool.data.music.MusicTokenizer`` (what its tokens mean)."""
+
+    @abstractmethod
+    def generate_music(self, request: MusicRequest) -> Iterator[Any]:
+        """Yield ``request.num_samples`` pieces, each a ``gentool.data.music.Decoded`` that is
+        ``usable`` (a stream that decodes to no note is sampled again, never yielded)."""
+
+
+class MusicScoring(Capability):
+    """``gentool evaluate --data MIDI``: cross-entropy and perplexity of held-out pieces'
+    tokens (the same REMI tokens for every family, so their figures compare)."""
+
+    task = "score-music"
+
+    @abstractmethod
+    def evaluate_music(self, paths: Sequence[Path]) -> dict[str, Any]:
+        """Score the MIDI files of ``paths``: tokens, cross_entropy, perplexity, ..."""
+
+
 #: Every task interface, in the order ``gentool models`` lists tasks.
 CAPABILITIES: tuple[type[Capability], ...] = (
     TextGeneration,
@@ -146,6 +196,8 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     ImageGeneration,
     ImageScoring,
     ImageRestoration,
+    MusicGeneration,
+    MusicScoring,
 )
 
 GENERATE_TEXT = TextGeneration.task
@@ -154,6 +206,8 @@ TRANSLATE = Translation.task
 GENERATE_IMAGE = ImageGeneration.task
 SCORE_IMAGES = ImageScoring.task
 RESTORE_IMAGE = ImageRestoration.task
+GENERATE_MUSIC = MusicGeneration.task
+SCORE_MUSIC = MusicScoring.task
 
 
 def tasks_of(cls: type) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ The module also holds the helpers gentool's own tests and a plugin's share: ``in
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import pickle
@@ -46,7 +47,7 @@ from unittest import mock
 from gentool import api, runs
 from gentool.api import ParallelPaths
 from gentool.errors import GentoolError
-from gentool.kinds import PARALLEL, check_kind
+from gentool.kinds import MUSIC, PARALLEL, check_kind
 from gentool.model import Model
 from gentool.tasks import (
     Capability,
@@ -54,6 +55,9 @@ from gentool.tasks import (
     ImageGeneration,
     ImageRestoration,
     ImageScoring,
+    MusicGeneration,
+    MusicRequest,
+    MusicScoring,
     TextGeneration,
     TextScoring,
     Translation,
@@ -250,6 +254,34 @@ def write_sample_parallel(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(side) + "\n", encoding="utf-8")
     return paths
+
+
+def write_sample_music(folder: str | Path, count: int = 12, bars: int = 8, seed: int = 0) -> Path:
+    """Write ``count`` small MIDI files into ``folder`` (one in a sub-folder, as real
+    collections nest them): ``bars`` bars of 4/4 in C major, a melody in quarter notes over
+    a bass note per bar, written with symusic (the music extra). The same for the same seed."""
+    symusic: Any = importlib.import_module("symusic")
+    rng = random.Random(seed)
+    folder = Path(folder)
+    (folder / "more").mkdir(parents=True, exist_ok=True)
+    tpq, scale, roots = 480, [60, 62, 64, 65, 67, 69, 71, 72], [48, 53, 55, 48, 45, 50, 55, 48]
+    for i in range(count):
+        score = symusic.Score(tpq)
+        score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+        score.tempos.append(symusic.Tempo(0, qpm=100.0))
+        melody = symusic.Track(name="Melody", program=0)
+        bass = symusic.Track(name="Bass", program=32)
+        step = rng.randrange(len(scale))
+        for bar in range(bars):
+            bass.notes.append(symusic.Note(bar * 4 * tpq, 4 * tpq, roots[bar % len(roots)], 70))
+            for beat in range(4):
+                step = min(max(step + rng.choice((-2, -1, 1, 2)), 0), len(scale) - 1)
+                start = (bar * 4 + beat) * tpq
+                melody.notes.append(symusic.Note(start, tpq, scale[step], 90))
+        score.tracks.extend([melody, bass])
+        name = folder / ("more" if i == 0 else "") / f"piece{i:02d}.mid"
+        score.dump_midi(str(name))
+    return folder
 
 
 SAMPLE_SHAPES = ("circle", "square", "triangle")
@@ -645,6 +677,9 @@ class _Checker:
         if sort == IMAGES:
             train_images = write_sample_images(folder / "images", 48, seed=0)
             return _Data(IMAGES, [train_images], [write_sample_images(folder / "held", 12, seed=1)])
+        if sort == MUSIC:
+            music = write_sample_music(folder / "music", 12, seed=0)
+            return _Data(MUSIC, [music], [write_sample_music(folder / "held", 3, seed=1)])
         if sort == TEXT:
             corpus = write_sample_corpus(folder / "corpus.txt")
             return _Data(TEXT, [corpus], [write_sample_corpus(folder / "heldout.txt", 40, seed=1)])
@@ -745,7 +780,24 @@ class _Checker:
                     ("empty parallel files", empty, empty),
                 )
             ]
-        if self.data.sort == IMAGES:
+        if self.data.sort == MUSIC:
+            broken, silent = bad / "broken", bad / "silent"
+            broken.mkdir()
+            (broken / "broken.mid").write_bytes(b"MThd\0\0\0\6" + b"\0" * 10)
+            silent.mkdir()
+            empty_score = self.data_dir / "silent.mid"
+            write_sample_music(self.data_dir / "one", 1, bars=1)
+            shutil.copy(self.data_dir / "one" / "more" / "piece00.mid", empty_score)
+            symusic: Any = importlib.import_module("symusic")
+            score = symusic.Score(str(empty_score))
+            for track in score.tracks:
+                track.notes.clear()
+            score.dump_midi(str(silent / "silent.mid"))
+            pairs = [
+                ("a folder of an unreadable MIDI file", broken),
+                ("a MIDI with no notes", silent),
+            ]
+        elif self.data.sort == IMAGES:
             nothing, unreadable = bad / "no-images", bad / "unreadable"
             nothing.mkdir()
             (nothing / "notes.txt").write_text("not an image\n", encoding="utf-8")
@@ -957,6 +1009,45 @@ class _Checker:
         metrics = found.get("metrics") if isinstance(found, dict) else None
         if not isinstance(metrics, dict) or not metrics:
             raise self.fail(check, f"'evaluate --json' has no metrics: {found!r}")
+
+    # -- music ----------------------------------------------------------------------------------
+    @_check("generate-music", task=MusicGeneration)
+    def check_generate_music(self) -> None:
+        """``gentool generate RUN -o a.mid --seed 1`` twice writes the same bytes, a MIDI file
+        that reads back with notes; ``-n 2 --out-dir`` writes two; ``--pianoroll`` a PNG;
+        ``generate_music`` yields usable pieces (``Decoded``) on a copy of the run."""
+        symusic: Any = importlib.import_module("symusic")
+        check, out = "generate-music", self.work / "music-out"
+        args = ("--seed", "1", "--max-tokens", "200")
+        one, two = out / "a.mid", out / "b.mid"
+        self.cli(check, "generate", self.run_dir, "-o", one, *args, "--pianoroll", out / "a.png")
+        self.cli(check, "generate", self.run_dir, "-o", two, *args)
+        if not one.is_file() or one.read_bytes() != two.read_bytes():
+            raise self.fail(check, "'generate -o FILE --seed 1' twice gave different files")
+        if symusic.Score(str(one)).note_num() == 0:
+            raise self.fail(check, f"'{one}' has no notes")
+        if not (out / "a.png").is_file():
+            raise self.fail(check, "'--pianoroll a.png' wrote no file")
+        self.cli(check, "generate", self.run_dir, "-n", "2", "--out-dir", out / "many", *args)
+        written = sorted((out / "many").glob("*.mid"))
+        if len(written) != 2:
+            raise self.fail(check, f"-n 2 --out-dir wrote {len(written)} MIDI files")
+        model = self.loaded(self.copy)
+        pieces = list(model.generate_music(MusicRequest(num_samples=2, max_tokens=200, seed=1)))
+        if len(pieces) != 2 or not all(p.usable for p in pieces):
+            raise self.fail(check, "generate_music must yield request.num_samples usable pieces")
+
+    @_check("evaluate-music", task=MusicScoring)
+    def check_evaluate_music(self) -> None:
+        """``gentool evaluate RUN --data HELDOUT --json`` gives the tokens' perplexity and
+        the statistics of generated pieces."""
+        found = self.cli_json("evaluate-music", "evaluate", self.run_dir, "--data",
+                              *self.data.heldout, "-n", "2")  # fmt: skip
+        metrics = found.get("metrics") if isinstance(found, dict) else None
+        if not isinstance(metrics, dict) or not {"perplexity", "pitch_class_distance"} <= set(
+            metrics
+        ):
+            raise self.fail("evaluate-music", f"'evaluate --json' lacks metrics: {found!r}")
 
     # -- translation ----------------------------------------------------------------------------
     @_check("translate", task=Translation)
@@ -1532,5 +1623,6 @@ __all__ = [
     "strict_json",
     "write_sample_corpus",
     "write_sample_images",
+    "write_sample_music",
     "write_sample_parallel",
 ]

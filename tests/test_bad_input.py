@@ -60,7 +60,7 @@ def test_unknown_family_and_recipe_key(corpus: Path) -> None:
     assert_error(train("markov"), "family 'markov' is unknown; installed families:", "ngram")
     assert_error(
         train("ngram", "--set", "model.ordr=4"),
-        "recipe key 'model.ordr' is unknown; valid keys: order, tokens",
+        "recipe key 'model.ordr' is unknown; valid keys: order, smoothing",
     )
 
 

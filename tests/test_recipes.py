@@ -100,6 +100,8 @@ KINDS = {
     "transformer-shakespeare-char": "lm",
     "transformer-multi30k-en-de": "translator",
     "transformer-multi30k-en-de-gpu": "translator",
+    "music-chorales-transformer": "music",
+    "music-chorales-rnn": "music",
 }
 
 
@@ -125,16 +127,21 @@ TEXT_RECIPES = [r for r in recipes.shipped_recipes() if r.family in ("rnn", "tra
 @pytest.mark.parametrize("recipe", TEXT_RECIPES, ids=lambda r: r.name)
 def test_every_text_recipe_trains(recipe: recipes.RecipeFile, tmp_path: Path) -> None:
     """Two steps of each rnn and transformer recipe, as shipped but for the batch size: the
-    language models on a slice of the embedded sample, the translators on sentence pairs."""
+    language models on a slice of the embedded sample, the translators on sentence pairs,
+    the music models on tiny MIDI files."""
     pytest.importorskip("torch")
     from conftest import invoke
 
     from gentool.data import default_text_path
+    from gentool.testing import write_sample_music
 
     settings = ["train.max_steps=2", "train.batch_size=4", "train.checkpoint_every=0",
                 "train.eval_every=0"]  # fmt: skip
     data = tmp_path / "data.txt"
     data.write_text(default_text_path().read_text(encoding="utf-8")[:4000], encoding="utf-8")
+    if KINDS[recipe.name] == "music":
+        pytest.importorskip("miditok")
+        data = write_sample_music(tmp_path / "music", 6)
     if KINDS[recipe.name] == "translator":
         data = tmp_path / "pairs.tsv"
         pairs = ["a dog\tein Hund", "a cat\teine Katze", "the dog runs\tder Hund läuft"]

@@ -25,7 +25,7 @@ from gentool.data import read_parallel
 from gentool.data.images import read_images
 from gentool.errors import RecipeError
 from gentool.family import Family
-from gentool.kinds import PARALLEL, route
+from gentool.kinds import MUSIC, PARALLEL, route
 from gentool.model import Model, TrainingContext
 from gentool.plugins import get_registry
 from gentool.tasks import (
@@ -59,6 +59,7 @@ RNN = ["model.hidden_size=16", "model.embedding_size=8", "model.num_layers=1"]
 TRANSFORMER = ["model.d_model=16", "model.num_layers=1", "model.num_heads=2", "model.d_ff=32",
                "model.context_length=32"]  # fmt: skip
 NEURAL = ["train.max_steps=2", "train.batch_size=4", "train.eval_batches=1"]
+MUSIC_STEPS = ["train.max_steps=20", "train.batch_size=4", "train.eval_batches=1"]
 GAN = ["model.width=4", "train.sample_every=0", *NEURAL]
 
 # Every kind built into gentool (and the test plugin's), by its family and the --set values
@@ -66,6 +67,7 @@ GAN = ["model.width=4", "train.sample_every=0", *NEURAL]
 # until the line is here.
 KINDS: dict[str, tuple[str, list[str]]] = {
     "ngram": ("ngram", []),
+    "ngram-music": ("ngram", []),
     "hello": ("hello", []),
     "rnn": ("rnn", [*NEURAL, "train.seq_len=16", *RNN]),
     "transformer-lm": (
@@ -76,15 +78,19 @@ KINDS: dict[str, tuple[str, list[str]]] = {
         "transformer",
         ["model.arch=encoder-decoder", *NEURAL, "train.bleu_pairs=2", *TRANSFORMER],
     ),  # fmt: skip
+    # Music kinds sample under REMI's grammar: a few steps give playable notes.
+    "rnn-music": ("rnn", [*MUSIC_STEPS, "train.seq_len=16", *RNN]),
+    "transformer-music": ("transformer", [*MUSIC_STEPS, "train.seq_len=16", *TRANSFORMER]),
     "gan-generator": ("gan", ["model.task=generate", "model.latent_size=8", *GAN]),
     "gan-restorer": ("gan", ["model.task=colorize", "model.image_size=16", *GAN]),
 }
 
 
-def kind_of(family: str, overrides: list[str]) -> type[Model]:
-    """The kind ``gentool train FAMILY --set ...`` trains, on text or on parallel data."""
+def kind_of(family: str, overrides: list[str], name: str = "") -> type[Model]:
+    """The kind ``gentool train FAMILY --set ...`` trains, on text or on parallel data; or
+    on music, for the kinds named ``...-music`` in KINDS."""
     raw = recipes.with_overrides({"family": family}, overrides)
-    for data in (None, PARALLEL):
+    for data in (MUSIC,) if name.endswith("-music") else (None, PARALLEL):
         try:
             return route(get_registry(), family, raw, data)[0]
         except RecipeError:
@@ -95,7 +101,7 @@ def kind_of(family: str, overrides: list[str]) -> type[Model]:
 @pytest.mark.parametrize("name", sorted(KINDS))
 def test_builtin_kind_conforms(name: str, tmp_path: Path) -> None:
     family, overrides = KINDS[name]
-    kind = kind_of(family, overrides)
+    kind = kind_of(family, overrides, name)
     report = check_model(kind, overrides=overrides, tmp_path=tmp_path)
     assert (report.family, report.kind) == (family, kind.kind_name())
     assert "gentool.json" in report.files
@@ -116,7 +122,9 @@ def test_every_builtin_kind_is_checked() -> None:
         for kind in registry.all_kinds()
         if registry.owners[kind.family].distribution in ("gentool", "gentool-hello")
     }
-    checked = {kind_of(f, overrides) for f, overrides in KINDS.values() if f in registry.kinds}
+    checked = {
+        kind_of(f, overrides, name) for name, (f, overrides) in KINDS.items() if f in registry.kinds
+    }
     assert builtin <= checked, sorted(k.__qualname__ for k in builtin - checked)
 
 

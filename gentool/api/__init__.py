@@ -16,12 +16,15 @@ from gentool.api.catalog import models, plugins, recipes
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
     ImageOutputs,
+    MusicOutputs,
     RunLike,
     class_index,
     evaluate,
+    evaluate_music,
     export,
     generate,
     generate_images,
+    generate_music,
     info,
     kind_of,
     load,
@@ -35,6 +38,9 @@ from gentool.threads import set_threads  # --threads N: torch's threads for what
 
 __all__ = [
     "ImageOutputs",
+    "MusicOutputs",
+    "evaluate_music",
+    "generate_music",
     "ParallelPaths",
     "RunLike",
     "class_index",

@@ -13,7 +13,7 @@ from typing import Any
 
 from gentool import recipes, runs
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
-from gentool.kinds import PARALLEL, check_keys, data_kind, own_keys, route
+from gentool.kinds import MUSIC, PARALLEL, check_keys, data_kind, own_keys, route
 from gentool.model import Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
@@ -232,6 +232,8 @@ def train(
             what = (
                 "sentence pairs: pass --source and --target files, or --data *.tsv"
                 if kind.trains_on == PARALLEL
+                else "music: pass --data FOLDER (of MIDI files)"
+                if kind.trains_on == MUSIC
                 else "training data: pass --data PATH"
             )
             raise DataError(f"'{name}' needs {what}")
@@ -243,9 +245,12 @@ def train(
             raise DataError(f"data file '{path}' does not exist; check the path")
     recipe_dict = resolved.as_dict()
     recipe_dict["data"]["train"] = [str(p) for p in train_paths]
+    fingerprint = runs.fingerprint
+    if kind.trains_on == MUSIC:  # a list of MIDI files: the list and every file it names
+        from gentool.data.music import fingerprint_music as fingerprint
     fingerprints: dict[str, Any] = {
-        "train": [runs.fingerprint(p) for p in train_paths],
-        "val": runs.fingerprint(val_path) if val_path else None,
+        "train": [fingerprint(p) for p in train_paths],
+        "val": fingerprint(val_path) if val_path else None,
     }
     fingerprints.update({k: runs.fingerprint(p) for k, p in pairs.items() if p is not None})
     if resume and not override:

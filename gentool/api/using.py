@@ -23,6 +23,9 @@ from gentool.tasks import (
     ImageGeneration,
     ImageRestoration,
     ImageScoring,
+    MusicGeneration,
+    MusicRequest,
+    MusicScoring,
     TextGeneration,
     TextScoring,
     Translation,
@@ -173,6 +176,90 @@ def class_index(run: RunLike, label: str | None) -> int | None:
     raise PluginError(f"unknown class '{label}'; this model draws: {', '.join(names)}")
 
 
+@dataclass(frozen=True)
+class MusicOutputs:
+    """Where ``generate_music`` writes: one ``.mid`` (``output``, one piece) or one per piece
+    in ``out_dir``; a piano roll (PNG) and audio (WAV, FluidSynth) of the first piece."""
+
+    output: Path | None = None
+    out_dir: Path | None = None
+    pianoroll: Path | None = None
+    wav: Path | None = None
+    force: bool = False
+
+    def check(self, num_samples: int) -> None:
+        """Refuse what cannot be written (or rendered), before any work."""
+        from gentool.data.music import MUSIC_SUFFIXES
+        from gentool.output.images import check_image_name
+
+        if (self.output is None) == (self.out_dir is None):
+            raise OutputError("music is written to files: pass -o PIECE.mid or --out-dir DIR")
+        if self.output is not None:
+            if num_samples > 1:
+                raise OutputError(
+                    f"-o writes one piece; for -n {num_samples} pass --out-dir DIR instead"
+                )
+            if not self.output.name.lower().endswith(MUSIC_SUFFIXES):
+                raise OutputError(f"'{self.output}' has no MIDI suffix; name it e.g. piece.mid")
+            runs.check_output_file(self.output, "--output", self.force)
+        if self.out_dir is not None:
+            runs.check_output_folder(self.out_dir, "--out-dir")
+            existing = sorted(self.out_dir.glob("piece-*.mid")) if self.out_dir.is_dir() else []
+            if existing and not self.force:
+                raise OutputError(
+                    f"'{self.out_dir}' already holds pieces ({existing[0].name}); pass --force "
+                    "to replace them, or choose another --out-dir"
+                )
+        if self.pianoroll is not None:
+            check_image_name(self.pianoroll)
+            runs.check_output_file(self.pianoroll, "--pianoroll", self.force)
+        if self.wav is not None:
+            from gentool.music.audio import find_synth
+
+            if self.wav.suffix.lower() != ".wav":
+                raise OutputError(f"'{self.wav}' has no .wav suffix; name it e.g. piece.wav")
+            runs.check_output_file(self.wav, "--wav", self.force)
+            find_synth()  # FluidSynth and a soundfont, or how to install them
+
+    def paths(self, count: int) -> list[Path]:
+        if self.output is not None:
+            return [self.output]
+        assert self.out_dir is not None
+        return [self.out_dir / f"piece-{i:04d}.mid" for i in range(count)]
+
+
+def generate_music(
+    run: RunLike, request: MusicRequest, outputs: MusicOutputs | None = None
+) -> Iterator[tuple[Any, Path | None]]:
+    """Pieces (``gentool.data.music.Decoded``: the score, its tokens, what was repaired),
+    each with the MIDI file written for it when ``outputs`` are given, as soon as it is made.
+    The piano roll and the audio show the first piece."""
+    from gentool.data.music import write_midi
+
+    if outputs is not None:
+        outputs.check(request.num_samples)  # before loading: fail at once
+    model = require(load(run), MusicGeneration, "generate music")
+    if request.prompt is not None and not Path(request.prompt).is_file():
+        raise DataError(f"--prompt '{request.prompt}' is not a file; give a MIDI file")
+    paths = outputs.paths(request.num_samples) if outputs is not None else []
+    with runs.output_files() as files:
+        for i, piece in enumerate(model.generate_music(request)):
+            if outputs is None:
+                yield piece, None
+                continue
+            files.write(paths[i], functools.partial(write_midi, piece.score), "--output")
+            if i == 0 and outputs.pianoroll is not None:
+                from gentool.music.pianoroll import save_pianoroll
+
+                draw = functools.partial(save_pianoroll, piece.score, title=paths[0].stem)
+                files.write(outputs.pianoroll, draw, "--pianoroll")
+            if i == 0 and outputs.wav is not None:
+                from gentool.music.audio import render_wav
+
+                files.write(outputs.wav, functools.partial(render_wav, piece.score), "--wav")
+            yield piece, paths[i]
+
+
 # -- translate --------------------------------------------------------------------------------
 
 
@@ -280,9 +367,14 @@ def evaluate(
     data: Iterable[str | Path] = (),
     source: str | Path | None = None,
     target: str | Path | None = None,
+    num_samples: int = 16,
+    seed: int = 0,
+    bars: int = 16,
 ) -> dict[str, Any]:
     """The metrics of the model's task on held-out data: a translator on ``source`` and
-    ``target``; an image model or a language model on ``data``."""
+    ``target``; an image model, a music model or a language model on ``data`` (a music
+    model also generates ``num_samples`` pieces of ``bars`` bars with ``seed``, to compare
+    their statistics with the held-out pieces')."""
     model = load(run)
     paths = [Path(p) for p in data]
     if source is not None or target is not None:
@@ -295,7 +387,43 @@ def evaluate(
         raise DataError(f"nothing to evaluate on: give {what}")
     if isinstance(model, ImageScoring):
         return model.evaluate_images(paths)
+    if isinstance(model, MusicGeneration):
+        return evaluate_music(model, paths, num_samples, seed, bars, run)
     return require(model, TextScoring, "be evaluated on text").evaluate_text(paths)
+
+
+def evaluate_music(
+    run: RunLike,
+    paths: Sequence[Path],
+    num_samples: int = 16,
+    seed: int = 0,
+    bars: int = 16,
+    record: RunLike | None = None,
+) -> dict[str, Any]:
+    """A music model on held-out MIDI: the cross-entropy and perplexity of their tokens
+    (kinds that score music), and the statistics of ``num_samples`` generated pieces of
+    ``bars`` bars against theirs (gentool.music.compose.compare); copying is measured
+    against the run's training pieces when they are still where the run recorded them
+    (``record``: the run directory, when ``run`` is a loaded model)."""
+    from gentool.music.compose import compare, read_pieces
+
+    model = require(load(run), MusicGeneration, "generate music")
+    tokenizer = model.music_tokenizer()
+    held_out = read_pieces(paths, tokenizer)
+    metrics: dict[str, Any] = {}
+    if isinstance(model, MusicScoring):
+        metrics.update(model.evaluate_music(paths))
+    request = MusicRequest(num_samples=num_samples, seed=seed, bars=bars)
+    generated = list(model.generate_music(request))
+    training = None
+    record = record if record is not None else run  # (the run's directory: its training data)
+    if not isinstance(record, Model):
+        directory = record if isinstance(record, runs.RunDirectory) else runs.RunDirectory(record)
+        train = [Path(p) for p in directory.recipe.get("data", {}).get("train", [])]
+        if train and all(p.exists() for p in train):
+            training = read_pieces(train, tokenizer)
+    metrics.update(compare(generated, held_out, training))
+    return metrics
 
 
 def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
@@ -303,7 +431,12 @@ def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
     run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
     model = load(run_dir)
     details = {k: v for k, v in run_dir.meta.items() if k != "files"}
-    return {"run": str(run_dir.path), **details, "model": model.describe()}
+    facts = model.describe()
+    if isinstance(model, MusicGeneration):  # what its tokens are, for every music kind
+        from gentool.music.compose import music_facts
+
+        facts["music_tokenizer"] = music_facts(model.music_tokenizer())
+    return {"run": str(run_dir.path), **details, "model": facts}
 
 
 def export(run: RunLike, fmt: str, output: str | Path, force: bool = False) -> Path:
@@ -325,6 +458,9 @@ def export(run: RunLike, fmt: str, output: str | Path, force: bool = False) -> P
 
 __all__ = [
     "ImageOutputs",
+    "MusicOutputs",
+    "evaluate_music",
+    "generate_music",
     "RunLike",
     "class_index",
     "evaluate",

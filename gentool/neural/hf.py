@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -84,6 +84,19 @@ class HFModel(Model):
         """Encode the data, build the model (seeded with ``context.seed``) and return its
         TrainingTask with the figures about the data for the summary (``train_tokens``...)."""
 
+    @classmethod
+    def run_tokenizer(cls, config: Any, context: TrainingContext[Any], data: Any) -> Any:
+        """The run's tokenizer: on ``--resume`` the one saved in the run (the checkpoint was
+        trained with it), else ``new_tokenizer``'s, saved into the run."""
+        from gentool.neural.tokenizers import run_tokenizer
+
+        return run_tokenizer(
+            context.run_dir,
+            context.runtime.resume,
+            lambda: cls.new_tokenizer(config, data),
+            context.log,
+        )
+
     def after_training(self, context: TrainingContext[Any], task: TrainingTask) -> dict[str, Any]:
         """More figures for the summary, computed with the trained model and the task it
         trained on (a translator's BLEU on the task's held-out pairs); by default none."""
@@ -95,17 +108,11 @@ class HFModel(Model):
         require_neural()
         from gentool.neural.devices import check_setup
         from gentool.neural.engine import LN2, fit
-        from gentool.neural.tokenizers import run_tokenizer
 
         cls.check_config(config, context.train)
         check_setup(context.train, context.runtime)  # before the data work, not after it
         data = cls.read_data(config, context)
-        tokenizer = run_tokenizer(
-            context.run_dir,
-            context.runtime.resume,
-            lambda: cls.new_tokenizer(config, data),
-            context.log,
-        )
+        tokenizer = cls.run_tokenizer(config, context, data)
         task, facts = cls.make_task(config, context, tokenizer, data)
         result = fit(
             task, context.train, context.runtime, context.run_dir, context.log, context.recipe
@@ -137,9 +144,15 @@ class HFModel(Model):
             directory,
             cls.model_type,
             cls.special_tokens,
+            cls.tokenizer_loader(directory),
             **cls.load_options,
         )
         return cls(model, tokenizer, config)
+
+    @classmethod
+    def tokenizer_loader(cls, directory: Path) -> Callable[[], Any] | None:
+        """How the run's tokenizer is read; None: the Hugging Face tokenizer.json."""
+        return None
 
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())

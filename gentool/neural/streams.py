@@ -83,26 +83,19 @@ def stream_metrics(total: float, ids: torch.Tensor, unk: int, seconds: float) ->
     }
 
 
-class TextStreamModel(HFModel, TextGeneration, TextScoring):
-    """A language model trained on its text read as one token stream.
+class StreamModel(HFModel):
+    """A model trained on its data read as one token stream (text, or music's tokens).
 
-    Training reads the files as one text, learns the run's tokenizer on it
-    (``tokenizer_spec``), encodes it as one stream and holds out its end (``split_stream``),
-    then builds the network (``build_model``) and the task that reads the stream
-    (``stream_task``); the run reports ``train_tokens`` and ``val_tokens``. ``generate``
-    continues a prompt (``continue_ids``), ``evaluate_text`` scores files as one stream
-    (``stream_loss``). A kind fills in those four steps.
+    Training encodes the data as one stream and holds out its end or ``--val``
+    (``streams``), then builds the network (``build_model``) and the task that reads the
+    stream (``stream_task``); the run reports ``train_tokens`` and ``val_tokens``.
+    Sampling continues a prompt (``continue_ids``), scoring reads a stream
+    (``stream_loss``). A network (the rnn's, the GPT-2) fills in those four steps; what
+    the stream holds (``TextStreamModel``, ``gentool.neural.music.MusicStreamModel``) the
+    others.
     """
 
     train_config_class: ClassVar[type] = StreamTrainConfig
-    special_tokens: ClassVar[tuple[str, ...]] = ("bos_token", "unk_token")
-
-    # -- the steps a kind fills in ------------------------------------------------------------
-    @classmethod
-    def tokenizer_spec(cls, config: Any) -> tuple[str, int | None]:
-        """The tokenizer a new run learns: its kind ("char", "word", "bpe") and vocabulary
-        size (None: every symbol); by default ``config.tokens`` and ``config.vocab_size``."""
-        return config.tokens, config.vocab_size
 
     @classmethod
     def stream_rows(cls, train: StreamTrainConfig) -> int:
@@ -138,18 +131,28 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
     def stream_loss(self, ids: torch.Tensor) -> float:
         """The summed cross-entropy (nats) of ``ids[1:]``, each token given what precedes it."""
 
+    @classmethod
+    @abstractmethod
+    def streams(
+        cls, config: Any, context: TrainingContext[Any], tokenizer: Any, data: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training stream and the held-out one (None: none), ``bos_of(tokenizer)``
+        first in each."""
+
+    @classmethod
+    @abstractmethod
+    def bos_of(cls, tokenizer: Any) -> int:
+        """The id that starts (and separates) the stream's documents, and pads."""
+
+    def suppressed(self) -> list[int]:
+        """Ids never sampled (beside the stream's start)."""
+        return []
+
+    def logits_processors(self) -> list[Any]:
+        """``transformers`` logits processors that sampling applies (a grammar); none."""
+        return []
+
     # -- training ---------------------------------------------------------------------------
-    @classmethod
-    def read_data(cls, config: Any, context: TrainingContext[Any]) -> str:
-        return read_corpus(context.data)
-
-    @classmethod
-    def new_tokenizer(cls, config: Any, data: str) -> Any:
-        from gentool.neural.tokenizers import train_tokenizer
-
-        tokens, vocab_size = cls.tokenizer_spec(config)
-        return train_tokenizer(tokens, [data], vocab_size=vocab_size)
-
     @classmethod
     def make_task(
         cls, config: Any, context: TrainingContext[Any], tokenizer: Any, data: str
@@ -157,17 +160,15 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
         import torch
 
         train: StreamTrainConfig = context.train
-        bos = bos_id(tokenizer)
-        train_ids, val_ids = split_stream(
-            tokenizer, data, bos, context.val, train.val_fraction, context.log
-        )
+        bos = cls.bos_of(tokenizer)
+        train_ids, val_ids = cls.streams(config, context, tokenizer, data)
         rows = cls.stream_rows(train)
         need = rows * (train.seq_len + 1)
         if len(train_ids) < need:
             each = f" for each of {rows} rows ({need})" if rows > 1 else ""
             lower = "train.seq_len / train.batch_size" if rows > 1 else "train.seq_len"
             raise DataError(
-                f"the training data has {len(train_ids)} {cls.tokenizer_spec(config)[0]} "
+                f"the training data has {len(train_ids)} "
                 f"tokens, fewer than one window of train.seq_len={train.seq_len} + 1{each}; "
                 f"give more data or lower {lower}"
             )
@@ -181,6 +182,77 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
             "val_tokens": 0 if val_ids is None else len(val_ids),
         }
         return task, facts
+
+    def generation_options(self, request: GenerationRequest) -> dict[str, Any]:
+        """``generate()``'s options for ``request``: sampling, greedy or beam search."""
+        bos = self.bos_of(self.tokenizer)
+        options: dict[str, Any] = {
+            "repetition_penalty": request.repetition_penalty,
+            "pad_token_id": bos,
+            "bos_token_id": bos,
+            "suppress_tokens": self.suppressed(),
+        }
+        if processors := self.logits_processors():
+            options["logits_processor"] = processors
+        if request.num_beams > 1:
+            options.update(num_beams=request.num_beams, do_sample=False)
+        elif request.temperature == 0:
+            options.update(do_sample=False)
+        else:
+            options.update(
+                do_sample=True,
+                temperature=request.temperature,
+                top_k=request.top_k or 0,
+                top_p=request.top_p or 1.0,
+            )
+        return options
+
+
+class TextStreamModel(StreamModel, TextGeneration, TextScoring):
+    """A language model trained on its text read as one token stream.
+
+    Training reads the files as one text, learns the run's tokenizer on it
+    (``tokenizer_spec``), encodes it as one stream and holds out its end (``split_stream``);
+    ``generate`` continues a text prompt, ``evaluate_text`` scores files as one stream.
+    """
+
+    special_tokens: ClassVar[tuple[str, ...]] = ("bos_token", "unk_token")
+
+    @classmethod
+    def tokenizer_spec(cls, config: Any) -> tuple[str, int | None]:
+        """The tokenizer a new run learns: its kind ("char", "word", "bpe") and vocabulary
+        size (None: every symbol); by default ``config.tokens`` and ``config.vocab_size``."""
+        return config.tokens, config.vocab_size
+
+    @classmethod
+    def bos_of(cls, tokenizer: Any) -> int:
+        return bos_id(tokenizer)
+
+    @classmethod
+    def streams(
+        cls, config: Any, context: TrainingContext[Any], tokenizer: Any, data: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        train: StreamTrainConfig = context.train
+        return split_stream(
+            tokenizer, data, bos_id(tokenizer), context.val, train.val_fraction, context.log
+        )
+
+    def suppressed(self) -> list[int]:
+        # The stream has one <|endoftext|>, at its start: a sample runs to max_tokens.
+        # Like ngram, never emit <unk>.
+        unk = self.tokenizer.convert_tokens_to_ids(self.tokenizer.unk_token)
+        return [self.bos, unk]
+
+    @classmethod
+    def read_data(cls, config: Any, context: TrainingContext[Any]) -> str:
+        return read_corpus(context.data)
+
+    @classmethod
+    def new_tokenizer(cls, config: Any, data: str) -> Any:
+        from gentool.neural.tokenizers import train_tokenizer
+
+        tokens, vocab_size = cls.tokenizer_spec(config)
+        return train_tokenizer(tokens, [data], vocab_size=vocab_size)
 
     # -- tasks --------------------------------------------------------------------------------
     @property
@@ -212,30 +284,6 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
             for row in new.tolist():
                 text = tok.decode(prompt[1:] + row, skip_special_tokens=True)
                 yield request.prompt + text[len(head) :] if text.startswith(head) else text
-
-    def generation_options(self, request: GenerationRequest) -> dict[str, Any]:
-        """``generate()``'s options for ``request``: sampling, greedy or beam search."""
-        unk = self.tokenizer.convert_tokens_to_ids(self.tokenizer.unk_token)
-        options: dict[str, Any] = {
-            "repetition_penalty": request.repetition_penalty,
-            "pad_token_id": self.bos,
-            "bos_token_id": self.bos,
-            # The stream has one <|endoftext|>, at its start: a sample runs to max_tokens.
-            # Like ngram, never emit <unk>.
-            "suppress_tokens": [self.bos, unk],
-        }
-        if request.num_beams > 1:
-            options.update(num_beams=request.num_beams, do_sample=False)
-        elif request.temperature == 0:
-            options.update(do_sample=False)
-        else:
-            options.update(
-                do_sample=True,
-                temperature=request.temperature,
-                top_k=request.top_k or 0,
-                top_p=request.top_p or 1.0,
-            )
-        return options
 
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
         """Per-token cross-entropy of the files read as one stream, every token predicted

@@ -125,12 +125,18 @@ def check_weights(
 
 
 def load_pretrained(
-    auto_class: Any, directory: Path, model_type: str, tokens: Sequence[str], **kwargs: Any
+    auto_class: Any,
+    directory: Path,
+    model_type: str,
+    tokens: Sequence[str],
+    tokenizer_loader: Callable[[], Any] | None = None,
+    **kwargs: Any,
 ) -> tuple[Any, Any]:
     """``auto_class.from_pretrained(directory)`` (an ``AutoModelFor*``) from safetensors only,
     once config.json is known to describe a ``model_type`` model (the family's) that agrees
     with model.safetensors (``check_weights``), and the run's tokenizer, checked against
-    the model (``tokens``: the special tokens the family uses, e.g. ``bos_token``). Returns
+    the model (``tokens``: the special tokens the family uses, e.g. ``bos_token``), or the
+    one ``tokenizer_loader()`` reads (a music tokenizer: only its size is checked). Returns
     (model, tokenizer). Nothing but safetensors and JSON is read: ``use_safetensors=True``
     (transformers never falls back to a ``pytorch_model.bin``), and the tokenizer is the
     fast one of tokenizer.json, whatever class tokenizer_config.json names."""
@@ -163,8 +169,10 @@ def load_pretrained(
     )
     tokenizer = _read(
         directory,
-        "the tokenizer (tokenizer.json, tokenizer_config.json)",
-        lambda: PreTrainedTokenizerFast.from_pretrained(str(directory)),
+        "the tokenizer (tokenizer.json, tokenizer_config.json)"
+        if tokenizer_loader is None
+        else "the tokenizer",
+        tokenizer_loader or (lambda: PreTrainedTokenizerFast.from_pretrained(str(directory))),
     )
     _check_settings(directory, model, tokenizer, tokens)
     return model.eval(), tokenizer
@@ -180,8 +188,9 @@ def _check_settings(directory: Path, model: Any, tokenizer: Any, tokens: Sequenc
     vocab = model.get_input_embeddings().num_embeddings
     problem = None
     try:
-        ids = tokenizer("Aa 1.")["input_ids"]  # encodes and decodes, as every task will
-        tokenizer.decode(ids)
+        if hasattr(tokenizer, "backend_tokenizer"):  # (a Hugging Face one, not music's)
+            ids = tokenizer("Aa 1.")["input_ids"]  # encodes and decodes, as every task will
+            tokenizer.decode(ids)
         if len(tokenizer) > vocab:
             problem = f"the tokenizer has {len(tokenizer)} tokens, the model {vocab}"
         for name in tokens:

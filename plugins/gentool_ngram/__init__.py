@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 import gentool
 from gentool_ngram.family import NGramConfig, NGramModel
+from gentool_ngram.music import NGramMusic, NGramMusicConfig
 
-__all__ = ["NGramConfig", "NGramModel"]
+__all__ = ["NGramConfig", "NGramModel", "NGramMusic", "NGramMusicConfig"]
 
 
 @gentool.hookimpl
 def register_models(register: Callable[[type], None]) -> None:
-    register(NGramModel)
+    register(NGramModel)  # first: the family's kind for text, and with no data
+    register(NGramMusic)  # music data (MIDI) routes here

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -32,11 +32,10 @@ SCORE_BYTES = 1 << 22  # evaluate reads and scores its text in pieces this big
 
 
 @dataclass
-class NGramConfig:
-    """The [model] table of an ngram recipe."""
+class NGramSettings:
+    """The [model] keys of every n-gram model: its order and smoothing."""
 
     order: int = 3  # 3 = a trigram model, a "2nd-order Markov chain"
-    tokens: Literal["char", "word", "whitespace"] = "word"
     smoothing: Literal["kneser-ney", "add-k", "stupid-backoff"] = "kneser-ney"
     k: float = 1.0  # add-k only
     alpha: float = 0.4  # stupid-backoff only
@@ -59,15 +58,21 @@ class NGramConfig:
             )
 
 
-class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
-    family = "ngram"
-    description = "Markov chain of order N over chars or words, Kneser-Ney smoothed"
-    config_class = NGramConfig
-    export_formats = ("arpa",)
-    import_formats = ("arpa",)
-    default_data = default_text_path()
+@dataclass
+class NGramConfig(NGramSettings):
+    """The [model] table of an ngram recipe on text."""
 
-    def __init__(self, lm: NGramLM, config: NGramConfig, directory: Path | None = None) -> None:
+    tokens: Literal["char", "word", "whitespace"] = "word"
+
+
+class NGramBase(Model, Exportable):
+    """What every n-gram kind is: the counts (``NGramLM``), its files, sampling, facts."""
+
+    family = "ngram"
+    config_class = NGramSettings
+    export_formats = ("arpa",)
+
+    def __init__(self, lm: NGramLM, config: Any, directory: Path | None = None) -> None:
         self.lm = lm
         self.config = config
         self.directory = directory
@@ -76,7 +81,111 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
         self._tensor_file: Path | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
-    # -- training and persistence -------------------------------------------------------
+    def save(self, directory: Path) -> dict[str, Any]:
+        target = directory / runs.TENSOR_FILE
+        if self._tensor_file is None:
+            runs.save_tensors(target, self.lm.to_tensors(), self.family)
+        elif self._tensor_file != target:
+            with runs.atomic_path(target) as tmp:
+                try:  # the trained model's file: moved into the run, not copied
+                    os.replace(self._tensor_file, tmp)
+                    self._tensor_file = target
+                except OSError:  # another file system
+                    shutil.copyfile(self._tensor_file, tmp)
+            if self._scratch is not None and self._tensor_file == target:
+                self._scratch.cleanup()
+                self._scratch = None
+        runs.write_json(directory / VOCAB_FILE, self.lm.vocab)
+        runs.write_json(
+            directory / CONFIG_FILE,
+            {"model_type": self.family, **asdict(self.config), "lm": self.lm.meta()},
+        )
+        return self.training
+
+    @classmethod
+    def load(cls, directory: Path, config: Any) -> Self:
+        path = directory / runs.TENSOR_FILE
+        try:
+            vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+            meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["lm"]
+            order = meta["order"]
+            if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+                raise ValueError(f"{VOCAB_FILE} is not a list of tokens")
+            if not isinstance(order, int) or not 1 <= order <= 10:
+                raise ValueError(f"order {order!r} is not 1-10")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise runs.damaged(directory, f"its n-gram config is incomplete ({err})") from None
+        # The tables the config describes, before any is read.
+        runs.check_tensors(path, NGramLM.tensor_specs(order, len(vocab)))
+        # Checked as every family's file is, then mapped rather than read: an order-5
+        # model of a 1 GB corpus is several GB, and a query needs few of its pages.
+        with runs.open_tensors(path, cls.family):
+            pass
+        try:
+            _, tensors = streaming.map_safetensors(path)
+            lm = NGramLM.from_tensors(tensors, vocab, meta)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise runs.damaged(directory, f"its n-gram model is inconsistent ({err})") from None
+        return cls(lm, config, directory)
+
+    def sample_tokens(
+        self, prompt: Sequence[str], max_tokens: int, rng: np.random.Generator, request: Any
+    ) -> list[str]:
+        """Up to ``max_tokens`` tokens continuing ``prompt`` (a sentence's first tokens),
+        sampled with ``request``'s temperature, top-k and top-p; the sentence's end stops."""
+        banned = [BOS, UNK]  # never start a sentence mid-way, never emit "<unk>"
+        context = [BOS, *self.lm.encode(list(prompt)).tolist()]
+        new: list[str] = []
+        for _ in range(max_tokens):
+            history = context[max(0, len(context) - self.lm.order + 1) :]
+            logprobs = self.lm.next_token_logprobs(history)
+            logprobs[banned] = -np.inf
+            if len(context) == 1:  # blank lines are sentences too; a sample is not one
+                logprobs[EOS] = -np.inf
+            if not np.isfinite(logprobs).any():  # nothing may follow (an odd model)
+                break
+            token = sample_token(logprobs, rng, request.temperature, request.top_k, request.top_p)
+            if token == EOS:
+                break
+            context.append(token)
+            new.append(self.lm.vocab[token])
+        return new
+
+    def describe(self) -> dict[str, Any]:
+        vocab = len(self.lm.vocab)
+        counts = self.lm.ngram_counts()
+        facts: dict[str, Any] = {
+            "order": self.lm.order,
+            "tokens": getattr(self.config, "tokens", "remi"),
+            "smoothing": self.lm.smoothing,
+            "vocab_size": vocab,
+            # Distinct n-grams seen against the V^n possible: why long chains are sparse.
+            "ngrams": [
+                {"order": n, "distinct": c, "possible": vocab**n, "fraction_seen": c / vocab**n}
+                for n, c in enumerate(counts, start=1)
+            ],
+        }
+        if self.lm.discounts:
+            facts["discounts"] = {str(n): list(d) for n, d in self.lm.discounts.items()}
+        if self.directory is not None:
+            facts["model_bytes"] = (self.directory / runs.TENSOR_FILE).stat().st_size
+        return facts
+
+    def export(self, fmt: str, path: Path) -> None:
+        from gentool_ngram.arpa import write_arpa
+
+        with runs.atomic_path(path) as tmp:
+            write_arpa(self.lm, tmp)
+
+
+class NGramModel(NGramBase, TextGeneration, TextScoring, Importable):
+    family = "ngram"
+    description = "Markov chain of order N over chars or words, Kneser-Ney smoothed"
+    config_class = NGramConfig
+    import_formats = ("arpa",)
+    default_data = default_text_path()
+
+    # -- training and tasks ----------------------------------------------------------------
     @classmethod
     def train(cls, config: NGramConfig, context: TrainingContext[Any]) -> NGramModel:
         # Counted within --memory: what does not fit is sorted in runs on disk, in a
@@ -130,79 +239,14 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
         )
         return model
 
-    def save(self, directory: Path) -> dict[str, Any]:
-        target = directory / runs.TENSOR_FILE
-        if self._tensor_file is None:
-            runs.save_tensors(target, self.lm.to_tensors(), self.family)
-        elif self._tensor_file != target:
-            with runs.atomic_path(target) as tmp:
-                try:  # the trained model's file: moved into the run, not copied
-                    os.replace(self._tensor_file, tmp)
-                    self._tensor_file = target
-                except OSError:  # another file system
-                    shutil.copyfile(self._tensor_file, tmp)
-            if self._scratch is not None and self._tensor_file == target:
-                self._scratch.cleanup()
-                self._scratch = None
-        runs.write_json(directory / VOCAB_FILE, self.lm.vocab)
-        runs.write_json(
-            directory / CONFIG_FILE,
-            {"model_type": self.family, **asdict(self.config), "lm": self.lm.meta()},
-        )
-        return self.training
-
-    @classmethod
-    def load(cls, directory: Path, config: NGramConfig) -> NGramModel:
-        path = directory / runs.TENSOR_FILE
-        try:
-            vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
-            meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["lm"]
-            order = meta["order"]
-            if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
-                raise ValueError(f"{VOCAB_FILE} is not a list of tokens")
-            if not isinstance(order, int) or not 1 <= order <= 10:
-                raise ValueError(f"order {order!r} is not 1-10")
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise runs.damaged(directory, f"its n-gram config is incomplete ({err})") from None
-        # The tables the config describes, before any is read.
-        runs.check_tensors(path, NGramLM.tensor_specs(order, len(vocab)))
-        # Checked as every family's file is, then mapped rather than read: an order-5
-        # model of a 1 GB corpus is several GB, and a query needs few of its pages.
-        with runs.open_tensors(path, cls.family):
-            pass
-        try:
-            _, tensors = streaming.map_safetensors(path)
-            lm = NGramLM.from_tensors(tensors, vocab, meta)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise runs.damaged(directory, f"its n-gram model is inconsistent ({err})") from None
-        return cls(lm, config, directory)
-
-    # -- tasks --------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Iterator[str]:
         if request.num_beams > 1:
             raise PluginError("ngram models sample token by token; they have no --beams search")
         tokenizer = get_tokenizer(self.config.tokens)
         prompt = tokenizer.split(request.prompt)
         rng = np.random.default_rng(request.seed)
-        banned = [BOS, UNK]  # never start a sentence mid-way, never emit "<unk>"
         for _ in range(request.num_samples):
-            context = [BOS, *self.lm.encode(prompt).tolist()]
-            new: list[str] = []
-            for _ in range(request.max_tokens):
-                history = context[max(0, len(context) - self.lm.order + 1) :]
-                logprobs = self.lm.next_token_logprobs(history)
-                logprobs[banned] = -np.inf
-                if len(context) == 1:  # blank lines are sentences too; a sample is not one
-                    logprobs[EOS] = -np.inf
-                if not np.isfinite(logprobs).any():  # nothing may follow (an odd model)
-                    break
-                token = sample_token(
-                    logprobs, rng, request.temperature, request.top_k, request.top_p
-                )
-                if token == EOS:
-                    break
-                context.append(token)
-                new.append(self.lm.vocab[token])
+            new = self.sample_tokens(prompt, request.max_tokens, rng, request)
             yield tokenizer.join([*prompt, *new])
 
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
@@ -219,32 +263,6 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
         if not self.lm.normalized:
             metrics["normalized"] = False  # stupid backoff: scores, not probabilities
         return metrics
-
-    def describe(self) -> dict[str, Any]:
-        vocab = len(self.lm.vocab)
-        counts = self.lm.ngram_counts()
-        facts: dict[str, Any] = {
-            "order": self.lm.order,
-            "tokens": self.config.tokens,
-            "smoothing": self.lm.smoothing,
-            "vocab_size": vocab,
-            # Distinct n-grams seen against the V^n possible: why long chains are sparse.
-            "ngrams": [
-                {"order": n, "distinct": c, "possible": vocab**n, "fraction_seen": c / vocab**n}
-                for n, c in enumerate(counts, start=1)
-            ],
-        }
-        if self.lm.discounts:
-            facts["discounts"] = {str(n): list(d) for n, d in self.lm.discounts.items()}
-        if self.directory is not None:
-            facts["model_bytes"] = (self.directory / runs.TENSOR_FILE).stat().st_size
-        return facts
-
-    def export(self, fmt: str, path: Path) -> None:
-        from gentool_ngram.arpa import write_arpa
-
-        with runs.atomic_path(path) as tmp:
-            write_arpa(self.lm, tmp)
 
     @classmethod
     def import_model(cls, fmt: str, path: Path) -> tuple[NGramModel, NGramConfig]:

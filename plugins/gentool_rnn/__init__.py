@@ -9,11 +9,12 @@ registers the model with transformers' Auto classes.
 from collections.abc import Callable
 
 import gentool
-from gentool_rnn.family import RnnModel, RnnModelConfig, RnnTrainConfig
+from gentool_rnn.family import RnnModel, RnnModelConfig, RnnMusic, RnnMusicConfig, RnnTrainConfig
 
-__all__ = ["RnnModel", "RnnModelConfig", "RnnTrainConfig"]
+__all__ = ["RnnModel", "RnnModelConfig", "RnnMusic", "RnnMusicConfig", "RnnTrainConfig"]
 
 
 @gentool.hookimpl
 def register_models(register: Callable[[type], None]) -> None:
-    register(RnnModel)
+    register(RnnModel)  # first: text, and no data (the embedded sample)
+    register(RnnMusic)  # music data (MIDI) routes here

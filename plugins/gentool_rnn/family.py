@@ -16,7 +16,8 @@ from gentool.data import default_text_path
 from gentool.errors import RecipeError
 from gentool.model import TrainingContext
 from gentool.neural.config import StreamTrainConfig
-from gentool.neural.streams import TextStreamModel
+from gentool.neural.music import MusicStreamModel
+from gentool.neural.streams import StreamModel, TextStreamModel
 from gentool.tasks import GenerationRequest
 
 if TYPE_CHECKING:
@@ -28,17 +29,30 @@ EVAL_WINDOW = 4096  # tokens per forward pass when scoring a file (the state car
 
 
 @dataclass
-class RnnModelConfig:
-    """The recipe's [model] table."""
+class RnnSizes:
+    """The [model] keys of every rnn: its cell and sizes."""
 
     cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    tokens: Literal["char", "word", "bpe"] = "char"
-    vocab_size: int = 1000  # bpe: merges up to this size; char, word: the most frequent
     embedding_size: int = 128
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.1
     tie_embeddings: bool = False
+
+
+@dataclass
+class RnnModelConfig(RnnSizes):
+    """The recipe's [model] table, on text."""
+
+    tokens: Literal["char", "word", "bpe"] = "char"
+    vocab_size: int = 1000  # bpe: merges up to this size; char, word: the most frequent
+
+
+@dataclass
+class RnnMusicConfig(RnnSizes):
+    """The recipe's [model] table, on music (MIDI): REMI tokens."""
+
+    programs: bool = True  # REMI+: a Program token before each note (tracks kept apart)
 
 
 @dataclass
@@ -52,22 +66,19 @@ class RnnTrainConfig(StreamTrainConfig):
     warmup_steps: int = 50
 
 
-class RnnModel(TextStreamModel):
-    """A recurrent language model (LSTM, GRU or tanh RNN)."""
+class RnnNetwork(StreamModel):
+    """The recurrent network of every rnn kind (LSTM, GRU or tanh RNN) over one stream."""
 
     family = "rnn"
-    description = "LSTM/GRU/RNN language models (truncated BPTT), saved as Hugging Face models"
-    config_class = RnnModelConfig
     train_config_class = RnnTrainConfig
-    default_data = default_text_path()
     model_type = "gentool_rnn"
     modeling_module = "gentool_rnn.modeling"  # registers RnnForCausalLM with the Auto classes
 
     # -- training -----------------------------------------------------------------------------
     @classmethod
-    def check_config(cls, config: RnnModelConfig, train: RnnTrainConfig) -> None:
+    def check_config(cls, config: RnnSizes, train: RnnTrainConfig) -> None:
         for key in ("embedding_size", "hidden_size", "num_layers", "vocab_size"):
-            if getattr(config, key) < 1:
+            if getattr(config, key, 1) < 1:
                 raise RecipeError(f"model.{key} must be at least 1, got {getattr(config, key)}")
         if not 0 <= config.dropout < 1:
             raise RecipeError(f"model.dropout must be in [0, 1), got {config.dropout}")
@@ -77,7 +88,7 @@ class RnnModel(TextStreamModel):
         return train.batch_size // train.grad_accum  # rows of a global micro-batch
 
     @classmethod
-    def build_model(cls, config: RnnModelConfig, vocab_size: int, bos: int) -> torch.nn.Module:
+    def build_model(cls, config: RnnSizes, vocab_size: int, bos: int) -> torch.nn.Module:
         from gentool_rnn.modeling import RnnConfig, RnnForCausalLM
 
         special = {"bos_token_id": bos, "eos_token_id": bos, "pad_token_id": bos}
@@ -99,7 +110,7 @@ class RnnModel(TextStreamModel):
     @classmethod
     def stream_task(
         cls,
-        config: RnnModelConfig,
+        config: RnnSizes,
         context: TrainingContext[Any],
         model: torch.nn.Module,
         train_ids: torch.Tensor,
@@ -146,7 +157,7 @@ class RnnModel(TextStreamModel):
         config = self.model.config
         return {
             "cell": config.cell,
-            "tokens": self.config.tokens,
+            "tokens": getattr(self.config, "tokens", "remi"),
             "vocab_size": config.vocab_size,
             "embedding_size": config.embedding_size,
             "hidden_size": config.hidden_size,
@@ -154,3 +165,19 @@ class RnnModel(TextStreamModel):
             "tie_embeddings": config.tie_embeddings,
             "parameters": self.parameters(),
         }
+
+
+class RnnModel(RnnNetwork, TextStreamModel):
+    """A recurrent language model (LSTM, GRU or tanh RNN) of text."""
+
+    description = "LSTM/GRU/RNN language models (truncated BPTT), saved as Hugging Face models"
+    config_class = RnnModelConfig
+    default_data = default_text_path()
+
+
+class RnnMusic(RnnNetwork, MusicStreamModel):
+    """A recurrent language model of music (REMI tokens of MIDI files)."""
+
+    kind = "music"
+    description = "LSTM/GRU/RNN over REMI music tokens: MIDI in, MIDI out"
+    config_class = RnnMusicConfig

@@ -14,13 +14,15 @@ from collections.abc import Callable
 import click
 
 import gentool
-from gentool_transformer.lm import LanguageModel, LMConfig, LMTrainConfig
+from gentool_transformer.lm import LanguageModel, LMConfig, LMTrainConfig, MusicLM, MusicLMConfig
 from gentool_transformer.translator import Translator, TranslatorConfig, TranslatorTrainConfig
 
 __all__ = [
     "LMConfig",
     "LMTrainConfig",
     "LanguageModel",
+    "MusicLM",
+    "MusicLMConfig",
     "Translator",
     "TranslatorConfig",
     "TranslatorTrainConfig",
@@ -31,6 +33,7 @@ __all__ = [
 def register_models(register: Callable[[type], None]) -> None:
     register(LanguageModel)  # first: the family's kind when neither data nor recipe choose
     register(Translator)
+    register(MusicLM)  # music data (MIDI) routes here
 
 
 @gentool.hookimpl

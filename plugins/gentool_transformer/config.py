@@ -9,10 +9,9 @@ from gentool.errors import RecipeError
 
 
 @dataclass
-class TransformerSizes:
+class TransformerLayers:
     """The [model] keys of every transformer: the sizes of its layers."""
 
-    vocab_size: int = 8000  # bpe: the vocabulary size to learn
     d_model: int = 256
     num_layers: int = 4  # the language model's layers; a translator's on each side
     num_heads: int = 8
@@ -22,7 +21,14 @@ class TransformerSizes:
     tie_embeddings: bool = True
 
 
-def check_sizes(config: TransformerSizes) -> None:
+@dataclass
+class TransformerSizes(TransformerLayers):
+    """The layers, and the vocabulary a text transformer learns (music has its own)."""
+
+    vocab_size: int = 8000  # bpe: the vocabulary size to learn
+
+
+def check_sizes(config: TransformerLayers) -> None:
     """Reject sizes that cannot build a transformer, naming the key and a fix."""
     for key in ("d_model", "num_layers", "num_heads", "d_ff", "context_length"):
         if getattr(config, key) < 1:

@@ -19,13 +19,13 @@ import torch.nn.functional as F
 
 from gentool.neural.engine import TrainingTask
 from gentool.tasks import GenerationRequest
-from gentool_transformer.config import TransformerSizes
+from gentool_transformer.config import TransformerLayers
 
 EVAL_BATCH = 16  # windows per forward pass in sliding_loss()
 EVAL_WINDOWS = 64  # about as many validation windows per forward pass while training
 
 
-def build_model(config: TransformerSizes, vocab_size: int, bos: int) -> Any:
+def build_model(config: TransformerLayers, vocab_size: int, bos: int) -> Any:
     """A freshly initialised GPT-2 of ``config``'s sizes, with SDPA attention."""
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -17,10 +17,11 @@ from gentool.data import default_text_path
 from gentool.errors import RecipeError
 from gentool.model import TrainingContext
 from gentool.neural.config import StreamTrainConfig
-from gentool.neural.streams import TextStreamModel
+from gentool.neural.music import MusicStreamModel
+from gentool.neural.streams import StreamModel, TextStreamModel
 from gentool.tasks import GenerationRequest
 from gentool_transformer.attention import AttentionMap, ShowsAttention
-from gentool_transformer.config import TransformerSizes, check_sizes
+from gentool_transformer.config import TransformerLayers, TransformerSizes, check_sizes
 
 if TYPE_CHECKING:
     import torch
@@ -46,26 +47,32 @@ class LMTrainConfig(StreamTrainConfig):
     seq_len: int = 128  # tokens per training row (at most model.context_length)
 
 
-class LanguageModel(TextStreamModel, ShowsAttention):
-    """A decoder-only transformer language model (GPT-2 architecture)."""
+@dataclass
+class MusicLMConfig(TransformerLayers):
+    """The [model] table of a transformer language model of music (REMI tokens)."""
+
+    arch: Literal["decoder"] = "decoder"
+    programs: bool = True  # REMI+: a Program token before each note (tracks kept apart)
+    context_length: int = 512  # a chorale is ~1200 tokens: a window holds several bars
+
+
+class Decoder(StreamModel):
+    """The GPT-2 decoder of every transformer language model, over one token stream."""
 
     family = "transformer"
-    kind = "lm"
-    description = "Transformer decoder language model (GPT-2 style), saved as a Hugging Face model"
-    config_class = LMConfig
     train_config_class = LMTrainConfig
     selected_by = {"arch": ("decoder",)}
-    default_data = default_text_path()
     model_type = "gpt2"
     load_options = {"attn_implementation": "sdpa"}
 
     @staticmethod
-    def resolved_tokens(config: LMConfig) -> str:
-        return "char" if config.tokens == "auto" else config.tokens
+    def resolved_tokens(config: Any) -> str:
+        tokens = getattr(config, "tokens", "remi")
+        return "char" if tokens == "auto" else tokens
 
     # -- training -----------------------------------------------------------------------------
     @classmethod
-    def check_config(cls, config: LMConfig, train: LMTrainConfig) -> None:
+    def check_config(cls, config: TransformerLayers, train: LMTrainConfig) -> None:
         check_sizes(config)
         if not 1 <= train.seq_len <= config.context_length:
             raise RecipeError(
@@ -74,12 +81,7 @@ class LanguageModel(TextStreamModel, ShowsAttention):
             )
 
     @classmethod
-    def tokenizer_spec(cls, config: LMConfig) -> tuple[str, int | None]:
-        tokens = cls.resolved_tokens(config)
-        return tokens, config.vocab_size if tokens == "bpe" else None  # char: every character
-
-    @classmethod
-    def build_model(cls, config: LMConfig, vocab_size: int, bos: int) -> torch.nn.Module:
+    def build_model(cls, config: TransformerLayers, vocab_size: int, bos: int) -> torch.nn.Module:
         from gentool_transformer.gpt2 import build_model
 
         return build_model(config, vocab_size, bos)
@@ -87,7 +89,7 @@ class LanguageModel(TextStreamModel, ShowsAttention):
     @classmethod
     def stream_task(
         cls,
-        config: LMConfig,
+        config: TransformerLayers,
         context: TrainingContext[Any],
         model: torch.nn.Module,
         train_ids: torch.Tensor,
@@ -116,11 +118,6 @@ class LanguageModel(TextStreamModel, ShowsAttention):
 
         return sliding_loss(self.model, ids, self.model.config.n_positions)
 
-    def attention_maps(self, text: str) -> list[AttentionMap]:
-        from gentool_transformer.attention import decoder_maps
-
-        return decoder_maps(self.model, self.tokenizer, text)
-
     def describe(self) -> dict[str, Any]:
         config = self.model.config
         return {
@@ -136,3 +133,30 @@ class LanguageModel(TextStreamModel, ShowsAttention):
             "tie_embeddings": config.tie_word_embeddings,
             "parameters": self.parameters(),
         }
+
+
+class LanguageModel(Decoder, TextStreamModel, ShowsAttention):
+    """A decoder-only transformer language model (GPT-2 architecture) of text."""
+
+    kind = "lm"
+    description = "Transformer decoder language model (GPT-2 style), saved as a Hugging Face model"
+    config_class = LMConfig
+    default_data = default_text_path()
+
+    @classmethod
+    def tokenizer_spec(cls, config: LMConfig) -> tuple[str, int | None]:
+        tokens = cls.resolved_tokens(config)
+        return tokens, config.vocab_size if tokens == "bpe" else None  # char: every character
+
+    def attention_maps(self, text: str) -> list[AttentionMap]:
+        from gentool_transformer.attention import decoder_maps
+
+        return decoder_maps(self.model, self.tokenizer, text)
+
+
+class MusicLM(Decoder, MusicStreamModel):
+    """A decoder-only transformer (GPT-2) over REMI music tokens of MIDI files."""
+
+    kind = "music"
+    description = "Transformer decoder (GPT-2 style) over REMI music tokens: MIDI in, MIDI out"
+    config_class = MusicLMConfig
