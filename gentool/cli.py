@@ -651,6 +651,109 @@ def info(run: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface; see docs/serving.md).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed at start).",
+)
+@click.option(
+    "--api-key",
+    envvar="GENTOOL_API_KEY",
+    metavar="KEY",
+    help="Require 'Authorization: Bearer KEY' [env: GENTOOL_API_KEY].",
+)
+@click.option(
+    "--timeout",
+    type=FiniteFloatRange(min=0.01),
+    default=60.0,
+    show_default=True,
+    help="Seconds a request may take, its wait for the model included.",
+)
+@click.option(
+    "--queue-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Requests that may wait for each model; more get 503 + Retry-After.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1024),
+    default=8 << 20,
+    show_default=True,
+    help="Largest request body, in bytes.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Largest max_tokens a request may ask for.",
+)
+@click.option(
+    "--max-n",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Most samples (n, times the prompts) or images one request may ask for.",
+)
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(min=1),
+    default=1 << 22,
+    show_default=True,
+    help="Largest image to restore, in pixels.",
+)
+def serve(
+    runs: tuple[str, ...],
+    host: str,
+    port: int,
+    api_key: str | None,
+    timeout: float,
+    queue_size: int,
+    max_body: int,
+    max_tokens: int,
+    max_n: int,
+    max_image_pixels: int,
+) -> None:
+    """Serve the models of RUNs over HTTP (OpenAI-compatible where an API exists).
+
+    Each run is served under its folder's name, or NAME=RUN. Endpoints, by what the
+    model can do: /v1/completions (stream: true for server-sent events), /v1/score,
+    /v1/translations, /v1/images/generations, /v1/images/restorations; and /v1/models,
+    /health, /metrics. SIGTERM (or Ctrl-C) stops after the requests in flight.
+    Needs the serve extra: pip install 'gentool[serve]'.
+
+    \b
+    Examples:
+      gentool serve runs/ngram runs/transformer
+      gentool serve lm=runs/transformer --port 9000 --api-key "$(cat key.txt)"
+      curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' \\
+           -d '{"model": "ngram", "prompt": "The", "max_tokens": 20}'
+    """
+    from gentool.serve import serve as run_server
+    from gentool.serve.schema import Limits, Settings
+
+    settings = Settings(
+        api_key=api_key or None,
+        timeout=timeout,
+        queue_size=queue_size,
+        max_body=max_body,
+        limits=Limits(max_tokens=max_tokens, max_n=max_n, max_image_pixels=max_image_pixels),
+    )
+    sys.exit(run_server(runs, host, port, settings, log))
+
+
+@cli.command()
 @run_argument
 @click.option("--format", "fmt", required=True, help="Output format, e.g. arpa.")
 @click.option(

@@ -153,31 +153,47 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
 
     # -- tasks --------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Iterator[str]:
-        if request.num_beams > 1:
-            raise PluginError("ngram models sample token by token; they have no --beams search")
         tokenizer = get_tokenizer(self.config.tokens)
         prompt = tokenizer.split(request.prompt)
         rng = np.random.default_rng(request.seed)
-        banned = [BOS, UNK]  # never start a sentence mid-way, never emit "<unk>"
         for _ in range(request.num_samples):
-            context = [BOS, *self.lm.encode(prompt).tolist()]
-            new: list[str] = []
-            for _ in range(request.max_tokens):
-                history = context[max(0, len(context) - self.lm.order + 1) :]
-                logprobs = self.lm.next_token_logprobs(history)
-                logprobs[banned] = -np.inf
-                if len(context) == 1:  # blank lines are sentences too; a sample is not one
-                    logprobs[EOS] = -np.inf
-                if not np.isfinite(logprobs).any():  # nothing may follow (an odd model)
-                    break
-                token = sample_token(
-                    logprobs, rng, request.temperature, request.top_k, request.top_p
-                )
-                if token == EOS:
-                    break
-                context.append(token)
-                new.append(self.lm.vocab[token])
-            yield tokenizer.join([*prompt, *new])
+            yield tokenizer.join([*prompt, *self._sample(prompt, request, rng)])
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """The first sample token by token: each piece is what the token adds to the text."""
+        tokenizer = get_tokenizer(self.config.tokens)
+        prompt = tokenizer.split(request.prompt)
+        tokens, text = list(prompt), request.prompt
+        for token in self._sample(prompt, request, np.random.default_rng(request.seed)):
+            tokens.append(token)
+            joined = tokenizer.join(tokens)
+            if joined.startswith(text):
+                yield joined[len(text) :]
+            else:  # the tokenizer respaced the prompt: give the new token as joined alone
+                yield joined[len(tokenizer.join(tokens[:-1])) :]
+            text = joined
+
+    def _sample(
+        self, prompt: list[str], request: GenerationRequest, rng: np.random.Generator
+    ) -> Iterator[str]:
+        """The tokens of one continuation of ``prompt``, each as soon as it is drawn."""
+        if request.num_beams > 1:
+            raise PluginError("ngram models sample token by token; they have no --beams search")
+        banned = [BOS, UNK]  # never start a sentence mid-way, never emit "<unk>"
+        context = [BOS, *self.lm.encode(prompt).tolist()]
+        for _ in range(request.max_tokens):
+            history = context[max(0, len(context) - self.lm.order + 1) :]
+            logprobs = self.lm.next_token_logprobs(history)
+            logprobs[banned] = -np.inf
+            if len(context) == 1:  # blank lines are sentences too; a sample is not one
+                logprobs[EOS] = -np.inf
+            if not np.isfinite(logprobs).any():  # nothing may follow (an odd model)
+                return
+            token = sample_token(logprobs, rng, request.temperature, request.top_k, request.top_p)
+            if token == EOS:
+                return
+            context.append(token)
+            yield self.lm.vocab[token]
 
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
         scores = self.lm.score(read_sentences(paths, self.config.tokens))
