@@ -686,6 +686,20 @@ def info(run: str, as_json: bool) -> None:
     help="Requests that may wait for each model; more get 503 + Retry-After.",
 )
 @click.option(
+    "--batch-window",
+    type=FiniteFloatRange(min=0.0),
+    default=5.0,
+    show_default=True,
+    help="Milliseconds a completion waits for others to run in one batch (0: off).",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Most completion prompts run together.",
+)
+@click.option(
     "--max-body",
     type=click.IntRange(min=1024),
     default=8 << 20,
@@ -720,6 +734,8 @@ def serve(
     api_key: str | None,
     timeout: float,
     queue_size: int,
+    batch_window: float,
+    max_batch: int,
     max_body: int,
     max_tokens: int,
     max_n: int,
@@ -747,6 +763,8 @@ def serve(
         api_key=api_key or None,
         timeout=timeout,
         queue_size=queue_size,
+        batch_window=batch_window / 1000,
+        max_batch=max_batch,
         max_body=max_body,
         limits=Limits(max_tokens=max_tokens, max_n=max_n, max_image_pixels=max_image_pixels),
     )

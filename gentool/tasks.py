@@ -88,6 +88,13 @@ class TextGeneration(Capability):
             yield sample[len(request.prompt) :] if sample.startswith(request.prompt) else sample
             return
 
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
+        """The samples of each request, for requests that arrived together (the server's
+        dynamic batching): the same as ``generate`` on each, which is the default. A kind
+        that can compute several prompts in one pass overrides this (an unseeded request
+        may then draw other samples than alone; a seeded one must not)."""
+        return [list(self.generate(request)) for request in requests]
+
 
 class TextScoring(Capability):
     """``gentool evaluate --data TEXT``: perplexity and bits per token."""

@@ -425,10 +425,7 @@ def test_full_queue_is_503_with_retry_after(
         first, first_reply = in_flight(started, {"model": "run", "prompt": a})
         wait_for(Path(a + ".started"))  # a runs; b waits in the queue of one
         second, second_reply = in_flight(started, {"model": "run", "prompt": b})
-        for _ in range(3000):  # until b is queued
-            if 'gentool_queued_requests{model="run"} 1' in started.request("GET", "/metrics")[2]:
-                break
-            time.sleep(0.01)
+        wait_queued(started, 1)
         status, headers, body = started.request("POST", "/v1/completions", {"model": "run"})
         assert status == 503 and headers["retry-after"] == "1"
         assert "busy" in body["error"]["message"] and "--queue-size" in body["error"]["message"]
@@ -438,6 +435,41 @@ def test_full_queue_is_503_with_retry_after(
         second.join(60)
         assert first_reply[0][1]["choices"][0]["text"] == " passed"
         assert second_reply[0][0] == 200
+    finally:
+        assert started.stop() == 0
+
+
+def wait_queued(server: Server, count: int) -> None:
+    for _ in range(3000):
+        if (
+            f'gentool_queued_requests{{model="run"}} {count}'
+            in server.request("GET", "/metrics")[2]
+        ):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"never {count} requests queued")
+
+
+def test_requests_waiting_together_run_as_one_batch(
+    gated: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    run, env = gated
+    started = Server(run, "--max-batch", "3", env=env)
+    try:
+        gates = [str(tmp_path / name) for name in "abcde"]
+        first = in_flight(started, {"model": "run", "prompt": gates[0]})
+        wait_for(Path(gates[0] + ".started"))  # a runs alone; b, c, d, e wait meanwhile
+        others = [in_flight(started, {"model": "run", "prompt": g}) for g in gates[1:]]
+        wait_queued(started, 4)
+        for gate in gates:
+            Path(gate + ".open").touch()
+        for thread, reply in [first, *others]:
+            thread.join(60)
+            assert reply[0][0] == 200
+        text = started.request("GET", "/metrics")[2]
+        # a; then b, c, d together (--max-batch 3); then e
+        assert 'gentool_batches_total{model="run"} 3' in text
+        assert 'gentool_batched_requests_total{model="run"} 5' in text
     finally:
         assert started.stop() == 0
 

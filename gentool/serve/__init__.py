@@ -78,7 +78,12 @@ def serve(
     models = {name: api.load(path) for name, path in paths.items()}  # every check first
     sock = _bind(host, port)
     served = {
-        name: Served(name, path, models[name], ModelWorker(name, settings.queue_size))
+        name: Served(
+            name,
+            path,
+            models[name],
+            ModelWorker(name, settings.queue_size, settings.batch_window, settings.max_batch),
+        )
         for name, path in paths.items()
     }
     config = uvicorn.Config(

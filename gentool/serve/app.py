@@ -4,6 +4,7 @@ capability to its endpoints; a new task adds a line there and a handler."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import io
@@ -51,6 +52,11 @@ class Served:
     path: Path
     model: Model
     worker: ModelWorker
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[list[str]]:
+        """The batch function of completion jobs (one per model: jobs batch together)."""
+        model: TextGeneration = self.model  # type: ignore[assignment]
+        return model.generate_batch(requests)
 
     def describe(self) -> dict[str, Any]:
         model = self.model
@@ -203,7 +209,9 @@ async def health(server: Server, request: Request) -> Response:
 @endpoint("/metrics")
 async def metrics(server: Server, request: Request) -> Response:
     queued = {name: s.worker.queued() for name, s in server.models.items()}
-    return PlainTextResponse(server.metrics.text(queued), media_type="text/plain; version=0.0.4")
+    batches = {name: (s.worker.batches, s.worker.batched) for name, s in server.models.items()}
+    text = server.metrics.text(queued, batches)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
 @endpoint("/v1/models")
@@ -248,7 +256,6 @@ async def completions(server: Server, request: Request) -> Response:
         repetition_penalty=body.number("repetition_penalty", 1.0, 1e-6) or 1.0,
     )
     stop, echo = stops(body), body.boolean("echo")
-    model: TextGeneration = served.model  # type: ignore[assignment]
     if body.boolean("stream"):
         if n != 1 or len(prompts) != 1:
             raise BadRequest("'stream': true takes one prompt and n=1", "stream")
@@ -256,10 +263,12 @@ async def completions(server: Server, request: Request) -> Response:
             server, request, served, replace(template, prompt=prompts[0]), stop, echo
         )
 
-    requests = [replace(template, prompt=p) for p in prompts]
-    samples = await served.worker.call(
-        lambda: [list(model.generate(r)) for r in requests], server.settings.timeout
-    )
+    # Each prompt is a batchable job: concurrent requests' prompts run together.
+    samples = await asyncio.gather(*(
+        served.worker.call_batched(served.generate_batch, replace(template, prompt=p),
+                                   server.settings.timeout)
+        for p in prompts
+    ))  # fmt: skip
     choices: list[dict[str, Any]] = []
     for prompt, made in zip(prompts, samples, strict=True):
         for sample in made:

@@ -46,6 +46,8 @@ class Settings:
     api_key: str | None = None
     timeout: float = 60.0  # seconds a request may take, its wait in the queue included
     queue_size: int = 16  # requests waiting per model before 503
+    batch_window: float = 0.005  # seconds a completion waits for others to batch with
+    max_batch: int = 8  # completion prompts computed together
     max_body: int = 8 << 20  # bytes of a request body
     limits: Limits = field(default_factory=Limits)
 

@@ -9,6 +9,8 @@ letting waits grow without bound. Nothing here imports starlette or uvicorn.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import queue
 import threading
 import time
@@ -30,33 +32,73 @@ class Cancelled(Exception):
 class Job:
     """A call to make on the worker thread. ``cancelled`` is set when nobody waits for the
     result any more: a job not yet started is then skipped, and a stream stops between
-    pieces (a call already running cannot be interrupted)."""
+    pieces (a call already running cannot be interrupted).
 
-    call: Callable[[], Any]
+    A batchable job has a ``batch`` function instead, taking many jobs' ``item`` at once
+    and returning their results in order; jobs whose ``batch`` is the same function are
+    run together when they arrive within the worker's batch window."""
+
+    call: Callable[[], Any] | None
     done: Callable[[Any, BaseException | None], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    batch: Callable[[list[Any]], list[Any]] | None = None
+    item: Any = None
 
 
 class ModelWorker:
-    """Runs the jobs of one model, one at a time, on its own thread."""
+    """Runs the jobs of one model on its own thread: one at a time, or batchable ones
+    together (dynamic batching: after the first, wait up to ``batch_window`` seconds for
+    others, at most ``max_batch`` in all)."""
 
-    def __init__(self, name: str, queue_size: int) -> None:
+    def __init__(
+        self, name: str, queue_size: int, batch_window: float = 0.0, max_batch: int = 1
+    ) -> None:
         self.name = name
+        self.batch_window = batch_window
+        self.max_batch = max_batch
+        self.batches = self.batched = 0  # batches run, and the jobs in them (for /metrics)
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._held: collections.deque[Job | None] = collections.deque()  # taken, not batched
         self._thread = threading.Thread(target=self._run, name=f"gentool-{name}", daemon=True)
         self._thread.start()
 
+    def _next(self, timeout: float | None = None) -> Job | None:
+        if self._held:
+            return self._held.popleft()
+        return self._jobs.get(timeout=timeout)
+
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        while (job := self._next()) is not None:
             if job.cancelled.is_set():
                 job.done(None, Cancelled())
-                continue
-            try:
-                result = job.call()
-            except BaseException as err:  # handed to the waiting request, which answers it
-                job.done(None, err)
+            elif job.batch is None:
+                assert job.call is not None
+                _finish([job], job.call)
             else:
-                job.done(result, None)
+                group = self._gather(job)
+                self.batches += 1
+                self.batched += len(group)
+                _finish(group, functools.partial(job.batch, [j.item for j in group]))
+
+    def _gather(self, first: Job) -> list[Job]:
+        """``first`` and the jobs of its batch that arrive within the window."""
+        group = [first]
+        deadline = time.monotonic() + self.batch_window
+        later: list[Job | None] = []
+        while len(group) < self.max_batch and self.batch_window > 0:
+            try:
+                job = self._next(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            # == : the same function (bound methods of one object are equal, not identical)
+            if job is not None and job.batch == first.batch and not job.cancelled.is_set():
+                group.append(job)
+            else:
+                later.append(job)  # in arrival order, after this batch
+                if job is None:
+                    break
+        self._held.extend(later)
+        return group
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; Busy when the queue is full."""
@@ -104,8 +146,27 @@ class ModelWorker:
         self.submit(job)
         return _drain(out, job, deadline)
 
+    async def call_batched(
+        self, batch: Callable[[list[Any]], list[Any]], item: Any, timeout: float
+    ) -> Any:
+        """``batch([item, ...])``'s result for ``item``, ``item`` run together with the
+        other items of the same ``batch`` function that arrive within the window."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def done(result: Any, err: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, result, err)
+
+        job = Job(None, done, batch=batch, item=item)
+        self.submit(job)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            job.cancelled.set()
+            raise
+
     def queued(self) -> int:
-        return self._jobs.qsize()
+        return self._jobs.qsize() + len(self._held)
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish the queued jobs, then end the thread."""
@@ -125,6 +186,21 @@ async def _drain(out: asyncio.Queue[tuple[str, Any]], job: Job, deadline: float)
             yield value
     finally:  # also when the client goes away mid-stream
         job.cancelled.set()
+
+
+def _finish(jobs: list[Job], call: Callable[[], Any]) -> None:
+    """Run ``call`` and hand each job its result (a batch: its own one) or the error."""
+    try:
+        result = call()
+    except BaseException as err:  # handed to the waiting requests, which answer it
+        for job in jobs:
+            job.done(None, err)
+        return
+    if len(jobs) == 1 and jobs[0].batch is None:
+        jobs[0].done(result, None)
+        return
+    for job, each in zip(jobs, result, strict=True):
+        job.done(each, None)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, err: BaseException | None) -> None:
@@ -166,7 +242,7 @@ class Metrics:
         """``count`` more of ``what`` (samples, characters, images, translations)."""
         self.output[model, what] += count
 
-    def text(self, queued: dict[str, int]) -> str:
+    def text(self, queued: dict[str, int], batches: dict[str, tuple[int, int]]) -> str:
         lines = [
             "# HELP gentool_requests_total HTTP requests answered, by endpoint, model, status.",
             "# TYPE gentool_requests_total counter",
@@ -198,6 +274,15 @@ class Metrics:
         ]
         for model, n in sorted(queued.items()):
             lines.append(f'gentool_queued_requests{{model="{_label(model)}"}} {n}')
+        lines += [
+            "# HELP gentool_batches_total Batches of requests run together (dynamic batching).",
+            "# TYPE gentool_batches_total counter",
+            "# HELP gentool_batched_requests_total Requests run in those batches.",
+            "# TYPE gentool_batched_requests_total counter",
+        ]
+        for model, (runs, jobs) in sorted(batches.items()):
+            lines.append(f'gentool_batches_total{{model="{_label(model)}"}} {runs}')
+            lines.append(f'gentool_batched_requests_total{{model="{_label(model)}"}} {jobs}')
         return "\n".join(lines) + "\n"
 
 
