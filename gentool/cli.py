@@ -6,6 +6,7 @@ becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import signal
@@ -406,6 +407,13 @@ def import_(
     help="Image models: each sample becomes a latent walk of N frames (a grid row).",
 )
 @click.option("--force", is_flag=True, help="Image models: replace an existing grid or samples.")
+@click.option("--stream", is_flag=True, help="Text: print one sample as it is made.")
+@click.option(
+    "--interactive",
+    "-i",
+    is_flag=True,
+    help="Text: keep the model loaded and answer each line typed (Ctrl-D ends).",
+)
 @json_option
 def generate(
     run: str,
@@ -423,6 +431,8 @@ def generate(
     out_dir: Path | None,
     interpolate: int | None,
     force: bool,
+    stream: bool,
+    interactive: bool,
     as_json: bool,
 ) -> None:
     """Sample from the model in RUN: text, or images (--grid / --out-dir).
@@ -436,6 +446,8 @@ def generate(
       gentool generate runs/ngram --prompt "I would" -n 5 --temperature 0.8 --top-k 40
       gentool generate runs/rnn --prompt "ROMEO:" --beams 4 --max-tokens 60
       gentool generate runs/transformer --prompt "ROMEO:" --repetition-penalty 1.2
+      gentool generate runs/ngram --prompt "The" --stream --max-tokens 40
+      gentool generate runs/transformer --interactive --max-tokens 80
       gentool generate runs/gan -n 64 --grid grid.png --seed 1
       gentool generate runs/gan --class 3 -n 8 --out-dir threes/
       gentool generate runs/gan -n 4 --interpolate 8 --grid walk.png
@@ -473,12 +485,53 @@ def generate(
     for flag, value in (("--grid", grid), ("--out-dir", out_dir), ("--interpolate", interpolate)):
         if value is not None:
             raise click.UsageError(f"{flag} is for image models; '{run}' generates text")
+    if stream or interactive:
+        flag = "--interactive" if interactive else "--stream"
+        if num_samples != 1 or as_json:
+            raise click.UsageError(f"{flag} prints one sample as it is made; drop -n / --json")
+        if interactive:
+            _interactive(model, request)
+        else:
+            click.echo(prompt, nl=False)
+            _print_stream(api.generate_stream(model, request))
+        return
     samples = api.generate(model, request)  # each sample printed as it is made
     if as_json:
         print_json_list({"run": run}, "samples", samples)
     else:
         for sample in samples:
             click.echo(sample)
+
+
+def _print_stream(pieces: Any) -> None:
+    for piece in pieces:
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+    click.echo()
+
+
+def _interactive(model: Any, request: GenerationRequest) -> None:
+    """Each line typed is a prompt; its answer streams. Ctrl-C stops the answer (or clears
+    the line typed), Ctrl-D ends. readline gives history and editing where it exists."""
+    import dataclasses
+
+    with contextlib.suppress(ImportError):  # not on Windows; input() still works
+        import readline  # noqa: F401 (importing it gives input() history and editing)
+    log("Each line is a prompt; Ctrl-C stops an answer, Ctrl-D ends.")
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            click.echo()
+            return
+        except KeyboardInterrupt:
+            click.echo()
+            continue
+        try:
+            click.echo(line, nl=False)
+            _print_stream(api.generate_stream(model, dataclasses.replace(request, prompt=line)))
+        except KeyboardInterrupt:
+            click.echo(" [stopped]")
 
 
 @cli.command()
