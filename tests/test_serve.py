@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -82,7 +83,10 @@ class Server:
     """``gentool serve ARGS --port 0`` in a subprocess; requests over real HTTP."""
 
     def __init__(self, *args: str | Path, env: dict[str, str] | None = None) -> None:
-        self.log = Path(f"serve-{time.monotonic_ns()}.log")
+        # Not in the working directory: a module's server starts before a test's own folder.
+        descriptor, name = tempfile.mkstemp(prefix="gentool-serve-", suffix=".log")
+        os.close(descriptor)
+        self.log = Path(name)
         with self.log.open("w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gentool", "serve", *map(str, args), "--port", "0"],
@@ -136,7 +140,9 @@ class Server:
         """SIGTERM, and the exit status."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        status = self.process.wait(timeout=60)
+        self.log.unlink(missing_ok=True)
+        return status
 
 
 def assert_refused(reply: tuple[int, Any], status: int, *fragments: str) -> None:
@@ -513,3 +519,4 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0(
     assert reply[0] == (200, reply[0][1]) and reply[0][1]["choices"][0]["text"] == " passed"
     assert started.process.wait(timeout=60) == 0
     assert "every request in flight was answered" in started.log.read_text()
+    started.log.unlink()
