@@ -805,7 +805,7 @@ def serve(
     \b
     Examples:
       gentool serve runs/ngram runs/transformer
-      gentool serve lm=runs/transformer --port 9000 --api-key "$(cat key.txt)"
+      GENTOOL_API_KEY="$(cat key.txt)" gentool serve lm=runs/transformer --port 9000
       curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' \\
            -d '{"model": "ngram", "prompt": "The", "max_tokens": 20}'
     """
