@@ -6,6 +6,7 @@ becomes one ``Error: ...`` line and exit code 1, here and only here (``GentoolGr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import signal
@@ -456,6 +457,13 @@ def import_(
 )
 @click.option("--force", is_flag=True, help="Replace existing output files (images, music).")
 @threads_option
+@click.option("--stream", is_flag=True, help="Text: print one sample as it is made.")
+@click.option(
+    "--interactive",
+    "-i",
+    is_flag=True,
+    help="Text: keep the model loaded and answer each line typed (Ctrl-D ends).",
+)
 @json_option
 @click.pass_context
 def generate(
@@ -480,6 +488,8 @@ def generate(
     pianoroll: Path | None,
     wav: Path | None,
     force: bool,
+    stream: bool,
+    interactive: bool,
     as_json: bool,
 ) -> None:
     """Sample from the model in RUN: text, images (--grid / --out-dir), or music (-o /
@@ -494,6 +504,8 @@ def generate(
       gentool generate runs/ngram --prompt "I would" -n 5 --temperature 0.8 --top-k 40
       gentool generate runs/rnn --prompt "ROMEO:" --beams 4 --max-tokens 60
       gentool generate runs/transformer --prompt "ROMEO:" --repetition-penalty 1.2
+      gentool generate runs/ngram --prompt "The" --stream --max-tokens 40
+      gentool generate runs/transformer --interactive --max-tokens 80
       gentool generate runs/gan -n 64 --grid grid.png --seed 1
       gentool generate runs/gan --class 3 -n 8 --out-dir threes/
       gentool generate runs/gan -n 4 --interpolate 8 --grid walk.png
@@ -569,12 +581,53 @@ def generate(
     for flag, value in (("--grid", grid), ("--out-dir", out_dir), ("--interpolate", interpolate)):
         if value is not None:
             raise click.UsageError(f"{flag} is for image models; '{run}' generates text")
+    if stream or interactive:
+        flag = "--interactive" if interactive else "--stream"
+        if num_samples != 1 or as_json:
+            raise click.UsageError(f"{flag} prints one sample as it is made; drop -n / --json")
+        if interactive:
+            _interactive(model, request)
+        else:
+            click.echo(prompt, nl=False)
+            _print_stream(api.generate_stream(model, request))
+        return
     samples = api.generate(model, request)  # each sample printed as it is made
     if as_json:
         print_json_list({"run": run}, "samples", samples)
     else:
         for sample in samples:
             click.echo(sample)
+
+
+def _print_stream(pieces: Any) -> None:
+    for piece in pieces:
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+    click.echo()
+
+
+def _interactive(model: Any, request: GenerationRequest) -> None:
+    """Each line typed is a prompt; its answer streams. Ctrl-C stops the answer (or clears
+    the line typed), Ctrl-D ends. readline gives history and editing where it exists."""
+    import dataclasses
+
+    with contextlib.suppress(ImportError):  # not on Windows; input() still works
+        import readline  # noqa: F401 (importing it gives input() history and editing)
+    log("Each line is a prompt; Ctrl-C stops an answer, Ctrl-D ends.")
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            click.echo()
+            return
+        except KeyboardInterrupt:
+            click.echo()
+            continue
+        try:
+            click.echo(line, nl=False)
+            _print_stream(api.generate_stream(model, dataclasses.replace(request, prompt=line)))
+        except KeyboardInterrupt:
+            click.echo(" [stopped]")
 
 
 @cli.command()
@@ -776,6 +829,127 @@ def info(run: str, as_json: bool) -> None:
                 click.echo(f"  {k}: {_fmt(v)}")
         else:
             click.echo(f"{key}: {_fmt(value)}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface; see docs/serving.md).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed at start).",
+)
+@click.option(
+    "--api-key",
+    envvar="GENTOOL_API_KEY",
+    metavar="KEY",
+    help="Require 'Authorization: Bearer KEY' [env: GENTOOL_API_KEY].",
+)
+@click.option(
+    "--timeout",
+    type=FiniteFloatRange(min=0.01),
+    default=60.0,
+    show_default=True,
+    help="Seconds a request may take, its wait for the model included.",
+)
+@click.option(
+    "--queue-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Requests that may wait for each model; more get 503 + Retry-After.",
+)
+@click.option(
+    "--batch-window",
+    type=FiniteFloatRange(min=0.0),
+    default=5.0,
+    show_default=True,
+    help="Milliseconds a completion waits for others to run in one batch (0: off).",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Most completion prompts run together.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1024),
+    default=8 << 20,
+    show_default=True,
+    help="Largest request body, in bytes.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Largest max_tokens a request may ask for.",
+)
+@click.option(
+    "--max-n",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Most samples (n, times the prompts) or images one request may ask for.",
+)
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(min=1),
+    default=1 << 22,
+    show_default=True,
+    help="Largest image to restore, in pixels.",
+)
+def serve(
+    runs: tuple[str, ...],
+    host: str,
+    port: int,
+    api_key: str | None,
+    timeout: float,
+    queue_size: int,
+    batch_window: float,
+    max_batch: int,
+    max_body: int,
+    max_tokens: int,
+    max_n: int,
+    max_image_pixels: int,
+) -> None:
+    """Serve the models of RUNs over HTTP (OpenAI-compatible where an API exists).
+
+    Each run is served under its folder's name, or NAME=RUN. Endpoints, by what the
+    model can do: /v1/completions (stream: true for server-sent events), /v1/score,
+    /v1/translations, /v1/images/generations, /v1/images/restorations; and /v1/models,
+    /health, /metrics. SIGTERM (or Ctrl-C) stops after the requests in flight.
+    Needs the serve extra: pip install 'gentool[serve]'.
+
+    \b
+    Examples:
+      gentool serve runs/ngram runs/transformer
+      GENTOOL_API_KEY="$(cat key.txt)" gentool serve lm=runs/transformer --port 9000
+      curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' \\
+           -d '{"model": "ngram", "prompt": "The", "max_tokens": 20}'
+    """
+    from gentool.serve import serve as run_server
+    from gentool.serve.schema import Limits, Settings
+
+    settings = Settings(
+        api_key=api_key or None,
+        timeout=timeout,
+        queue_size=queue_size,
+        batch_window=batch_window / 1000,
+        max_batch=max_batch,
+        max_body=max_body,
+        limits=Limits(max_tokens=max_tokens, max_n=max_n, max_image_pixels=max_image_pixels),
+    )
+    sys.exit(run_server(runs, host, port, settings, log))
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -102,6 +102,22 @@ class TextGeneration(Capability):
     def generate(self, request: GenerationRequest) -> Iterator[str]:
         """Yield ``request.num_samples`` samples, each as soon as it is made (the CLI prints
         it at once, so ``| head -1`` ends the command early)."""
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """The first sample of ``request`` in pieces, each yielded as soon as it is made:
+        ``request.prompt`` followed by the pieces is the sample (``generate --stream``, and
+        the server's ``stream: true``). By default the whole continuation comes as one
+        piece; a kind that makes its tokens one by one overrides this to yield them."""
+        for sample in self.generate(replace(request, num_samples=1)):
+            yield sample[len(request.prompt) :] if sample.startswith(request.prompt) else sample
+            return
+
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
+        """The samples of each request, for requests that arrived together (the server's
+        dynamic batching): the same as ``generate`` on each, which is the default. A kind
+        that can compute several prompts in one pass overrides this (an unseeded request
+        may then draw other samples than alone; a seeded one must not)."""
+        return [list(self.generate(request)) for request in requests]
 
 
 class TextScoring(Capability):

@@ -190,3 +190,17 @@ def test_train_from_a_shipped_recipe_by_name(tmp_path: Path, corpus: Path) -> No
     assert (record["run"], record["family"], record["kind"]) == ("runs/ngram", "ngram", "ngram")
     recipe = invoke_json("info", "runs/ngram")["recipe"]
     assert (recipe["model"]["order"], recipe["model"]["tokens"]) == (5, "char")
+
+
+def test_stream_and_interactive_print_what_generate_prints(tmp_path: Path, corpus: Path) -> None:
+    run = tmp_path / "ng"
+    invoke("train", "ngram", "--data", corpus, "--out", run)
+    options = ("--max-tokens", "6", "--seed", "4")
+    whole = invoke("generate", run, "--prompt", "the cat", *options).stdout
+    assert invoke("generate", run, "--prompt", "the cat", "--stream", *options).stdout == whole
+    # Each line typed is a prompt, answered with the same sample; end of input ends.
+    lines = invoke("generate", run, "--interactive", *options, input="the cat\nthe cat\n")
+    assert lines.stdout == f"> {whole}> {whole}> \n"
+    assert "Ctrl-D ends" in lines.stderr
+    result = invoke("generate", run, "--stream", "-n", "2", ok=False)
+    assert result.exit_code == 2 and "--stream prints one sample" in result.stderr

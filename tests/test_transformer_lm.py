@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
 from gentool import api, runs  # noqa: E402
-from gentool.tasks import GenerationRequest  # noqa: E402
+from gentool.tasks import GenerationRequest, TextGeneration  # noqa: E402
 from gentool_transformer.gpt2 import WindowTask, sliding_loss  # noqa: E402
 from gentool_transformer.lm import LanguageModel  # noqa: E402
 
@@ -300,3 +300,19 @@ def test_validation_windows_predict_every_token_but_the_first(length: int) -> No
     task = WindowTask(model, torch.arange(100), torch.arange(length), rows=2, seq_len=16, seed=0)
     total, count = task.evaluate(model, slice(0, 2), 0)
     assert count == length - 1 and total == pytest.approx(count * math.log(100), rel=1e-6)
+
+
+def test_a_batch_of_prompts_gives_what_each_gives_alone(trained: Path) -> None:
+    """generate_batch (the server's dynamic batching) pads prompts of different lengths on
+    the left: greedy rows are what each prompt gives alone; sampled ones are samples."""
+    model = api.load(trained)
+    assert isinstance(model, TextGeneration)
+    greedy = [GenerationRequest(prompt=p, max_tokens=6, temperature=0.0)
+              for p in ("ROMEO:", "A", "What is it, my")]  # fmt: skip
+    assert model.generate_batch(greedy) == [list(model.generate(r)) for r in greedy]
+    sampled = [GenerationRequest(prompt="To", max_tokens=5, num_samples=2),
+               GenerationRequest(prompt="Be it", max_tokens=5)]  # fmt: skip
+    out = model.generate_batch(sampled)
+    assert [len(o) for o in out] == [2, 1]
+    assert all(s.startswith("To") for s in out[0]) and out[1][0].startswith("Be it")
+    assert all(len(s) == len(r.prompt) + 5 for o, r in zip(out, sampled, strict=True) for s in o)

@@ -110,6 +110,14 @@ def generate(run: RunLike, request: GenerationRequest) -> Iterator[str]:
     return require(load(run), TextGeneration, "generate text").generate(request)
 
 
+def generate_stream(run: RunLike, request: GenerationRequest) -> Iterator[str]:
+    """One text sample in pieces, each yielded as soon as the model makes it (token by
+    token for the kinds that can; else the continuation at once): ``request.prompt``
+    followed by the pieces is the sample. The run is loaded and checked when this is
+    called."""
+    return require(load(run), TextGeneration, "generate text").stream(request)
+
+
 @dataclass(frozen=True)
 class ImageOutputs:
     """Where ``generate_images`` writes: one grid, and/or one PNG per sample in a folder."""
@@ -467,6 +475,7 @@ __all__ = [
     "export",
     "generate",
     "generate_images",
+    "generate_stream",
     "info",
     "kind_of",
     "load",

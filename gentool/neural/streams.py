@@ -265,8 +265,6 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         its continuation."""
         import torch
 
-        from gentool.neural.tokenizers import encode_text
-
         if 1 < request.num_beams < request.num_samples:
             raise RecipeError(
                 f"--beams {request.num_beams} cannot return {request.num_samples} samples; "
@@ -274,16 +272,26 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
             )
         if request.seed is not None:
             torch.manual_seed(request.seed)
-        tok = self.tokenizer
-        prompt = [self.bos, *encode_text(tok, request.prompt)]
-        # Decoded with the prompt, so that a word tokenizer spaces the join; the prompt's own
-        # text is then given back as typed (an unknown character, spaces ...).
-        head = tok.decode(prompt[1:], skip_special_tokens=True)
+        prompt = self.prompt_ids(request.prompt)
         for rows in sample_batches(request):
             new = self.continue_ids(prompt, dataclasses.replace(request, num_samples=rows))
             for row in new.tolist():
-                text = tok.decode(prompt[1:] + row, skip_special_tokens=True)
-                yield request.prompt + text[len(head) :] if text.startswith(head) else text
+                yield self.sample_text(request.prompt, prompt, row)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """``<|endoftext|>`` and the prompt's tokens: what generation continues."""
+        from gentool.neural.tokenizers import encode_text
+
+        return [self.bos, *encode_text(self.tokenizer, prompt)]
+
+    def sample_text(self, prompt: str, ids: list[int], new: list[int]) -> str:
+        """The sample: ``prompt`` as given, followed by the text of the ``new`` ids. Decoded
+        with the prompt's ``ids``, so that a word tokenizer spaces the join; the prompt's own
+        text is then given back as typed (an unknown character, spaces ...)."""
+        tok = self.tokenizer
+        head = tok.decode(ids[1:], skip_special_tokens=True)
+        text = tok.decode(ids[1:] + new, skip_special_tokens=True)
+        return prompt + text[len(head) :] if text.startswith(head) else text
 
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
         """Per-token cross-entropy of the files read as one stream, every token predicted

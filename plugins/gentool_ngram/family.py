@@ -133,9 +133,14 @@ class NGramBase(Model, Exportable):
     ) -> list[str]:
         """Up to ``max_tokens`` tokens continuing ``prompt`` (a sentence's first tokens),
         sampled with ``request``'s temperature, top-k and top-p; the sentence's end stops."""
+        return list(self.iter_tokens(prompt, max_tokens, rng, request))
+
+    def iter_tokens(
+        self, prompt: Sequence[str], max_tokens: int, rng: np.random.Generator, request: Any
+    ) -> Iterator[str]:
+        """``sample_tokens``, each token as soon as it is drawn (``gentool serve`` streams)."""
         banned = [BOS, UNK]  # never start a sentence mid-way, never emit "<unk>"
         context = [BOS, *self.lm.encode(list(prompt)).tolist()]
-        new: list[str] = []
         for _ in range(max_tokens):
             history = context[max(0, len(context) - self.lm.order + 1) :]
             logprobs = self.lm.next_token_logprobs(history)
@@ -143,13 +148,12 @@ class NGramBase(Model, Exportable):
             if len(context) == 1:  # blank lines are sentences too; a sample is not one
                 logprobs[EOS] = -np.inf
             if not np.isfinite(logprobs).any():  # nothing may follow (an odd model)
-                break
+                return
             token = sample_token(logprobs, rng, request.temperature, request.top_k, request.top_p)
             if token == EOS:
-                break
+                return
             context.append(token)
-            new.append(self.lm.vocab[token])
-        return new
+            yield self.lm.vocab[token]
 
     def describe(self) -> dict[str, Any]:
         vocab = len(self.lm.vocab)
@@ -248,6 +252,23 @@ class NGramModel(NGramBase, TextGeneration, TextScoring, Importable):
         for _ in range(request.num_samples):
             new = self.sample_tokens(prompt, request.max_tokens, rng, request)
             yield tokenizer.join([*prompt, *new])
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """The first sample token by token: each piece is what the token adds to the text."""
+        if request.num_beams > 1:
+            raise PluginError("ngram models sample token by token; they have no --beams search")
+        tokenizer = get_tokenizer(self.config.tokens)
+        prompt = tokenizer.split(request.prompt)
+        tokens, text = list(prompt), request.prompt
+        rng = np.random.default_rng(request.seed)
+        for token in self.iter_tokens(prompt, request.max_tokens, rng, request):
+            tokens.append(token)
+            joined = tokenizer.join(tokens)
+            if joined.startswith(text):
+                yield joined[len(text) :]
+            else:  # the tokenizer respaced the prompt: give the new token as joined alone
+                yield joined[len(tokenizer.join(tokens[:-1])) :]
+            text = joined
 
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
         sums = ScoreSums()  # the text is read and scored in pieces, never held whole

@@ -170,6 +170,29 @@ def continue_in_windows(
     return ids[:, ids.shape[1] - made :]
 
 
+def continue_batch(
+    model: Any, prompts: list[list[int]], max_tokens: int, options: dict[str, Any]
+) -> list[list[int]]:
+    """``max_tokens`` new ids after each of ``prompts`` (of different lengths), in one
+    ``generate()`` call: the prompts are padded on the left and masked, so each row is
+    computed as alone (its positions start at its first real token). The caller makes
+    sure every prompt plus ``max_tokens`` fits in the context."""
+    width = max(map(len, prompts))
+    pad = options["pad_token_id"]
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
+                        device=model.device)  # fmt: skip
+    with torch.no_grad():
+        out = model.generate(
+            ids,
+            attention_mask=mask,
+            max_new_tokens=max_tokens,
+            min_new_tokens=max_tokens,
+            **options,
+        )
+    return [row[width:] for row in out.tolist()]
+
+
 def sliding_loss(model: Any, ids: torch.Tensor, context: int) -> float:
     """Summed cross-entropy of ``ids[1:]``, each token given its prefix, in windows of
     ``context`` tokens moved by half a window: a window scores only the targets before it did

@@ -10,6 +10,8 @@ task and its generation past the context are in ``gpt2`` (torch), imported when 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -102,6 +104,32 @@ class Decoder(StreamModel):
         return WindowTask(model, train_ids, val_ids, rows, train.seq_len, context.seed)
 
     # -- tasks --------------------------------------------------------------------------------
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
+        """Unseeded sampling requests with the same options and one window of context
+        (prompt + max_tokens <= context_length) run as one batch of left-padded rows;
+        anything else one by one, as ``generate`` (a seed keeps its own samples)."""
+        from gentool_transformer.gpt2 import continue_batch
+
+        first = requests[0]
+        options = dataclasses.replace(first, prompt="", num_samples=1)
+        prompts = [self.prompt_ids(r.prompt) for r in requests]
+        if (
+            len(requests) == 1
+            or first.seed is not None
+            or first.num_beams > 1
+            or any(dataclasses.replace(r, prompt="", num_samples=1) != options for r in requests)
+            or max(map(len, prompts)) + first.max_tokens > self.model.config.n_positions
+        ):
+            return super().generate_batch(requests)
+        rows = [p for p, r in zip(prompts, requests, strict=True) for _ in range(r.num_samples)]
+        new = continue_batch(self.model, rows, first.max_tokens, self.generation_options(first))
+        out, start = [], 0
+        for prompt, request in zip(prompts, requests, strict=True):
+            made = new[start : start + request.num_samples]
+            out.append([self.sample_text(request.prompt, prompt, row) for row in made])
+            start += request.num_samples
+        return out
+
     def continue_ids(
         self, prompt: list[int], request: GenerationRequest, use_cache: bool = True
     ) -> torch.Tensor:
