@@ -132,14 +132,63 @@ class HFModel(Model):
 
         if cls.modeling_module is not None:
             importlib.import_module(cls.modeling_module)  # registers the Auto classes
+        foreign = bool(getattr(config, "init", ""))  # started from (or is) a Hub model
         model, tokenizer = load_pretrained(
             getattr(transformers, cls.auto_class),
             directory,
-            cls.model_type,
-            cls.special_tokens,
+            None if foreign else cls.model_type,
+            () if foreign else cls.special_tokens,
             **cls.load_options,
         )
         return cls(model, tokenizer, config)
 
+    # -- Hugging Face models gentool did not train (``FromPretrained``) -------------------------
+    @classmethod
+    def accepts_pretrained(cls, config: dict[str, Any]) -> bool:
+        """Whether ``config`` (config.json) is a model of transformers' ``auto_class``: by
+        its ``architectures`` (MarianMTModel, not MarianForCausalLM), else its model_type
+        (one that has an encoder-decoder class is taken as one)."""
+        require_neural()
+        from transformers.models.auto import modeling_auto
+
+        causal = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        seq2seq = modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+        names: Any = {"AutoModelForCausalLM": causal, "AutoModelForSeq2SeqLM": seq2seq}.get(
+            cls.auto_class, {}
+        )
+        architectures = config.get("architectures")
+        if isinstance(architectures, list) and architectures:
+            classes = {c for v in names.values() for c in ([v] if isinstance(v, str) else v)}
+            return any(a in classes for a in architectures)
+        model_type = config.get("model_type")
+        return model_type in names and (names is seq2seq or model_type not in seq2seq)
+
+    @classmethod
+    def from_pretrained(cls, directory: Path, source: str) -> Self:
+        """The model of a Hugging Face folder, as this kind with ``model.init=source``."""
+        return cls.load(directory, cls.config_class(init=source))
+
+    def describe_pretrained(self) -> dict[str, Any]:
+        """``describe()`` of a model of any architecture (one gentool did not build)."""
+        config = self.model.config
+        return {
+            "model_type": config.model_type,
+            "architecture": type(self.model).__name__,
+            "source": self.config.init,
+            "vocab_size": config.vocab_size,
+            "context_length": context_length(config),
+            "tokenizer": type(self.tokenizer).__name__,
+            "parameters": self.parameters(),
+        }
+
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+
+def context_length(config: Any) -> int | None:
+    """The positions a Hugging Face model has (None: relative positions, no limit)."""
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -215,14 +215,14 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
 
     def generation_options(self, request: GenerationRequest) -> dict[str, Any]:
         """``generate()``'s options for ``request``: sampling, greedy or beam search."""
-        unk = self.tokenizer.convert_tokens_to_ids(self.tokenizer.unk_token)
+        unk = self.unk
         options: dict[str, Any] = {
             "repetition_penalty": request.repetition_penalty,
             "pad_token_id": self.bos,
             "bos_token_id": self.bos,
             # The stream has one <|endoftext|>, at its start: a sample runs to max_tokens.
             # Like ngram, never emit <unk>.
-            "suppress_tokens": [self.bos, unk],
+            "suppress_tokens": [self.bos] + ([unk] if unk >= 0 else []),
         }
         if request.num_beams > 1:
             options.update(num_beams=request.num_beams, do_sample=False)
@@ -245,10 +245,16 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
         ids = scoring_stream(tok, paths, self.bos)
         started = time.perf_counter()
         total = self.stream_loss(ids)
-        unk = tok.convert_tokens_to_ids(tok.unk_token)
-        return stream_metrics(total, ids, unk, time.perf_counter() - started)
+        return stream_metrics(total, ids, self.unk, time.perf_counter() - started)
+
+    @property
+    def unk(self) -> int:
+        """The id of the unknown token; -1 for a tokenizer without one (byte-level BPE)."""
+        token = self.tokenizer.unk_token
+        return -1 if token is None else int(self.tokenizer.convert_tokens_to_ids(token))
 
 
 def bos_id(tokenizer: Any) -> int:
     """The id of ``<|endoftext|>``: bos, eos and padding of gentool's text tokenizers."""
-    return int(tokenizer.convert_tokens_to_ids(tokenizer.bos_token))
+    # (a pretrained tokenizer may have no bos: its eos then starts the stream)
+    return int(tokenizer.convert_tokens_to_ids(tokenizer.bos_token or tokenizer.eos_token))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gentool.data import default_text_path
 from gentool.errors import RecipeError
-from gentool.model import TrainingContext
+from gentool.model import FromPretrained, TrainingContext
 from gentool.neural.config import StreamTrainConfig
 from gentool.neural.streams import TextStreamModel
 from gentool.tasks import GenerationRequest
@@ -35,6 +35,9 @@ class LMConfig(TransformerSizes):
     arch: Literal["decoder"] = "decoder"  # (auto: a decoder unless the data are parallel)
     # auto: characters; bpe: a byte-level BPE vocabulary of model.vocab_size tokens
     tokens: Literal["auto", "char", "bpe"] = "auto"
+    # a pretrained model to start from (gentool train --init): a run, a Hugging Face
+    # folder or a Hub id; it fixes the sizes and the tokenizer
+    init: str = ""
 
 
 @dataclass
@@ -46,7 +49,7 @@ class LMTrainConfig(StreamTrainConfig):
     seq_len: int = 128  # tokens per training row (at most model.context_length)
 
 
-class LanguageModel(TextStreamModel, ShowsAttention):
+class LanguageModel(TextStreamModel, ShowsAttention, FromPretrained):
     """A decoder-only transformer language model (GPT-2 architecture)."""
 
     family = "transformer"
@@ -107,14 +110,21 @@ class LanguageModel(TextStreamModel, ShowsAttention):
         from gentool_transformer.gpt2 import continue_in_windows
 
         options = {**self.generation_options(request), "use_cache": use_cache}
-        return continue_in_windows(self.model, prompt, request, options)
+        return continue_in_windows(self.model, prompt, request, options, self.context)
+
+    @property
+    def context(self) -> int:
+        """The positions of the model (a pretrained one with relative positions: 1024)."""
+        from gentool.neural.hf import context_length
+
+        return context_length(self.model.config) or 1024
 
     def stream_loss(self, ids: torch.Tensor) -> float:
         """Windows of ``context_length`` tokens slide by half a window, so every token after
         the first window is predicted from at least half a window (``gpt2.sliding_loss``)."""
         from gentool_transformer.gpt2 import sliding_loss
 
-        return sliding_loss(self.model, ids, self.model.config.n_positions)
+        return sliding_loss(self.model, ids, self.context)
 
     def attention_maps(self, text: str) -> list[AttentionMap]:
         from gentool_transformer.attention import decoder_maps
@@ -123,6 +133,8 @@ class LanguageModel(TextStreamModel, ShowsAttention):
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
+        if self.config.init:
+            return self.describe_pretrained()
         return {
             "arch": "decoder",
             "model_type": config.model_type,

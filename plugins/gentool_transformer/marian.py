@@ -281,6 +281,13 @@ class PairTask(TrainingTask):
 # -- translating and scoring ----------------------------------------------------------------
 
 
+def positions(network: Any) -> int:
+    """The longest sentence the model takes, in tokens (relative positions, T5: 512)."""
+    from gentool.neural.hf import context_length
+
+    return context_length(network.config) or 512
+
+
 def translate(
     network: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -294,7 +301,7 @@ def translate(
     todo = [i for i, text in enumerate(texts) if text.strip()]
     if not todo:
         return out
-    limit = network.config.max_position_embeddings
+    limit = positions(network)
     ids = encode(tokenizer, [texts[i].strip() for i in todo])
     if any(len(x) > limit for x in ids):
         sys.stderr.write(
@@ -388,7 +395,7 @@ def evaluate_translation(
     result = score(network, tokenizer, corpus.sources, corpus.targets)
     total, count = 0.0, 0
     pad = tokenizer.pad_token_id
-    limit = network.config.max_position_embeddings
+    limit = positions(network)
     scored, too_long = filter_long(encode_pairs(tokenizer, corpus), limit)
     with torch.no_grad():
         for start in range(0, len(scored), TRANSLATE_BATCH):

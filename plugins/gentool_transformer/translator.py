@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from gentool import runs
 from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
 from gentool.errors import DataError, RecipeError
-from gentool.model import TrainingContext
+from gentool.model import FromPretrained, TrainingContext
 from gentool.neural.config import TrainConfig
 from gentool.neural.hf import HFModel
 from gentool.progress import phase
@@ -42,6 +42,9 @@ class TranslatorConfig(TransformerSizes):
     # A joint byte-level BPE vocabulary of model.vocab_size tokens over both languages;
     # "auto" and "bpe" both say so (there is no other choice).
     tokens: str = "auto"
+    # a pretrained model to start from (gentool train --init): a run, a Hugging Face
+    # folder or a Hub id; it fixes the sizes and the tokenizer
+    init: str = ""
 
 
 @dataclass
@@ -56,7 +59,7 @@ class TranslatorTrainConfig(TrainConfig):
     bleu_pairs: int = 200
 
 
-class Translator(HFModel, Translation, ShowsAttention):
+class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
     """An encoder-decoder Transformer that translates one language into another."""
 
     family = "transformer"
@@ -217,6 +220,8 @@ class Translator(HFModel, Translation, ShowsAttention):
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
+        if self.config.init:
+            return self.describe_pretrained()
         return {
             "arch": "encoder-decoder",
             "tokens": (

@@ -1,0 +1,193 @@
+"""Hugging Face models gentool did not train, where a run is expected: local model folders
+and Hub ids (from a local Hugging Face cache, offline), built tiny at test time (GPT-2,
+Llama, T5, Marian); what gentool refuses (remote code, pickle only, not cached)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import assert_error, invoke, invoke_json, run_gentool
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
+
+TEXT = ["the cat sat on the mat.", "a dog runs in the park.", "the bird sings a song."] * 8
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _tokenizer(specials: list[str], **named: str) -> Any:
+    """A byte-level BPE tokenizer of ~300 tokens, ``specials`` first."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator(TEXT, trainer)
+    if "eos_token" in named and named.get("seq2seq"):
+        eos = named["eos_token"]
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"$A {eos}", special_tokens=[(eos, backend.token_to_id(eos))]
+        )
+    named.pop("seq2seq", None)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, **named)
+
+
+def save_causal(folder: Path, arch: str = "gpt2") -> Path:
+    """A tiny causal LM of architecture ``arch`` (gpt2, llama) with its tokenizer."""
+    tok = _tokenizer(["<|endoftext|>"], bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        config: Any = transformers.GPT2Config(
+            vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+            bos_token_id=0, eos_token_id=0,
+        )  # fmt: skip
+    else:
+        config = transformers.LlamaConfig(
+            vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+            bos_token_id=0, eos_token_id=0,
+        )  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def save_seq2seq(folder: Path, arch: str = "t5") -> Path:
+    """A tiny encoder-decoder (t5, marian) with a tokenizer that appends its eos."""
+    tok = _tokenizer(
+        ["<pad>", "</s>", "<unk>"],
+        pad_token="<pad>", eos_token="</s>", unk_token="<unk>", seq2seq="yes",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    if arch == "t5":
+        config: Any = transformers.T5Config(
+            vocab_size=len(tok), d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2,
+            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        )  # fmt: skip
+    else:
+        config = transformers.MarianConfig(
+            vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1,
+            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+            decoder_ffn_dim=32, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
+            decoder_start_token_id=0, forced_eos_token_id=1,
+        )  # fmt: skip
+    model = transformers.AutoModelForSeq2SeqLM.from_config(config)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def cache_model(cache: Path, repo_id: str, folder: Path, sha: str = SHA) -> None:
+    """Put ``folder`` into the Hugging Face cache ``cache`` as ``repo_id``'s main revision:
+    models--ORG--NAME/{refs/main, snapshots/SHA/...}, huggingface_hub's documented layout."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    shutil.copytree(folder, repo / "snapshots" / sha)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An offline Hugging Face cache (HF_HUB_CACHE) holding tiny-org/gpt and tiny-org/t5."""
+    from gentool import hub as gentool_hub
+
+    cache = tmp_path / "hf-cache"
+    cache_model(cache, "tiny-org/gpt", save_causal(tmp_path / "src-gpt"))
+    cache_model(cache, "tiny-org/t5", save_seq2seq(tmp_path / "src-t5"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    gentool_hub._from_hub.cache_clear()
+    return cache
+
+
+@pytest.fixture
+def text(tmp_path: Path) -> Path:
+    path = tmp_path / "test.txt"
+    path.write_text("\n".join(TEXT) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_local_causal_lm_generates_scores_and_describes(
+    arch: str, tmp_path: Path, text: Path
+) -> None:
+    folder = save_causal(tmp_path / arch, arch)
+    samples = invoke_json("generate", folder, "--prompt", "the cat", "-n", "2", "--seed", "1",
+                          "--max-tokens", "6")["samples"]  # fmt: skip
+    assert len(samples) == 2 and all(s.startswith("the cat") for s in samples)
+    metrics = invoke_json("evaluate", folder, "--data", text)["metrics"]
+    assert metrics["tokens"] > 10 and metrics["perplexity"] > 1
+    assert metrics["bits_per_token"] == pytest.approx(metrics["cross_entropy"] / 0.6931471805599453)
+    details = invoke_json("info", folder)
+    assert details["kind"] == "lm" and details["model"]["model_type"] == arch
+    assert details["pretrained"]["sha256"] and details["tasks"] == ["generate-text", "score-text"]
+
+
+@pytest.mark.parametrize("arch", ["t5", "marian"])
+def test_local_seq2seq_translates_and_evaluates(arch: str, tmp_path: Path) -> None:
+    folder = save_seq2seq(tmp_path / arch, arch)
+    out = invoke("translate", folder, "the cat sat.", "a dog runs.", "--json").stdout
+    assert [json.loads(line)["source"] for line in out.split("\n") if line] == [
+        "the cat sat.",
+        "a dog runs.",
+    ]
+    (tmp_path / "s.txt").write_text("the cat sat.\na dog runs.\n")
+    (tmp_path / "t.txt").write_text("the mat.\nthe park.\n")
+    metrics = invoke_json("evaluate", folder, "--source", "s.txt", "--target", "t.txt")
+    assert "bleu" in metrics["metrics"] and metrics["metrics"]["loss"] > 0
+    assert invoke_json("info", folder)["kind"] == "translator"
+
+
+def test_hub_ids_from_the_cache_offline(hub: Path, text: Path) -> None:
+    for spec in ("hf:tiny-org/gpt", "tiny-org/gpt", f"hf:tiny-org/gpt@{SHA}"):
+        assert invoke("generate", spec, "--max-tokens", "3", "--seed", "0").stdout.strip()
+    details = invoke_json("info", "hf:tiny-org/gpt")
+    assert details["pretrained"] == {"source": "hf:tiny-org/gpt", "revision": SHA}
+    assert invoke_json("evaluate", "tiny-org/gpt", "--data", text)["metrics"]["perplexity"] > 1
+    assert invoke("translate", "hf:tiny-org/t5", "the cat sat.").stdout.strip() is not None
+
+
+def test_hub_model_not_cached_offline_is_one_error_line(hub: Path) -> None:
+    result = run_gentool(
+        "generate", "hf:tiny-org/absent", env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub)}
+    )
+    assert_error(result, "'hf:tiny-org/absent'", "not in the Hugging Face cache", "hf download")
+    assert_error(invoke("info", "tiny-org/absent", ok=False), "HF_HUB_OFFLINE")
+
+
+def test_remote_code_pickle_only_and_wrong_kind_are_refused(tmp_path: Path) -> None:
+    remote = save_causal(tmp_path / "remote")
+    config = json.loads((remote / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.XModel"}
+    (remote / "config.json").write_text(json.dumps(config))
+    assert_error(invoke("generate", remote, ok=False), "own Python code", "trust_remote_code")
+
+    pickled = save_causal(tmp_path / "pickled")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    assert_error(invoke("generate", pickled, ok=False), "no safetensors", "pytorch_model.bin")
+
+    seq2seq = save_seq2seq(tmp_path / "t5")
+    assert_error(invoke("generate", seq2seq, ok=False), "cannot generate text", "translate")
+    causal = save_causal(tmp_path / "gpt")
+    assert_error(invoke("translate", causal, "hi", ok=False), "cannot translate")
+
+    vision = tmp_path / "vit"
+    transformers.ViTModel(
+        transformers.ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=8, image_size=8, patch_size=4)
+    ).save_pretrained(vision)  # fmt: skip
+    assert_error(invoke("info", vision, ok=False), "'vit' model", "no installed kind")
