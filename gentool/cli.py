@@ -216,6 +216,12 @@ def list_recipes(as_json: bool) -> None:
 @click.option("--val-source", metavar="PATH", help="Held-out parallel data: source side.")
 @click.option("--val-target", metavar="PATH", help="Held-out parallel data: target side.")
 @click.option(
+    "--init",
+    metavar="SOURCE",
+    help="Start from a pretrained model: a run of the same kind, a Hugging Face model "
+    "folder, or a Hub id (hf:ORG/NAME[@REVISION]); its sizes and tokenizer are kept.",
+)
+@click.option(
     "--set",
     "overrides",
     multiple=True,
@@ -267,6 +273,7 @@ def train(
     target: str | None,
     val_source: str | None,
     val_target: str | None,
+    init: str | None,
     overrides: tuple[str, ...],
     out: Path | None,
     force: bool,
@@ -303,6 +310,9 @@ def train(
       gentool train gan --data mnist/t10k-images-idx3-ubyte.gz
       gentool train --resume --out runs/rnn
       gentool train --recipe runs/rnn --out runs/rnn-again
+      gentool train transformer --init hf:openai-community/gpt2 --data input.txt
+      gentool train transformer --init hf:Helsinki-NLP/opus-mt-en-de \
+          --source train.en --target train.de --out runs/en-de-tuned
       torchrun --nproc-per-node 2 -m gentool train rnn --data input.txt
     """
     if mixed_precision is not None:
@@ -321,6 +331,7 @@ def train(
         runtime=Runtime(device=device, log_with=log_with),  # type: ignore[arg-type]
         log=log,
         parallel=api.ParallelPaths(source, target, val_source, val_target),
+        init=init,
     )
     if run is None:  # not the main process of a multi-process run: it writes nothing
         return

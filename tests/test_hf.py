@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_error, invoke, invoke_json, run_gentool
+from conftest import (
+    assert_error,
+    assert_same_weights,
+    interrupt_at,
+    invoke,
+    invoke_json,
+    run_gentool,
+)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -191,3 +198,91 @@ def test_remote_code_pickle_only_and_wrong_kind_are_refused(tmp_path: Path) -> N
                                intermediate_size=8, image_size=8, patch_size=4)
     ).save_pretrained(vision)  # fmt: skip
     assert_error(invoke("info", vision, ok=False), "'vit' model", "no installed kind")
+
+
+# -- gentool train transformer --init ----------------------------------------------------------
+
+STEPS = ["--set", "train.max_steps=12", "--set", "train.batch_size=4",
+         "--set", "train.lr=0.01", "--set", "train.warmup_steps=0",
+         "--set", "train.checkpoint_every=4", "--set", "train.eval_every=0"]  # fmt: skip
+FINE_TUNE = [*STEPS, "--set", "train.seq_len=16"]  # a language model's
+
+
+def losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [row["loss"] for row in map(json.loads, lines) if "loss" in row]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_fine_tune_a_causal_lm_keeps_its_tokenizer_and_records_its_parent(
+    arch: str, tmp_path: Path, text: Path
+) -> None:
+    base = save_causal(tmp_path / arch, arch)
+    out = tmp_path / "tuned"
+    invoke("train", "transformer", "--init", base, "--data", text, *FINE_TUNE,
+           "--set", "train.log_every=1", "--out", out)  # fmt: skip
+    curve = losses(out)
+    assert curve[-1] < curve[0]  # it learns the tiny text
+    assert (out / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
+    details = invoke_json("info", out)
+    assert details["parent"] == {"source": str(base), "sha256": details["parent"]["sha256"]}
+    assert details["model"]["model_type"] == arch
+    tuned = transformers.AutoModelForCausalLM.from_pretrained(out)  # a plain HF model still
+    assert type(tuned).__name__.lower().startswith(arch[:4])
+    assert invoke_json("evaluate", out, "--data", text)["metrics"]["perplexity"] > 1
+
+    # a run of the same kind starts another: the lineage goes on
+    again = tmp_path / "again"
+    invoke("train", "transformer", "--init", out, "--data", text, *FINE_TUNE, "--out", again)
+    parent = invoke_json("info", again)["parent"]
+    assert parent["kind"] == "lm" and parent["data"] == [
+        {"name": "test.txt", "sha256": details["data"]["train"][0]["sha256"]}
+    ]
+    assert parent["parent"] == details["parent"]
+
+
+def test_fine_tune_resume_equals_uninterrupted(
+    tmp_path: Path, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gentool_transformer.gpt2 import WindowTask
+
+    base = save_causal(tmp_path / "gpt")
+    settings = ["transformer", "--init", base, "--data", text, *FINE_TUNE]
+    invoke("train", *settings, "--out", tmp_path / "whole")
+    interrupt_at(monkeypatch, WindowTask, 6)
+    result = invoke("train", *settings, "--out", tmp_path / "cut", ok=False)
+    assert result.exit_code == 130
+    monkeypatch.undo()
+    invoke("train", "--resume", "--out", tmp_path / "cut")
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
+
+
+def test_fine_tune_a_seq2seq_model_from_the_hub_cache(hub: Path, tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_text("\n".join(TEXT) + "\n")
+    (tmp_path / "t.txt").write_text("\n".join(reversed(TEXT)) + "\n")
+    out = tmp_path / "mt"
+    invoke("train", "transformer", "--init", "hf:tiny-org/t5", "--source", "s.txt",
+           "--target", "t.txt", *STEPS, "--set", "train.log_every=1",
+           "--set", "train.bleu_pairs=2", "--out", out)  # fmt: skip
+    curve = losses(out)
+    assert curve[-1] < curve[0]
+    details = invoke_json("info", out)
+    assert details["kind"] == "translator"
+    assert details["parent"] == {"source": "hf:tiny-org/t5", "revision": SHA}
+    assert invoke("translate", out, "the cat sat.").exit_code == 0
+
+
+def test_fine_tune_refuses_fixed_keys_and_the_wrong_model(hub: Path, text: Path) -> None:
+    result = invoke("train", "transformer", "--init", "hf:tiny-org/gpt", "--data", text,
+                    "--set", "model.d_model=64", ok=False)  # fmt: skip
+    assert_error(result, "model.d_model is fixed by the pretrained model", "drop")
+    result = invoke("train", "transformer", "--init", "hf:tiny-org/t5", "--data", text, ok=False)
+    assert_error(result, "'t5' model", "transformer lm does not start from")
+    result = invoke("train", "transformer", "--init", "hf:tiny-org/gpt", "--data", text,
+                    "--set", "train.seq_len=100", ok=False)  # fmt: skip
+    assert_error(result, "train.seq_len=100", "64 positions")
+    result = invoke("train", "ngram", "--init", "hf:tiny-org/gpt", "--data", text, ok=False)
+    assert_error(result, "the ngram cannot start from a pretrained model", "transformer lm")
+    assert_error(invoke("train", "transformer", "--init", "hf:tiny-org/absent", ok=False),
+                 "not in the Hugging Face cache")  # fmt: skip
+    assert not Path("runs").exists()

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from gentool.errors import RecipeError
 from gentool.model import Model, TrainingContext
 from gentool.neural import require_neural
 from gentool.neural.config import TrainConfig
@@ -97,6 +98,8 @@ class HFModel(Model):
         from gentool.neural.engine import LN2, fit
         from gentool.neural.tokenizers import run_tokenizer
 
+        if getattr(config, "init", ""):
+            cls.check_init(config)
         cls.check_config(config, context.train)
         check_setup(context.train, context.runtime)  # before the data work, not after it
         data = cls.read_data(config, context)
@@ -167,6 +170,42 @@ class HFModel(Model):
     def from_pretrained(cls, directory: Path, source: str) -> Self:
         """The model of a Hugging Face folder, as this kind with ``model.init=source``."""
         return cls.load(directory, cls.config_class(init=source))
+
+    # -- training from a pretrained model (``model.init``, gentool train --init) --------------
+    @classmethod
+    def check_init(cls, config: Any) -> None:
+        """With ``model.init``, the pretrained model fixes the sizes and the vocabulary:
+        a ``[model]`` key set away from its default is a RecipeError saying so."""
+        import dataclasses
+
+        free = {"init", *cls.selected_by}
+        for f in dataclasses.fields(config):
+            if f.name not in free and getattr(config, f.name) != f.default:
+                raise RecipeError(
+                    f"model.{f.name} is fixed by the pretrained model (model.init="
+                    f"{config.init}): drop model.{f.name}, it is taken from the model"
+                )
+
+    @classmethod
+    def init_tokenizer(cls, config: Any) -> Any:
+        """The tokenizer of ``config.init``: a fine-tuned model keeps its own."""
+        from gentool import hub
+        from gentool.neural.weights import pretrained_tokenizer
+
+        return pretrained_tokenizer(hub.resolve(config.init).path)
+
+    @classmethod
+    def init_model(cls, config: Any) -> Any:
+        """The network of ``config.init``, in training mode, its weights as saved."""
+        import transformers
+
+        from gentool import hub
+        from gentool.neural.weights import load_pretrained
+
+        folder = hub.resolve(config.init).path
+        auto = getattr(transformers, cls.auto_class)
+        model, _ = load_pretrained(auto, folder, None, (), **cls.load_options)
+        return model.train()
 
     def describe_pretrained(self) -> dict[str, Any]:
         """``describe()`` of a model of any architecture (one gentool did not build)."""

@@ -147,6 +147,9 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
     def new_tokenizer(cls, config: Any, data: str) -> Any:
         from gentool.neural.tokenizers import train_tokenizer
 
+        if getattr(config, "init", ""):  # fine-tuning keeps the model's own tokenizer
+            return cls.init_tokenizer(config)
+
         tokens, vocab_size = cls.tokenizer_spec(config)
         return train_tokenizer(tokens, [data], vocab_size=vocab_size)
 
@@ -174,7 +177,10 @@ class TextStreamModel(HFModel, TextGeneration, TextScoring):
         if val_ids is not None and len(val_ids) < 2 * rows:  # not one target in each row
             val_ids = None
         torch.manual_seed(context.seed)
-        model = cls.build_model(config, len(tokenizer), bos)
+        if getattr(config, "init", ""):
+            model = cls.init_model(config)
+        else:
+            model = cls.build_model(config, len(tokenizer), bos)
         task = cls.stream_task(config, context, model, train_ids, val_ids)
         facts = {
             "train_tokens": len(train_ids),

@@ -178,13 +178,15 @@ def load_pretrained(
     tokenizer = _read(
         directory,
         "the tokenizer (tokenizer.json, tokenizer_config.json)",
-        lambda: _tokenizer(directory, foreign=model_type is None),
+        lambda: pretrained_tokenizer(directory, foreign=model_type is None),
     )
     _check_settings(directory, model, tokenizer, tokens)
     return model.eval(), tokenizer
 
 
-def _tokenizer(directory: Path, foreign: bool) -> Any:
+def pretrained_tokenizer(directory: Path, foreign: bool = True) -> Any:
+    """The tokenizer of a model folder: tokenizer.json's fast one; a ``foreign`` model's
+    without tokenizer.json (sentencepiece) with ``AutoTokenizer``, no remote code."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if foreign and not (directory / "tokenizer.json").is_file():

@@ -96,9 +96,16 @@ class LanguageModel(TextStreamModel, ShowsAttention, FromPretrained):
         train_ids: torch.Tensor,
         val_ids: torch.Tensor | None,
     ) -> WindowTask:
+        from gentool.neural.hf import context_length
         from gentool_transformer.gpt2 import WindowTask
 
         train: LMTrainConfig = context.train
+        positions = context_length(model.config)
+        if positions is not None and train.seq_len > positions:
+            raise RecipeError(
+                f"train.seq_len={train.seq_len} is more than the {positions} positions of the "
+                f"pretrained model (model.init={config.init}); lower train.seq_len"
+            )
         rows = train.batch_size // train.grad_accum
         return WindowTask(model, train_ids, val_ids, rows, train.seq_len, context.seed)
 

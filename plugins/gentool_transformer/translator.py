@@ -121,6 +121,8 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
     def new_tokenizer(cls, config: TranslatorConfig, data: Pairs) -> Any:
         from gentool_transformer.marian import train_joint_bpe
 
+        if config.init:  # fine-tuning keeps the model's own tokenizer
+            return cls.init_tokenizer(config)
         corpus = data[0]
         return train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size)
 
@@ -130,12 +132,15 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
     ) -> tuple[PairTask, dict[str, Any]]:
         import torch
 
-        from gentool_transformer.marian import PairTask, build_model, prepare
+        from gentool_transformer.marian import PairTask, build_model, positions, prepare
 
         train: TranslatorTrainConfig = context.train
         corpus, val_corpus = data
+        torch.manual_seed(context.seed)
+        model = cls.init_model(config) if config.init else build_model(config, tokenizer)
+        limit = positions(model) if config.init else config.context_length
         pairs, val_pairs, dropped, val_dropped = prepare(
-            tokenizer, corpus, val_corpus, config.context_length, train.val_fraction, context.log
+            tokenizer, corpus, val_corpus, limit, train.val_fraction, context.log
         )
         rows = train.batch_size // train.grad_accum
         if len(pairs) < rows:
@@ -147,10 +152,11 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
             f"{len(pairs)} training pairs, {len(val_pairs)} validation pairs, joint BPE "
             f"vocabulary of {len(tokenizer)} tokens"
         )
-        torch.manual_seed(context.seed)
-        model = build_model(config, tokenizer)
         pad = tokenizer.pad_token_id
-        task = PairTask(model, pairs, val_pairs, rows, context.seed, pad, train.label_smoothing)
+        start = model.config.decoder_start_token_id
+        task = PairTask(
+            model, pairs, val_pairs, rows, context.seed, pad, train.label_smoothing, start
+        )
         facts = {
             "train_pairs": len(pairs),
             "val_pairs": len(val_pairs),
