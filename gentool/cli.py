@@ -686,6 +686,54 @@ def export(run: str, fmt: str, output: Path, force: bool) -> None:
     log(f"wrote {output}")
 
 
+@cli.command()
+@run_argument
+@click.argument("repo_id", metavar="ORG/NAME")
+@click.option("--private", is_flag=True, help="Create the Hub repository as private.")
+@click.option("--revision", metavar="BRANCH", help="Push to this branch (made if new).")
+@click.option(
+    "--license",
+    "license_",
+    default="other",
+    show_default=True,
+    metavar="ID",
+    help="The license in the model card (a Hub license id, e.g. mit, apache-2.0).",
+)
+@click.option(
+    "--dry-run",
+    "dry_run",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Upload nothing: write the exact folder that would be uploaded into DIR.",
+)
+def push(
+    run: str,
+    repo_id: str,
+    private: bool,
+    revision: str | None,
+    license_: str,
+    dry_run: Path | None,
+) -> None:
+    """Publish RUN on the Hugging Face Hub as ORG/NAME.
+
+    The upload is the run's checksummed files (no checkpoints) with a model card holding
+    Hub metadata (library, tags, data by name and sha256, results, license) and no path
+    of this machine. It loads with `gentool generate hf:ORG/NAME` (every kind) and, for
+    the transformer kinds, with transformers' `AutoModelFor*.from_pretrained`. The token
+    is HF_TOKEN's, or that of `hf auth login`.
+
+    \b
+    Examples:
+      gentool push runs/transformer my-user/tiny-shakespeare --dry-run upload/
+      gentool push runs/en-de my-org/en-de-multi30k --license mit --private
+    """
+    where = api.push(
+        run, repo_id, private=private, revision=revision, license=license_, dry_run=dry_run
+    )
+    log(f"wrote {where}" if dry_run is not None else f"pushed {run} to {where}")
+    click.echo(where)
+
+
 # -- for plugin authors -----------------------------------------------------------------------
 
 

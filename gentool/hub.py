@@ -28,6 +28,7 @@ PREFIX = "hf:"
 ALLOW_PATTERNS = [
     "*.json",
     "*.safetensors",
+    "*.jsonl",
     "*.txt",
     "*.model",
     "*.spm",
@@ -131,6 +132,8 @@ def _from_hub(name: str) -> Pretrained:
 def _checked(
     source: str, path: Path, repo_id: str | None = None, revision: str | None = None
 ) -> Pretrained:
+    if is_run(path) and not (path / "config.json").is_file():  # a gentool run of any kind
+        return Pretrained(source, path, {}, repo_id, revision, None)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise RunError(f"'{source}' has no config.json: it is not a Hugging Face model")

@@ -286,3 +286,100 @@ def test_fine_tune_refuses_fixed_keys_and_the_wrong_model(hub: Path, text: Path)
     assert_error(invoke("train", "transformer", "--init", "hf:tiny-org/absent", ok=False),
                  "not in the Hugging Face cache")  # fmt: skip
     assert not Path("runs").exists()
+
+
+# -- gentool push ------------------------------------------------------------------------------
+
+
+def _no_local_paths(folder: Path, *paths: Path) -> None:
+    markers = {str(p) for p in paths} | {str(Path.home()), "/tmp/", "/work/"}
+    for file in folder.rglob("*"):
+        if file.is_file() and file.suffix in (".json", ".md", ".jsonl", ".txt"):
+            text = file.read_text(encoding="utf-8")
+            found = [m for m in markers if m in text]
+            assert not found, f"{file.name} holds {found}"
+
+
+def test_push_dry_run_writes_a_folder_that_loads_everywhere(
+    tmp_path: Path, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import ModelCard
+
+    from gentool import hub as gentool_hub
+
+    base = save_causal(tmp_path / "gpt")
+    run = tmp_path / "runs" / "tuned"
+    invoke("train", "transformer", "--init", base, "--data", text, *FINE_TUNE, "--out", run)
+    up = tmp_path / "upload"
+    result = invoke("push", run, "me/tiny-lm", "--dry-run", up, "--license", "mit")
+    assert result.stdout.strip() == str(up)
+    assert not (up / "checkpoints").exists()
+    _no_local_paths(up, tmp_path, run, base, text)
+
+    card = ModelCard.load(up / "README.md")
+    assert card.data.library_name == "gentool" and card.data.license == "mit"
+    assert "gentool-transformer" in card.data.tags and card.data.pipeline_tag == "text-generation"
+    assert card.data.datasets == ["test.txt"]
+    sha = json.loads((run / "gentool.json").read_text())["data"]["train"][0]["sha256"]
+    assert card.data.to_dict()["gentool_data"] == [{"name": "test.txt", "sha256": sha}]
+    results = card.data.to_dict()["model-index"][0]["results"][0]["metrics"]
+    assert {m["type"] for m in results} == {"loss", "bits_per_token"}
+
+    transformers.AutoModelForCausalLM.from_pretrained(up)  # no gentool code needed
+    assert invoke("generate", up, "--max-tokens", "3").exit_code == 0  # a verified run
+
+    # as a Hub model (here: the cache, offline), with every kind: ngram too
+    invoke("train", "ngram", "--out", tmp_path / "ng")
+    invoke("push", tmp_path / "ng", "me/ng", "--dry-run", tmp_path / "ng-up")
+    cache = tmp_path / "cache"
+    cache_model(cache, "me/tiny-lm", up)
+    cache_model(cache, "me/ng", tmp_path / "ng-up")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    gentool_hub._from_hub.cache_clear()
+    for repo in ("hf:me/tiny-lm", "hf:me/ng"):
+        assert invoke("generate", repo, "--seed", "1").stdout.strip()
+    assert invoke_json("info", "hf:me/ng")["family"] == "ngram"
+
+
+def test_push_uploads_with_the_token_or_says_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    run = tmp_path / "ng"
+    invoke("train", "ngram", "--out", run)
+    calls: list[tuple[str, Any]] = []
+    monkeypatch.setattr(
+        huggingface_hub.HfApi,
+        "create_repo",
+        lambda self, repo_id, **kw: (
+            calls.append(("create", (repo_id, kw["private"])))
+            or f"https://huggingface.co/{repo_id}"
+        ),
+    )
+
+    def upload_folder(self: Any, **kw: Any) -> None:
+        folder = Path(kw["folder_path"])
+        calls.append(("upload", sorted(p.name for p in folder.iterdir())))
+        assert self.token == "hf_fake"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    result = invoke("push", run, "me/ng", "--private")
+    assert result.stdout.strip() == "https://huggingface.co/me/ng"
+    assert calls[0] == ("create", ("me/ng", True))
+    assert "gentool.json" in calls[1][1] and "README.md" in calls[1][1]
+
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-login"))
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    assert_error(invoke("push", run, "me/ng", ok=False), "no Hugging Face token", "HF_TOKEN")
+
+    # a Hub that refuses (here: nothing listens at the endpoint), in a real process
+    env = {"HF_TOKEN": "hf_fake", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
+    refused = run_gentool("push", run, "me/ng", env=env)
+    assert_error(refused, "the Hub refused the upload to 'me/ng'")
+    assert_error(invoke("push", run, "not-an-id", ok=False), "ORG/NAME")

@@ -45,6 +45,8 @@ def load(run: RunLike) -> Model:
         return run
     if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
         pretrained = hub.resolve(run)
+        if hub.is_run(pretrained.path):  # a run pushed to the Hub: checksums verified
+            return load(runs.RunDirectory(pretrained.path))
         return pretrained_kind(pretrained).from_pretrained(pretrained.path, pretrained.source)
     path = run.path if isinstance(run, runs.RunDirectory) else Path(run)
     try:
@@ -323,6 +325,8 @@ def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
     for a Hugging Face model, where it comes from (``source``, ``revision`` or ``sha256``)."""
     if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
         pretrained = hub.resolve(run)
+        if hub.is_run(pretrained.path):
+            return {**info(runs.RunDirectory(pretrained.path)), "run": str(run)}
         model = pretrained_kind(pretrained).from_pretrained(pretrained.path, pretrained.source)
         return {
             "run": str(run),
