@@ -438,6 +438,9 @@ def generate(
 ) -> None:
     """Sample from the model in RUN: text, or images (--grid / --out-dir).
 
+    RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
+    model folder (safetensors only; see docs/cli.md).
+
     Images are never written into a run directory, and replace existing files only with
     --force.
 
@@ -451,6 +454,7 @@ def generate(
       gentool generate runs/gan --class 3 -n 8 --out-dir threes/
       gentool generate runs/gan -n 4 --interpolate 8 --grid walk.png
       gentool generate runs/gan -n 64 --grid grid.png --seed 2 --force
+      gentool generate hf:openai-community/gpt2 --prompt "Hello," --seed 1
     """
     outputs = api.ImageOutputs(grid, out_dir, force) if grid or out_dir else None
     if outputs is not None:
@@ -542,6 +546,7 @@ def translate(
     Examples:
       gentool translate runs/transformer "A man is riding a bike."
       gentool translate runs/transformer --beam 5 < test.en > test.hyp.de
+      gentool translate Helsinki-NLP/opus-mt-en-de "A dog runs."
     """
     request = TranslationRequest(
         num_beams=num_beams, length_penalty=length_penalty, max_tokens=max_tokens
@@ -611,6 +616,9 @@ def evaluate(
 ) -> None:
     """Score the model in RUN on held-out data, with the metrics of its task.
 
+    RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
+    model folder (safetensors only; see docs/cli.md).
+
     Language models: perplexity and bits per token (--data). Translators: BLEU and chrF
     (sacrebleu, with its signature) and the loss (--source/--target). Image models: FID
     and KID in a named feature space, coverage, memorisation; restorers: PSNR and SSIM
@@ -621,6 +629,7 @@ def evaluate(
       gentool evaluate runs/ngram --data test.txt --json
       gentool evaluate runs/transformer --source test.en --target test.de
       gentool evaluate runs/gan --data mnist/t10k-images-idx3-ubyte.gz
+      gentool evaluate hf:openai-community/gpt2 --data test.txt
     """
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
@@ -644,9 +653,13 @@ def evaluate(
 def info(run: str, as_json: bool) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
+    RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
+    model folder (safetensors only; see docs/cli.md).
+
     \b
-    Example:
+    Examples:
       gentool info runs/ngram
+      gentool info hf:openai-community/gpt2
     """
     details = {**api.info(run), "run": run}
     if as_json:

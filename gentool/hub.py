@@ -63,14 +63,21 @@ def is_run(path: Path) -> bool:
 
 def is_pretrained(spec: str | Path) -> bool:
     """Whether ``spec`` names a Hugging Face model rather than a gentool run: ``hf:...``,
-    a folder with config.json and no gentool.json, or ``ORG/NAME`` that is no local path."""
+    a folder with config.json and no gentool.json, or ``ORG/NAME`` that is no local path
+    (and whose ORG is no local folder either)."""
     text = str(spec)
     if text.startswith(PREFIX):
         return True
     path = Path(text)
     if path.is_dir():
         return (path / "config.json").is_file() and not is_run(path)
-    return not path.exists() and "/" in text and _HUB_ID.fullmatch(text) is not None
+    # ORG/NAME where ORG is a local folder (runs/typo) is a path that is missing, not an id
+    return (
+        "/" in text
+        and _HUB_ID.fullmatch(text) is not None
+        and not path.exists()
+        and not path.parent.is_dir()
+    )
 
 
 def resolve(spec: str | Path) -> Pretrained:

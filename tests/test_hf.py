@@ -142,6 +142,8 @@ def test_local_causal_lm_generates_scores_and_describes(
     details = invoke_json("info", folder)
     assert details["kind"] == "lm" and details["model"]["model_type"] == arch
     assert details["pretrained"]["sha256"] and details["tasks"] == ["generate-text", "score-text"]
+    invoke("attention", folder, "the cat", "-o", tmp_path / "attention.png")
+    assert (tmp_path / "attention.png").is_file()
 
 
 @pytest.mark.parametrize("arch", ["t5", "marian"])
@@ -157,6 +159,8 @@ def test_local_seq2seq_translates_and_evaluates(arch: str, tmp_path: Path) -> No
     metrics = invoke_json("evaluate", folder, "--source", "s.txt", "--target", "t.txt")
     assert "bleu" in metrics["metrics"] and metrics["metrics"]["loss"] > 0
     assert invoke_json("info", folder)["kind"] == "translator"
+    invoke("attention", folder, "the cat sat.", "-o", tmp_path / "attention.png")
+    assert (tmp_path / "attention.png").is_file()
 
 
 def test_hub_ids_from_the_cache_offline(hub: Path, text: Path) -> None:
