@@ -122,6 +122,12 @@ def _scrub_names(path: Path, repo_id: str) -> bool:
     if not isinstance(data, dict):
         return False
     changed = False
+    base = data.get("base_model_name_or_path")  # a LoRA adapter's base: its Hub id or name
+    if isinstance(base, str) and base:
+        hub_id = base.removeprefix("hf:").partition("@")[0]
+        named = hub_id if base.startswith("hf:") else _name(base)
+        changed = named != base
+        data["base_model_name_or_path"] = named
     for key in _NAME_KEYS:
         if isinstance(data.get(key), str) and data[key] and data[key] != repo_id:
             data[key] = repo_id

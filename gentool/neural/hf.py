@@ -24,6 +24,7 @@ stay importable without torch, so ``gentool models`` and the n-gram family run w
 from __future__ import annotations
 
 import importlib
+import warnings
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,6 +101,14 @@ class HFModel(Model):
 
         if getattr(config, "init", ""):
             cls.check_init(config)
+        rank = getattr(context.train, "lora_rank", 0)
+        if rank and not getattr(config, "init", ""):
+            raise RecipeError(
+                f"train.lora_rank={rank} adapts a pretrained model: give --init SOURCE, or "
+                "drop train.lora_rank"
+            )
+        if rank < 0:
+            raise RecipeError(f"train.lora_rank must be at least 0 (0: off), got {rank}")
         cls.check_config(config, context.train)
         check_setup(context.train, context.runtime)  # before the data work, not after it
         data = cls.read_data(config, context)
@@ -110,6 +119,9 @@ class HFModel(Model):
             context.log,
         )
         task, facts = cls.make_task(config, context, tokenizer, data)
+        rank = getattr(context.train, "lora_rank", 0)
+        if rank:
+            task.model = with_lora(task.model, rank)
         result = fit(
             task, context.train, context.runtime, context.run_dir, context.log, context.recipe
         )
@@ -121,9 +133,18 @@ class HFModel(Model):
         return trained
 
     def save(self, directory: Path) -> dict[str, Any]:
-        """Hugging Face files: the run loads with ``AutoModelFor*``/``AutoTokenizer`` alone."""
+        """Hugging Face files: the run loads with ``AutoModelFor*``/``AutoTokenizer`` alone;
+        a LoRA run saves its adapter (adapter_config.json, adapter_model.safetensors),
+        which peft loads over the pretrained model it names."""
         self.model.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
+        adapter = directory / ADAPTER_CONFIG
+        if adapter.is_file():  # name the base as the recipe does, not by a local path
+            import json
+
+            settings = json.loads(adapter.read_text(encoding="utf-8"))
+            settings["base_model_name_or_path"] = self.config.init
+            adapter.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         return self.metrics
 
     @classmethod
@@ -135,6 +156,16 @@ class HFModel(Model):
 
         if cls.modeling_module is not None:
             importlib.import_module(cls.modeling_module)  # registers the Auto classes
+        if (directory / ADAPTER_CONFIG).is_file():  # a LoRA run: its base, then the adapter
+            from peft import PeftModel
+
+            from gentool.neural.weights import pretrained_tokenizer
+
+            base = cls.init_model(config)
+            with warnings.catch_warnings():  # (see with_lora)
+                warnings.simplefilter("ignore", FutureWarning)
+                model = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
+            return cls(model.eval(), pretrained_tokenizer(directory), config)
         foreign = bool(getattr(config, "init", ""))  # started from (or is) a Hub model
         model, tokenizer = load_pretrained(
             getattr(transformers, cls.auto_class),
@@ -231,3 +262,32 @@ def context_length(config: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def with_lora(model: Any, rank: int) -> Any:
+    """``model`` with LoRA adapters of ``rank`` (peft) on its attention projections, as
+    peft chooses them per architecture (GPT-2's c_attn, Llama's q_proj/v_proj, T5's q/v),
+    else on every linear layer; only the adapters train."""
+    try:
+        from peft import LoraConfig, get_peft_model
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    except ImportError:
+        raise RecipeError("train.lora_rank needs the peft package: pip install peft") from None
+    from transformers.pytorch_utils import Conv1D
+
+    known = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model.config.model_type)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        target_modules=list(known) if known else "all-linear",
+        # GPT-2's projections are Conv1D, whose weights are stored transposed
+        fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),
+        task_type="SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM",
+    )
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, config)

@@ -47,6 +47,8 @@ class LMTrainConfig(StreamTrainConfig):
     lr: float = 1e-3
     min_lr: float = 1e-4
     seq_len: int = 128  # tokens per training row (at most model.context_length)
+    # with --init: train a LoRA adapter of this rank (peft) instead of every weight; 0: off
+    lora_rank: int = 0
 
 
 class LanguageModel(TextStreamModel, ShowsAttention, FromPretrained):

@@ -57,6 +57,8 @@ class TranslatorTrainConfig(TrainConfig):
     label_smoothing: float = 0.1  # the 2017 paper's epsilon
     # validation pairs (the first N) translated for BLEU after training; 0: none
     bleu_pairs: int = 200
+    # with --init: train a LoRA adapter of this rank (peft) instead of every weight; 0: off
+    lora_rank: int = 0
 
 
 class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
