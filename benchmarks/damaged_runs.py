@@ -92,7 +92,7 @@ def case(run: str, loader: str) -> None:
 
     import gentool_rnn.modeling  # noqa: F401
     from gentool import api
-    from gentool.neural.engine import require_neural
+    from gentool.neural import require_neural
 
     require_neural()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

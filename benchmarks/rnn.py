@@ -54,7 +54,7 @@ def plain_loop(task: Any, config: Any) -> float:
     import torch
     import torch.nn.functional as F
 
-    from gentool.neural.engine import lr_at
+    from gentool.neural.config import lr_at
 
     model = task.model
     model.train()
@@ -142,9 +142,11 @@ def main() -> None:
 
     import torch
 
-    from gentool.neural.engine import Runtime, fit
+    from gentool.model import Runtime
+    from gentool.neural.engine import fit
     from gentool.neural.tokenizers import encode_text, train_tokenizer
-    from gentool_rnn.family import RnnTrainConfig, StreamTask
+    from gentool_rnn.family import RnnTrainConfig
+    from gentool_rnn.task import StreamTask
 
     text = args.data.read_text(encoding="utf-8")
     tokenizer = train_tokenizer("char", [text])

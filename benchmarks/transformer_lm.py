@@ -8,7 +8,7 @@ scaled down): block 64, batch 12, 4 layers, 4 heads, 128 dims, no dropout, 2000 
 AdamW lr 1e-3 -> 1e-4 (cosine) after 100 warmup steps, beta2 0.99, weight decay 0.1, gradient
 clipping 1.0; the first 90% of tinyshakespeare's characters train, the last 10% are held out.
 gentool's model is a Hugging Face GPT-2 (nanoGPT's architecture, plus biases) with SDPA
-attention, built by ``gentool_transformer.lm.build_model``.
+attention, built by ``gentool_transformer.gpt2.build_model``.
 
 For each precision (fp32, bf16 autocast), the engine (``gentool.neural.engine.fit``, what
 ``gentool train --recipe transformer-shakespeare-char`` runs) and a plain PyTorch loop train
@@ -81,7 +81,7 @@ def plain_loop(task: Any, config: Any) -> float:
     import torch
     import torch.nn.functional as F
 
-    from gentool.neural.engine import lr_at
+    from gentool.neural.config import lr_at
 
     model = task.model
     model.train()
@@ -144,7 +144,7 @@ def whole_val_loss(task: Any, precision: str) -> float:
 
 def generation(lm: Any, new_tokens: int) -> dict[str, float]:
     """tokens/s for greedy generation with the KV cache and recomputing every prefix."""
-    from gentool.family import GenerationRequest
+    from gentool.tasks import GenerationRequest
 
     request = GenerationRequest(temperature=0, max_tokens=new_tokens)
     prompt = [lm.bos]
@@ -175,10 +175,11 @@ def main() -> None:
 
     import torch
 
-    from gentool.neural.engine import Runtime, fit
+    from gentool.model import Runtime
+    from gentool.neural.engine import fit
     from gentool.neural.tokenizers import encode_text, train_tokenizer
-    from gentool_transformer.family import TransformerModelConfig, TransformerTrainConfig
-    from gentool_transformer.lm import LanguageModel, WindowTask, build_model
+    from gentool_transformer.gpt2 import WindowTask, build_model
+    from gentool_transformer.lm import LanguageModel, LMConfig, LMTrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -187,7 +188,7 @@ def main() -> None:
     bos = int(tokenizer.convert_tokens_to_ids(tokenizer.bos_token))  # type: ignore[arg-type]
     ids = torch.tensor([bos, *encode_text(tokenizer, text)])
     cut = len(ids) - int(len(ids) * 0.1)
-    model_config = TransformerModelConfig(
+    model_config = LMConfig(
         d_model=128, num_layers=4, num_heads=4, d_ff=512, context_length=64, dropout=0.0
     )
 
@@ -200,7 +201,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     engine_task = None
     for precision in args.precisions.split(","):
-        config = TransformerTrainConfig(
+        config = LMTrainConfig(
             max_steps=args.steps,
             batch_size=12,
             seq_len=64,

@@ -337,7 +337,12 @@ def train(
         return
     if as_json:
         print_json(
-            {"run": str(run.path), "family": run.family, "metrics": run.meta.get("metrics", {})}
+            {
+                "run": str(run.path),
+                "family": run.family,
+                "kind": run.kind,
+                "metrics": run.meta.get("metrics", {}),
+            }
         )
     else:
         log(f"wrote {run.path}; try: {_next_command(run)}")
@@ -377,7 +382,7 @@ def import_(
     """
     run = api.import_model(family, path, fmt or path.suffix.lstrip("."), out, force)
     if as_json:
-        print_json({"run": str(run.path), "family": run.family})
+        print_json({"run": str(run.path), "family": run.family, "kind": run.kind})
     else:
         click.echo(str(run.path))
 

@@ -1,8 +1,9 @@
 """The run directory: what ``train`` writes and every other command reads.
 
-A run is built in a temporary sibling directory and renamed into place only when
-complete, so a run killed at any moment leaves either no run (or the previous one, with
-``--force``) or a complete one. Single files are written to a temporary name and
+A new run is built in place and is not a run until its gentool.json appears; one that
+replaces a run (``--force``) is built in a hidden sibling and swapped in when complete. A
+run killed at any moment leaves no run (or the previous one), a complete one, or, once it
+has a checkpoint, an unfinished run to resume. Single files are written to a temporary name and
 renamed, so a reader never sees half a file. gentool.json records a sha256 of every
 file, checked on load, so a truncated or corrupted model is reported, never used.
 """

@@ -186,6 +186,7 @@ def test_tiny_corpus_uses_the_documented_fallback_discounts(tmp_path: Path) -> N
 
 def test_train_from_a_shipped_recipe_by_name(tmp_path: Path, corpus: Path) -> None:
     result = invoke("train", "--recipe", "ngram-names-char5", "--data", corpus, "--json")
-    assert strict_json(result.stdout)["run"] == "runs/ngram"
+    record = strict_json(result.stdout)
+    assert (record["run"], record["family"], record["kind"]) == ("runs/ngram", "ngram", "ngram")
     recipe = invoke_json("info", "runs/ngram")["recipe"]
     assert (recipe["model"]["order"], recipe["model"]["tokens"]) == (5, "char")
