@@ -223,6 +223,12 @@ def list_recipes(as_json: bool) -> None:
 @click.option("--val-source", metavar="PATH", help="Held-out parallel data: source side.")
 @click.option("--val-target", metavar="PATH", help="Held-out parallel data: target side.")
 @click.option(
+    "--init",
+    metavar="SOURCE",
+    help="Start from a pretrained model: a run of the same kind, a Hugging Face model "
+    "folder, or a Hub id (hf:ORG/NAME[@REVISION]); its sizes and tokenizer are kept.",
+)
+@click.option(
     "--set",
     "overrides",
     multiple=True,
@@ -282,6 +288,7 @@ def train(
     target: str | None,
     val_source: str | None,
     val_target: str | None,
+    init: str | None,
     overrides: tuple[str, ...],
     out: Path | None,
     force: bool,
@@ -320,6 +327,9 @@ def train(
       gentool train gan --data mnist/t10k-images-idx3-ubyte.gz
       gentool train --resume --out runs/rnn
       gentool train --recipe runs/rnn --out runs/rnn-again
+      gentool train transformer --init hf:openai-community/gpt2 --data input.txt
+      gentool train transformer --init hf:Helsinki-NLP/opus-mt-en-de \
+          --source train.en --target train.de --out runs/en-de-tuned
       torchrun --nproc-per-node 2 -m gentool train rnn --data input.txt
     """
     if mixed_precision is not None:
@@ -338,6 +348,7 @@ def train(
         runtime=Runtime(device=device, log_with=log_with, memory=memory),  # type: ignore[arg-type]
         log=log,
         parallel=api.ParallelPaths(source, target, val_source, val_target),
+        init=init,
     )
     if run is None:  # not the main process of a multi-process run: it writes nothing
         return
@@ -495,6 +506,9 @@ def generate(
     """Sample from the model in RUN: text, images (--grid / --out-dir), or music (-o /
     --out-dir; --prompt is then a MIDI file whose first --prompt-bars bars it continues).
 
+    RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
+    model folder (safetensors only; see docs/cli.md).
+
     Images are never written into a run directory, and replace existing files only with
     --force.
 
@@ -513,6 +527,7 @@ def generate(
       gentool generate runs/chorales -o piece.mid --bars 8 --seed 1 --pianoroll piece.png
       gentool generate runs/chorales -n 4 --out-dir pieces/ --temperature 0.9 --top-p 0.95
       gentool generate runs/chorales --prompt bwv10.7.mid --bars 8 -o more.mid --wav more.wav
+      gentool generate hf:openai-community/gpt2 --prompt "Hello," --seed 1
     """
     outputs = api.ImageOutputs(grid, out_dir, force) if grid or out_dir else None
     if outputs is not None:
@@ -681,6 +696,7 @@ def translate(
     Examples:
       gentool translate runs/transformer "A man is riding a bike."
       gentool translate runs/transformer --beam 5 < test.en > test.hyp.de
+      gentool translate Helsinki-NLP/opus-mt-en-de "A dog runs."
     """
     request = TranslationRequest(
         num_beams=num_beams, length_penalty=length_penalty, max_tokens=max_tokens
@@ -777,6 +793,9 @@ def evaluate(
 ) -> None:
     """Score the model in RUN on held-out data, with the metrics of its task.
 
+    RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
+    model folder (safetensors only; see docs/cli.md).
+
     Language models: perplexity and bits per token (--data). Music models (--data MIDI
     folder): the perplexity of its tokens, and statistics of -n generated pieces (pitch
     classes, range, polyphony, notes per bar, in key, empty bars, copying) beside the
@@ -791,6 +810,7 @@ def evaluate(
       gentool evaluate runs/transformer --source test.en --target test.de
       gentool evaluate runs/gan --data mnist/t10k-images-idx3-ubyte.gz
       gentool evaluate runs/chorales --data chorales/val/ -n 16 --json
+      gentool evaluate hf:openai-community/gpt2 --data test.txt
     """
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
@@ -814,9 +834,13 @@ def evaluate(
 def info(run: str, as_json: bool) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
+    RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
+    model folder (safetensors only; see docs/cli.md).
+
     \b
-    Example:
+    Examples:
       gentool info runs/ngram
+      gentool info hf:openai-community/gpt2
     """
     details = {**api.info(run), "run": run}
     if as_json:
@@ -975,6 +999,54 @@ def export(run: str, fmt: str, output: Path, force: bool) -> None:
     """
     api.export(run, fmt, output, force)
     log(f"wrote {output}")
+
+
+@cli.command()
+@run_argument
+@click.argument("repo_id", metavar="ORG/NAME")
+@click.option("--private", is_flag=True, help="Create the Hub repository as private.")
+@click.option("--revision", metavar="BRANCH", help="Push to this branch (made if new).")
+@click.option(
+    "--license",
+    "license_",
+    default="other",
+    show_default=True,
+    metavar="ID",
+    help="The license in the model card (a Hub license id, e.g. mit, apache-2.0).",
+)
+@click.option(
+    "--dry-run",
+    "dry_run",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Upload nothing: write the exact folder that would be uploaded into DIR.",
+)
+def push(
+    run: str,
+    repo_id: str,
+    private: bool,
+    revision: str | None,
+    license_: str,
+    dry_run: Path | None,
+) -> None:
+    """Publish RUN on the Hugging Face Hub as ORG/NAME.
+
+    The upload is the run's checksummed files (no checkpoints) with a model card holding
+    Hub metadata (library, tags, data by name and sha256, results, license) and no path
+    of this machine. It loads with `gentool generate hf:ORG/NAME` (every kind) and, for
+    the transformer kinds, with transformers' `AutoModelFor*.from_pretrained`. The token
+    is HF_TOKEN's, or that of `hf auth login`.
+
+    \b
+    Examples:
+      gentool push runs/transformer my-user/tiny-shakespeare --dry-run upload/
+      gentool push runs/en-de my-org/en-de-multi30k --license mit --private
+    """
+    where = api.push(
+        run, repo_id, private=private, revision=revision, license=license_, dry_run=dry_run
+    )
+    log(f"wrote {where}" if dry_run is not None else f"pushed {run} to {where}")
+    click.echo(where)
 
 
 # -- for plugin authors -----------------------------------------------------------------------

@@ -141,6 +141,23 @@ class Exportable(ABC):
         """Write the model in format ``fmt`` (one of ``export_formats``) to ``path``."""
 
 
+class FromPretrained(ABC):
+    """A kind that can use a Hugging Face model gentool did not train (a Hub id or a local
+    model folder, ``gentool.hub``) wherever a run is expected, and start training from one
+    (``gentool train KIND --init SOURCE``)."""
+
+    @classmethod
+    @abstractmethod
+    def accepts_pretrained(cls, config: dict[str, Any]) -> bool:
+        """Whether the model whose config.json is ``config`` is one this kind runs."""
+
+    @classmethod
+    @abstractmethod
+    def from_pretrained(cls, directory: Path, source: str) -> Model:
+        """Load the Hugging Face model in ``directory`` (checked by ``gentool.hub``);
+        ``source`` is what the user named it by."""
+
+
 class Importable(ABC):
     """A kind that ``gentool import FAMILY FILE`` can make from another tool's format."""
 

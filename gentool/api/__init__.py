@@ -13,6 +13,7 @@ caller answering many requests (a server) loads each model once.
 """
 
 from gentool.api.catalog import models, plugins, recipes
+from gentool.api.publishing import push
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
     ImageOutputs,
@@ -58,6 +59,7 @@ __all__ = [
     "models",
     "plan",
     "plugins",
+    "push",
     "recipes",
     "require",
     "restore",

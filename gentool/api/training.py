@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gentool import recipes, runs
+from gentool import hub, recipes, runs
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
 from gentool.kinds import MUSIC, PARALLEL, check_keys, data_kind, own_keys, route
-from gentool.model import Importable, Model, Runtime, TrainingContext
+from gentool.model import FromPretrained, Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
 from gentool.tasks import GenerationRequest, TextGeneration
@@ -42,11 +42,16 @@ def plan(
     val: str | Path | None = None,
     seed: int | None = None,
     parallel: ParallelPaths | None = None,
+    init: str | Path | None = None,
 ) -> tuple[type[Model], recipes.Recipe]:
     """Resolve what ``train`` would do: the kind of model and the typed, complete recipe.
 
     ``recipe`` is a TOML file, a shipped recipe's name, or a run directory: its recorded
-    recipe and data, to train it again. The kind is chosen by ``gentool.kinds.route``."""
+    recipe and data, to train it again. The kind is chosen by ``gentool.kinds.route``.
+    ``init`` (``model.init``) is a pretrained model to start from: a run of the same kind,
+    a Hugging Face model folder or a Hub id (``gentool.hub``)."""
+    if init is not None:
+        overrides = (*overrides, f"model.init={json.dumps(str(init))}")
     raw: dict[str, Any] = {}
     recipe_path = recipes.find_recipe(str(recipe)) if recipe is not None else None
     if recipe_path is not None:
@@ -63,6 +68,13 @@ def plan(
     raw["family"] = name
     _check_sides(parallel or ParallelPaths())
     kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
+    if init is not None and not issubclass(kind, FromPretrained):
+        able = [k for k in get_registry().all_kinds() if issubclass(k, FromPretrained)]
+        names = ", ".join(f"{k.family} {k.kind_name()}" for k in able) or "none installed"
+        raise RecipeError(
+            f"--init: the {_name(kind)} cannot start from a pretrained model; kinds that can: "
+            f"{names}"
+        )
     resolved = _resolve(raw, kind, data, val, seed, parallel)
     if recipe_path is not None and recipe_path.is_dir():
         _find_run_data(recipe_path, resolved, kind)
@@ -195,26 +207,32 @@ def train(
     runtime: Runtime | None = None,
     log: Callable[[str], None] = _no_log,
     parallel: ParallelPaths | None = None,
+    init: str | Path | None = None,
 ) -> runs.RunDirectory | None:
     """Train a model and write its run directory; return the run (None on a process that
     is not the main one, under torchrun).
 
     ``resume`` continues the latest checkpoint of ``out`` with its recorded recipe; changes
     to it (``recipe``, ``overrides``, ``data``, ...) are refused unless ``override``.
+    ``init`` starts from a pretrained model (see ``plan``); gentool.json's ``parent``
+    records it (its source, revision or sha256, and a run's own data and parent).
     """
     runtime = dataclasses.replace(runtime or Runtime(), resume=resume)
     if resume:
         if out is None and family is None:
             raise RunError("--resume needs the run to continue: pass --out RUN")
         out_path = Path(out) if out is not None else Path("runs") / str(family)
+        if init is not None:  # (a change of the recorded recipe, refused without --override)
+            overrides = (*overrides, f"model.init={json.dumps(str(init))}")
         kind, resolved, stored = _plan_resume(
             out_path, family, recipe, overrides, data, val, seed, override, parallel
         )
     else:
-        kind, resolved = plan(family, recipe, overrides, data, val, seed, parallel)
+        kind, resolved = plan(family, recipe, overrides, data, val, seed, parallel, init)
         out_path = Path(out) if out is not None else Path("runs") / kind.family
         if is_main_process():  # (the others would see the directory the main one makes)
             runs.check_new_run(out_path, force)  # fail before any work, not after it
+    parent = _parent(kind, resolved.model)
 
     train_paths = [Path(p) for p in resolved.data.train]
     pairs = {
@@ -256,6 +274,8 @@ def train(
     if resume and not override:
         _check_same_data(out_path, stored.get("data", {}), fingerprints)
     meta = {"recipe": recipe_dict, "seed": resolved.seed, "data": fingerprints}
+    if parent is not None:
+        meta["parent"] = parent
     main = is_main_process()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under a launcher: join its group
         from gentool.neural.devices import init_processes
@@ -282,6 +302,47 @@ def train(
         if main:
             runs.finish_run(work, _fill_run(model, work, meta))
     return runs.RunDirectory(out_path) if main else None
+
+
+def _parent(kind: type[Model], config: Any) -> dict[str, Any] | None:
+    """What ``model.init`` names, checked to be a model ``kind`` starts from, as
+    gentool.json's ``parent``: a Hub model's id and commit, a folder's weights' sha256, a
+    run's kind, data and own parent too. None when the recipe starts from scratch."""
+    source = getattr(config, "init", "")
+    if not source:
+        return None
+    name = _name(kind)
+    if not issubclass(kind, FromPretrained):
+        raise RecipeError(f"the {name} cannot start from a pretrained model; drop --init")
+    pretrained = hub.resolve(source)
+    parent = pretrained.lineage()
+    if hub.is_run(pretrained.path):
+        run = runs.RunDirectory(pretrained.path)
+        run.verify()
+        if (run.family, run.kind) != (kind.family, kind.kind_name()):
+            raise RecipeError(
+                f"--init '{source}' is a {run.family} {run.kind} run; a {name} starts from a "
+                f"run of its own kind (or a Hugging Face model it runs)"
+            )
+        train = (run.meta.get("data") or {}).get("train") or []
+        parent.update(
+            kind=run.kind,
+            data=[{"name": Path(d["path"]).name, "sha256": d["sha256"]} for d in train],
+        )
+        if run.meta.get("parent"):
+            parent["parent"] = run.meta["parent"]
+    elif not kind.accepts_pretrained(pretrained.config):
+        model_type = pretrained.config.get("model_type", "unknown")
+        raise RecipeError(
+            f"--init '{source}' is a '{model_type}' model, which the {name} does not start "
+            f"from (it takes {getattr(kind, 'auto_class', 'its own')} models)"
+        )
+    return parent
+
+
+def _name(kind: type[Model]) -> str:
+    """'ngram', 'transformer lm': a kind as the user knows it."""
+    return kind.family if kind.kind_name() == kind.family else f"{kind.family} {kind.kind_name()}"
 
 
 @contextlib.contextmanager

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from gentool import recipes, runs
+from gentool import hub, recipes, runs
 from gentool.errors import DataError, OutputError, PluginError, RecipeError, RunError
 from gentool.kinds import route_record
-from gentool.model import Exportable, Model
+from gentool.model import Exportable, FromPretrained, Model
 from gentool.plugins import get_registry
 from gentool.tasks import (
     Capability,
@@ -40,9 +40,17 @@ C = TypeVar("C", bound=Capability)
 
 
 def load(run: RunLike) -> Model:
-    """Open a run directory, verify its files, and load its model with its kind."""
+    """Open a run directory, verify its files, and load its model with its kind; or load a
+    Hugging Face model gentool did not train (``hf:ORG/NAME[@REV]``, a plain ``ORG/NAME``
+    that is no local path, or a local model folder: ``gentool.hub``) with the kind that
+    runs its architecture (a causal LM generates and scores, a seq2seq model translates)."""
     if isinstance(run, Model):
         return run
+    if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
+        pretrained = hub.resolve(run)
+        if hub.is_run(pretrained.path):  # a run pushed to the Hub: checksums verified
+            return load(runs.RunDirectory(pretrained.path))
+        return pretrained_kind(pretrained).from_pretrained(pretrained.path, pretrained.source)
     path = run.path if isinstance(run, runs.RunDirectory) else Path(run)
     try:
         run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
@@ -72,6 +80,20 @@ def kind_of(run: runs.RunDirectory) -> tuple[type[Model], dict[str, Any]]:
                 f"'{owners[0]}' (a family mismatch)",
             ) from None
         raise runs.damaged(run.path, f"its recipe names no kind of model here ({err})") from None
+
+
+def pretrained_kind(pretrained: hub.Pretrained) -> type[FromPretrained]:
+    """The kind that runs the Hugging Face model ``pretrained``; a PluginError when none
+    does (or none is installed: the transformer family needs gentool's neural extra)."""
+    for kind in get_registry().all_kinds():
+        if issubclass(kind, FromPretrained) and kind.accepts_pretrained(pretrained.config):
+            return kind
+    model_type = pretrained.config.get("model_type", "unknown")
+    raise PluginError(
+        f"'{pretrained.source}' is a '{model_type}' model, which no installed kind runs; "
+        "gentool runs causal language models (AutoModelForCausalLM) and sequence-to-sequence "
+        "models (AutoModelForSeq2SeqLM)"
+    )
 
 
 def _recipe_mismatch(run: runs.RunDirectory, err: RecipeError) -> RunError:
@@ -435,7 +457,21 @@ def evaluate_music(
 
 
 def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
-    """What the run is: gentool.json (without the file list) and the model's own facts."""
+    """What the run is: gentool.json (without the file list) and the model's own facts;
+    for a Hugging Face model, where it comes from (``source``, ``revision`` or ``sha256``)."""
+    if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
+        pretrained = hub.resolve(run)
+        if hub.is_run(pretrained.path):
+            return {**info(runs.RunDirectory(pretrained.path)), "run": str(run)}
+        model = pretrained_kind(pretrained).from_pretrained(pretrained.path, pretrained.source)
+        return {
+            "run": str(run),
+            "family": model.family,
+            "kind": model.kind_name(),
+            "tasks": list(model.tasks()),
+            "pretrained": pretrained.lineage(),
+            "model": model.describe(),
+        }
     run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
     model = load(run_dir)
     details = {k: v for k, v in run_dir.meta.items() if k != "files"}
@@ -479,6 +515,7 @@ __all__ = [
     "info",
     "kind_of",
     "load",
+    "pretrained_kind",
     "require",
     "restore",
     "stdin_batches",

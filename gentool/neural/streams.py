@@ -175,7 +175,10 @@ class StreamModel(HFModel):
         if val_ids is not None and len(val_ids) < 2 * rows:  # not one target in each row
             val_ids = None
         torch.manual_seed(context.seed)
-        model = cls.build_model(config, len(tokenizer), bos)
+        if getattr(config, "init", ""):
+            model = cls.init_model(config)
+        else:
+            model = cls.build_model(config, len(tokenizer), bos)
         task = cls.stream_task(config, context, model, train_ids, val_ids)
         facts = {
             "train_tokens": len(train_ids),
@@ -240,8 +243,8 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
     def suppressed(self) -> list[int]:
         # The stream has one <|endoftext|>, at its start: a sample runs to max_tokens.
         # Like ngram, never emit <unk>.
-        unk = self.tokenizer.convert_tokens_to_ids(self.tokenizer.unk_token)
-        return [self.bos, unk]
+        unk = self.unk
+        return [self.bos] + ([unk] if unk >= 0 else [])
 
     @classmethod
     def read_data(cls, config: Any, context: TrainingContext[Any]) -> str:
@@ -251,6 +254,8 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
     def new_tokenizer(cls, config: Any, data: str) -> Any:
         from gentool.neural.tokenizers import train_tokenizer
 
+        if getattr(config, "init", ""):  # fine-tuning keeps the model's own tokenizer
+            return cls.init_tokenizer(config)
         tokens, vocab_size = cls.tokenizer_spec(config)
         return train_tokenizer(tokens, [data], vocab_size=vocab_size)
 
@@ -301,10 +306,16 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         ids = scoring_stream(tok, paths, self.bos)
         started = time.perf_counter()
         total = self.stream_loss(ids)
-        unk = tok.convert_tokens_to_ids(tok.unk_token)
-        return stream_metrics(total, ids, unk, time.perf_counter() - started)
+        return stream_metrics(total, ids, self.unk, time.perf_counter() - started)
+
+    @property
+    def unk(self) -> int:
+        """The id of the unknown token; -1 for a tokenizer without one (byte-level BPE)."""
+        token = self.tokenizer.unk_token
+        return -1 if token is None else int(self.tokenizer.convert_tokens_to_ids(token))
 
 
 def bos_id(tokenizer: Any) -> int:
     """The id of ``<|endoftext|>``: bos, eos and padding of gentool's text tokenizers."""
-    return int(tokenizer.convert_tokens_to_ids(tokenizer.bos_token))
+    # (a pretrained tokenizer may have no bos: its eos then starts the stream)
+    return int(tokenizer.convert_tokens_to_ids(tokenizer.bos_token or tokenizer.eos_token))

@@ -127,7 +127,7 @@ def check_weights(
 def load_pretrained(
     auto_class: Any,
     directory: Path,
-    model_type: str,
+    model_type: str | None,
     tokens: Sequence[str],
     tokenizer_loader: Callable[[], Any] | None = None,
     **kwargs: Any,
@@ -139,9 +139,16 @@ def load_pretrained(
     one ``tokenizer_loader()`` reads (a music tokenizer: only its size is checked). Returns
     (model, tokenizer). Nothing but safetensors and JSON is read: ``use_safetensors=True``
     (transformers never falls back to a ``pytorch_model.bin``), and the tokenizer is the
-    fast one of tokenizer.json, whatever class tokenizer_config.json names."""
+    fast one of tokenizer.json, whatever class tokenizer_config.json names.
+
+    ``model_type`` None takes any architecture (a Hugging Face model gentool did not train:
+    ``gentool.hub`` checked it runs no code of its own); its weights may be sharded
+    (checked then by transformers alone), and a tokenizer without tokenizer.json (a
+    sentencepiece model) loads with ``AutoTokenizer``, never with remote code. Its weights
+    are not compared with its config: transformers' own classes save tensors they ignore
+    on load (Marian's ``final_logits_bias``), and shards are common."""
     import torch
-    from transformers import AutoConfig, PreTrainedTokenizerFast
+    from transformers import AutoConfig
 
     raw = _read(
         directory,
@@ -150,8 +157,12 @@ def load_pretrained(
     )
     if not isinstance(raw, dict):
         raise runs.damaged(directory, "config.json does not hold a JSON object")
-    config = _read(directory, "config.json", lambda: AutoConfig.from_pretrained(str(directory)))
-    if config.model_type != model_type:
+    config = _read(
+        directory,
+        "config.json",
+        lambda: AutoConfig.from_pretrained(str(directory), trust_remote_code=False),
+    )
+    if model_type is not None and config.model_type != model_type:
         raise runs.damaged(
             directory,
             f"config.json describes a '{config.model_type}' model, not '{model_type}' "
@@ -159,12 +170,15 @@ def load_pretrained(
         )
     dtype = getattr(config, "dtype", None)
     options = {"dtype": dtype} if isinstance(dtype, torch.dtype) else {}
-    check_weights(lambda: auto_class.from_config(config, **options), directory / runs.TENSOR_FILE)
+    if model_type is not None:  # (a foreign model may hold tensors its class ignores)
+        check_weights(
+            lambda: auto_class.from_config(config, **options), directory / runs.TENSOR_FILE
+        )
     model = _read(
         directory,
         "the model (config.json, generation_config.json, model.safetensors)",
         lambda: auto_class.from_pretrained(
-            str(directory), config=config, use_safetensors=True, **kwargs
+            str(directory), config=config, use_safetensors=True, trust_remote_code=False, **kwargs
         ),
     )
     tokenizer = _read(
@@ -172,10 +186,20 @@ def load_pretrained(
         "the tokenizer (tokenizer.json, tokenizer_config.json)"
         if tokenizer_loader is None
         else "the tokenizer",
-        tokenizer_loader or (lambda: PreTrainedTokenizerFast.from_pretrained(str(directory))),
+        tokenizer_loader or (lambda: pretrained_tokenizer(directory, foreign=model_type is None)),
     )
     _check_settings(directory, model, tokenizer, tokens)
     return model.eval(), tokenizer
+
+
+def pretrained_tokenizer(directory: Path, foreign: bool = True) -> Any:
+    """The tokenizer of a model folder: tokenizer.json's fast one; a ``foreign`` model's
+    without tokenizer.json (sentencepiece) with ``AutoTokenizer``, no remote code."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if foreign and not (directory / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    return PreTrainedTokenizerFast.from_pretrained(str(directory))
 
 
 def _check_settings(directory: Path, model: Any, tokenizer: Any, tokens: Sequence[str]) -> None:

@@ -147,8 +147,10 @@ def translator_maps(network: Any, tokenizer: Any, text: str) -> list[AttentionMa
     while it translates ``text`` (greedy)."""
     import torch
 
+    from gentool_transformer.marian import positions
+
     network.set_attn_implementation("eager")  # SDPA computes no weights to return
-    limit = network.config.max_position_embeddings
+    limit = positions(network)
     ids = tokenizer(text)["input_ids"][:limit]
     source = torch.tensor([ids], device=network.device)
     produced = network.generate(

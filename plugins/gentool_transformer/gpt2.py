@@ -130,19 +130,22 @@ def _summed_loss(model: torch.nn.Module, chunk: torch.Tensor) -> float:
 
 
 def continue_in_windows(
-    model: Any, prompt: list[int], request: GenerationRequest, options: dict[str, Any]
+    model: Any,
+    prompt: list[int],
+    request: GenerationRequest,
+    options: dict[str, Any],
+    context: int,
 ) -> torch.Tensor:
     """``request.num_samples`` continuations of the token ids ``prompt``, each exactly
     ``request.max_tokens`` new ids: (num_samples, max_tokens); ``options`` go to
     ``generate()``.
 
-    The model has ``context_length`` positions. Like nanoGPT, which crops its input to the
+    The model has ``context`` positions. Like nanoGPT, which crops its input to the
     last ``block_size`` tokens, a prompt longer than that is read from its last tokens and
     a sample runs past it: when the window is full, generation goes on from the last half
     of it (a new KV cache, filled in one pass), so every token is predicted from at least
     half a window. Within one window the KV cache makes each new token one step.
     """
-    context = model.config.n_positions
     half = max(1, context // 2)
     beams = request.num_beams > 1
     ids = torch.tensor([prompt], device=model.device)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gentool.data import default_text_path
 from gentool.errors import RecipeError
-from gentool.model import TrainingContext
+from gentool.model import FromPretrained, TrainingContext
 from gentool.neural.config import StreamTrainConfig
 from gentool.neural.music import MusicStreamModel
 from gentool.neural.streams import StreamModel, TextStreamModel
@@ -38,6 +38,9 @@ class LMConfig(TransformerSizes):
     arch: Literal["decoder"] = "decoder"  # (auto: a decoder unless the data are parallel)
     # auto: characters; bpe: a byte-level BPE vocabulary of model.vocab_size tokens
     tokens: Literal["auto", "char", "bpe"] = "auto"
+    # a pretrained model to start from (gentool train --init): a run, a Hugging Face
+    # folder or a Hub id; it fixes the sizes and the tokenizer
+    init: str = ""
 
 
 @dataclass
@@ -47,6 +50,8 @@ class LMTrainConfig(StreamTrainConfig):
     lr: float = 1e-3
     min_lr: float = 1e-4
     seq_len: int = 128  # tokens per training row (at most model.context_length)
+    # with --init: train a LoRA adapter of this rank (peft) instead of every weight; 0: off
+    lora_rank: int = 0
 
 
 @dataclass
@@ -97,9 +102,17 @@ class Decoder(StreamModel):
         train_ids: torch.Tensor,
         val_ids: torch.Tensor | None,
     ) -> WindowTask:
+        from gentool.neural.hf import context_length
         from gentool_transformer.gpt2 import WindowTask
 
         train: LMTrainConfig = context.train
+        positions = context_length(model.config)
+        if positions is not None and train.seq_len > positions:
+            raise RecipeError(
+                f"train.seq_len={train.seq_len} is more than the {positions} positions of the "
+                f"pretrained model (model.init={getattr(config, 'init', '')}); lower "
+                "train.seq_len"
+            )
         rows = train.batch_size // train.grad_accum
         return WindowTask(model, train_ids, val_ids, rows, train.seq_len, context.seed)
 
@@ -137,17 +150,26 @@ class Decoder(StreamModel):
         from gentool_transformer.gpt2 import continue_in_windows
 
         options = {**self.generation_options(request), "use_cache": use_cache}
-        return continue_in_windows(self.model, prompt, request, options)
+        return continue_in_windows(self.model, prompt, request, options, self.context)
+
+    @property
+    def context(self) -> int:
+        """The positions of the model (a pretrained one with relative positions: 1024)."""
+        from gentool.neural.hf import context_length
+
+        return context_length(self.model.config) or 1024
 
     def stream_loss(self, ids: torch.Tensor) -> float:
         """Windows of ``context_length`` tokens slide by half a window, so every token after
         the first window is predicted from at least half a window (``gpt2.sliding_loss``)."""
         from gentool_transformer.gpt2 import sliding_loss
 
-        return sliding_loss(self.model, ids, self.model.config.n_positions)
+        return sliding_loss(self.model, ids, self.context)
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
+        if getattr(self.config, "init", ""):
+            return self.describe_pretrained()
         return {
             "arch": "decoder",
             "model_type": config.model_type,
@@ -163,7 +185,7 @@ class Decoder(StreamModel):
         }
 
 
-class LanguageModel(Decoder, TextStreamModel, ShowsAttention):
+class LanguageModel(Decoder, TextStreamModel, ShowsAttention, FromPretrained):
     """A decoder-only transformer language model (GPT-2 architecture) of text."""
 
     kind = "lm"

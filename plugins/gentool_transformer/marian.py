@@ -226,8 +226,10 @@ class PairTask(TrainingTask):
         seed: int,
         pad: int,
         smoothing: float,
+        start: int | None = None,
     ) -> None:
         self.model = model
+        self.start = pad if start is None else start  # what the decoder starts from
         self.train = train
         self.val_pairs = val  # as given: a translator's BLEU after training takes the first
         self.val = sorted(val, key=lambda p: (len(p[1]), len(p[0])))  # little padding
@@ -259,7 +261,7 @@ class PairTask(TrainingTask):
     def train_batch(self, index: int, rows: slice) -> dict[str, torch.Tensor]:
         number, position = divmod(index, self.batches_per_epoch)
         indices = self.epoch(number)[position][rows]
-        return collate([self.train[i] for i in indices], self.pad, self.pad)
+        return collate([self.train[i] for i in indices], self.pad, self.start)
 
     def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         total, count = token_losses(model, batch, self.smoothing)
@@ -273,12 +275,19 @@ class PairTask(TrainingTask):
                 break
             pairs = self.val[start : start + self.rows][rows]
             if pairs:
-                loss, tokens = token_losses(model, collate(pairs, self.pad, self.pad))
+                loss, tokens = token_losses(model, collate(pairs, self.pad, self.start))
                 total, count = total + float(loss), count + tokens
         return total, count
 
 
 # -- translating and scoring ----------------------------------------------------------------
+
+
+def positions(network: Any) -> int:
+    """The longest sentence the model takes, in tokens (relative positions, T5: 512)."""
+    from gentool.neural.hf import context_length
+
+    return context_length(network.config) or 512
 
 
 def translate(
@@ -294,7 +303,7 @@ def translate(
     todo = [i for i, text in enumerate(texts) if text.strip()]
     if not todo:
         return out
-    limit = network.config.max_position_embeddings
+    limit = positions(network)
     ids = encode(tokenizer, [texts[i].strip() for i in todo])
     if any(len(x) > limit for x in ids):
         sys.stderr.write(
@@ -388,7 +397,7 @@ def evaluate_translation(
     result = score(network, tokenizer, corpus.sources, corpus.targets)
     total, count = 0.0, 0
     pad = tokenizer.pad_token_id
-    limit = network.config.max_position_embeddings
+    limit = positions(network)
     scored, too_long = filter_long(encode_pairs(tokenizer, corpus), limit)
     with torch.no_grad():
         for start in range(0, len(scored), TRANSLATE_BATCH):

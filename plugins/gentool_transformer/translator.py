@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from gentool import runs
 from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
 from gentool.errors import DataError, RecipeError
-from gentool.model import TrainingContext
+from gentool.model import FromPretrained, TrainingContext
 from gentool.neural.config import TrainConfig
 from gentool.neural.hf import HFModel
 from gentool.progress import phase
@@ -42,6 +42,9 @@ class TranslatorConfig(TransformerSizes):
     # A joint byte-level BPE vocabulary of model.vocab_size tokens over both languages;
     # "auto" and "bpe" both say so (there is no other choice).
     tokens: str = "auto"
+    # a pretrained model to start from (gentool train --init): a run, a Hugging Face
+    # folder or a Hub id; it fixes the sizes and the tokenizer
+    init: str = ""
 
 
 @dataclass
@@ -54,9 +57,11 @@ class TranslatorTrainConfig(TrainConfig):
     label_smoothing: float = 0.1  # the 2017 paper's epsilon
     # validation pairs (the first N) translated for BLEU after training; 0: none
     bleu_pairs: int = 200
+    # with --init: train a LoRA adapter of this rank (peft) instead of every weight; 0: off
+    lora_rank: int = 0
 
 
-class Translator(HFModel, Translation, ShowsAttention):
+class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
     """An encoder-decoder Transformer that translates one language into another."""
 
     family = "transformer"
@@ -118,6 +123,8 @@ class Translator(HFModel, Translation, ShowsAttention):
     def new_tokenizer(cls, config: TranslatorConfig, data: Pairs) -> Any:
         from gentool_transformer.marian import train_joint_bpe
 
+        if config.init:  # fine-tuning keeps the model's own tokenizer
+            return cls.init_tokenizer(config)
         corpus = data[0]
         return train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size)
 
@@ -127,12 +134,15 @@ class Translator(HFModel, Translation, ShowsAttention):
     ) -> tuple[PairTask, dict[str, Any]]:
         import torch
 
-        from gentool_transformer.marian import PairTask, build_model, prepare
+        from gentool_transformer.marian import PairTask, build_model, positions, prepare
 
         train: TranslatorTrainConfig = context.train
         corpus, val_corpus = data
+        torch.manual_seed(context.seed)
+        model = cls.init_model(config) if config.init else build_model(config, tokenizer)
+        limit = positions(model) if config.init else config.context_length
         pairs, val_pairs, dropped, val_dropped = prepare(
-            tokenizer, corpus, val_corpus, config.context_length, train.val_fraction, context.log
+            tokenizer, corpus, val_corpus, limit, train.val_fraction, context.log
         )
         rows = train.batch_size // train.grad_accum
         if len(pairs) < rows:
@@ -144,10 +154,11 @@ class Translator(HFModel, Translation, ShowsAttention):
             f"{len(pairs)} training pairs, {len(val_pairs)} validation pairs, joint BPE "
             f"vocabulary of {len(tokenizer)} tokens"
         )
-        torch.manual_seed(context.seed)
-        model = build_model(config, tokenizer)
         pad = tokenizer.pad_token_id
-        task = PairTask(model, pairs, val_pairs, rows, context.seed, pad, train.label_smoothing)
+        start = model.config.decoder_start_token_id
+        task = PairTask(
+            model, pairs, val_pairs, rows, context.seed, pad, train.label_smoothing, start
+        )
         facts = {
             "train_pairs": len(pairs),
             "val_pairs": len(val_pairs),
@@ -217,6 +228,8 @@ class Translator(HFModel, Translation, ShowsAttention):
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
+        if self.config.init:
+            return self.describe_pretrained()
         return {
             "arch": "encoder-decoder",
             "tokens": (
