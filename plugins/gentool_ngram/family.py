@@ -97,6 +97,7 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
                 discount_fallback=tuple(config.discount_fallback),  # type: ignore[arg-type]
                 memory=context.runtime.memory,
                 log=context.log,
+                text_field=context.fields.text,
             )
         except BaseException:
             scratch.cleanup()
