@@ -215,7 +215,11 @@ def list_recipes(as_json: bool) -> None:
     "-d",
     multiple=True,
     metavar="PATH",
-    help="Training data (repeatable); default: the family's embedded sample.",
+    help=(
+        "Training data (repeatable): text (.txt, .gz), a table (.jsonl, .parquet, .csv; "
+        "field: --set data.text_field=NAME), a save_to_disk folder or hf:NAME[:CONFIG][:SPLIT]; "
+        "default: the family's embedded sample."
+    ),
 )
 @click.option("--val", metavar="PATH", help="Held-out data, evaluated after training.")
 @click.option("--source", metavar="PATH", help="Parallel data: source sentences, one per line.")
@@ -320,6 +324,7 @@ def train(
       gentool train ngram
       gentool train ngram --data corpus.txt --set model.order=5 --out runs/ng5
       gentool train ngram --data big.txt.gz --set model.tokens=whitespace --memory 4G
+      gentool train rnn --data hf:NAME:CONFIG:train --set data.text_field=text
       gentool train --recipe recipes/ngram-shakespeare-word3.toml --data input.txt
       gentool train rnn --data input.txt --set train.max_steps=2000 --mixed-precision auto
       gentool train transformer --source train.en.gz --target train.de.gz \

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gentool.data.sources import NO_FIELDS, Fields
 from gentool.errors import PluginError, RecipeError
 from gentool.model import Model
 from gentool.tasks import CAPABILITIES
@@ -159,14 +160,16 @@ class Registry:
         raise PluginError(f"family '{family}' has no kind '{kind}'; its kinds: {valid}")
 
 
-def data_kind(data: Sequence[Path], parallel: bool) -> str | None:
+def data_kind(data: Sequence[Path], parallel: bool, fields: Fields = NO_FIELDS) -> str | None:
     """What sort of training data was given, as kinds' ``trains_on`` names it: parallel
-    files (``--source/--target``, or ``--data`` files that are all TSV), music (every path
-    a folder holding MIDI files, a MIDI file or a .txt list of them), else None; NO_DATA
-    when there are none."""
+    files (``--source/--target``, ``--data`` files that are all TSV without a field named,
+    or tables whose source and target fields are named), music (every path a folder
+    holding MIDI files, a MIDI file or a .txt list of them), else None; NO_DATA when there
+    are none."""
     from gentool.data.music import is_music_source  # (torch-free; reads no MIDI)
 
-    if parallel or (data and all(p.name.endswith((".tsv", ".tsv.gz")) for p in data)):
+    tsv = data and not fields.text and all(p.name.endswith((".tsv", ".tsv.gz")) for p in data)
+    if parallel or tsv or (data and fields.parallel):
         return PARALLEL
     if data and all(is_music_source(p) for p in data):
         return MUSIC
@@ -239,8 +242,19 @@ def route_record(registry: Registry, record: dict[str, Any]) -> tuple[type[Model
     trained_on = [
         Path(str(p)) for p in (table.get("train") or [] if isinstance(table, dict) else [])
     ]
-    kind, raw = route(registry, raw["family"], raw, data_kind(trained_on, parallel))
+    fields = table_fields(table if isinstance(table, dict) else {})
+    kind, raw = route(registry, raw["family"], raw, data_kind(trained_on, parallel, fields))
     return kind, (raw if record.get("kind") else own_keys(kind, raw))
+
+
+def table_fields(table: dict[str, Any]) -> Fields:
+    """The fields a recipe's raw ``[data]`` table names (``text_field``, ...)."""
+
+    def text(key: str) -> str | None:
+        value = table.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return Fields(text("text_field"), text("source_field"), text("target_field"))
 
 
 def check_keys(registry: Registry, kind: type[Model], raw: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
+from gentool.data.sources import Fields
 from gentool.recipes import NoTrainingOptions
 from gentool.tasks import tasks_of
 
@@ -58,10 +59,11 @@ class TrainingContext(Generic[TrainT]):
 
     ``data`` are the training files (``--data`` or the recipe's ``[data] train``; the
     kind's embedded default when neither is given), ``val`` an optional held-out file,
-    ``source``/``target`` aligned parallel files. ``train`` is the recipe's ``[train]``
-    table (an instance of the kind's ``train_config_class``). ``run_dir`` is where the run
-    is being built: checkpoints and metrics.jsonl go there while training. ``log`` prints
-    progress to stderr (on the main process only).
+    ``source``/``target`` aligned parallel files; any of them may be a table or an ``hf:``
+    dataset (``gentool.data.sources``), whose rows are read through ``fields``. ``train``
+    is the recipe's ``[train]`` table (an instance of the kind's ``train_config_class``).
+    ``run_dir`` is where the run is being built: checkpoints and metrics.jsonl go there
+    while training. ``log`` prints progress to stderr (on the main process only).
     """
 
     data: list[Path]
@@ -76,6 +78,7 @@ class TrainingContext(Generic[TrainT]):
     log: Callable[[str], None] = print
     runtime: Runtime = field(default_factory=Runtime)
     recipe: dict[str, Any] = field(default_factory=dict)  # the whole resolved recipe
+    fields: Fields = field(default_factory=Fields)  # which fields of a table's rows to read
 
 
 class Model(ABC):

@@ -50,6 +50,10 @@ class DataConfig:
     target: str | None = None
     val_source: str | None = None
     val_target: str | None = None
+    # Tables and datasets (gentool.data.sources): the field of each row a family reads.
+    text_field: str | None = None  # default "text"
+    source_field: str | None = None  # sentence pairs; default "source"
+    target_field: str | None = None  # default "target"
 
 
 @dataclass

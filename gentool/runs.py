@@ -115,7 +115,12 @@ def sha256_file(path: Path) -> str:
 def fingerprint(path: Path) -> dict[str, Any]:
     """Identify a data file: its path as given, size and sha256. A folder (of images) is
     identified by every file under it: the sha256 of their relative names and contents.
+    A Hugging Face dataset (``hf:NAME``) by its own fingerprint and revision.
     A stream (a FIFO, /dev/zero) is refused: hashing it would read it forever, or use it up."""
+    from gentool.data import sources
+
+    if sources.is_hf(path):
+        return sources.fingerprint(path)
     if not path.is_dir():
         from gentool.data.files import check_regular
 

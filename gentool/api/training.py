@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from gentool import hub, recipes, runs
+from gentool.data import sources
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
-from gentool.kinds import MUSIC, PARALLEL, check_keys, data_kind, own_keys, route
+from gentool.kinds import MUSIC, PARALLEL, check_keys, data_kind, own_keys, route, table_fields
 from gentool.model import FromPretrained, Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
@@ -97,7 +98,8 @@ def route_recipe(
     table: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
     paths = [Path(p) for p in (data or table.get("train") or [])]
     has_source = (parallel is not None and parallel.source is not None) or bool(table.get("source"))
-    return route(get_registry(), str(raw["family"]), raw, data_kind(paths, has_source))
+    fields = table_fields(table)
+    return route(get_registry(), str(raw["family"]), raw, data_kind(paths, has_source, fields))
 
 
 def _with_kind(recorded: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +143,7 @@ def _find_run_data(run: Path, resolved: recipes.Recipe, kind: type[Model]) -> No
 
     def find(value: str, key: str) -> str:
         fp = recorded.get(value)
-        if fp is None or Path(value).exists():
+        if fp is None or sources.exists(value):
             return value  # (a path from the command line is checked as always)
         if (
             default is not None
@@ -259,7 +261,7 @@ def train(
         log(f"no --data given: training on the embedded sample corpus {train_paths[0].name}")
     val_path = Path(resolved.data.val) if resolved.data.val else None
     for path in [*train_paths, val_path, *pairs.values()]:
-        if path is not None and not path.exists():
+        if path is not None and not sources.exists(path):
             raise DataError(f"data file '{path}' does not exist; check the path")
     recipe_dict = resolved.as_dict()
     recipe_dict["data"]["train"] = [str(p) for p in train_paths]
@@ -296,6 +298,9 @@ def train(
             run_dir=work,
             runtime=runtime,
             recipe=recipe_dict,
+            fields=sources.Fields(
+                resolved.data.text_field, resolved.data.source_field, resolved.data.target_field
+            ),
             **pairs,
         )
         model = kind.train(resolved.model, context)
@@ -511,6 +516,16 @@ def import_model(
     return runs.RunDirectory(built)
 
 
+def _card_source(d: dict[str, Any]) -> str:
+    if "dataset" in d:  # an hf: dataset (gentool.data.sources.fingerprint)
+        return (
+            f"- `{d['path']}`: Hugging Face dataset `{d['dataset']}`, config `{d['config']}`, "
+            f"split `{d['split']}`, {d['rows']} rows, revision `{d['revision']}`, "
+            f"fingerprint `{d['fingerprint']}`"
+        )
+    return f"- `{d['path']}` ({d['bytes']} bytes, sha256 `{d['sha256']}`)"
+
+
 def model_card(model: Model, meta: dict[str, Any]) -> str:
     """README.md of a run: what it is, what it was trained on, its metrics and samples."""
     kind = model.kind_name()
@@ -518,10 +533,7 @@ def model_card(model: Model, meta: dict[str, Any]) -> str:
     lines = [f"# {title} model", "", model.description, ""]
     if meta.get("data", {}).get("train"):
         lines += ["## Data", ""]
-        lines += [
-            f"- `{d['path']}` ({d['bytes']} bytes, sha256 `{d['sha256']}`)"
-            for d in meta["data"]["train"]
-        ]
+        lines += [_card_source(d) for d in meta["data"]["train"]]
         lines.append("")
     if "imported_from" in meta:
         source = meta["imported_from"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gentool.data import sources
 from gentool.data.text import read_lines
 from gentool.errors import DataError
 
@@ -31,15 +32,32 @@ class ParallelCorpus:
         return [t for _, t in self.pairs]
 
 
-def read_parallel(source: str | Path, target: str | Path) -> ParallelCorpus:
-    """Read two aligned files (``.gz`` accepted); pairs with an empty side are dropped."""
-    src, tgt = read_lines(source), read_lines(target)
+def read_parallel(
+    source: str | Path, target: str | Path, field: str | None = None
+) -> ParallelCorpus:
+    """Read two aligned files (``.gz`` accepted); pairs with an empty side are dropped. A
+    side that is a table or dataset (``gentool.data.sources``) gives its rows' ``field``."""
+    src, tgt = _side(source, field), _side(target, field)
     if len(src) != len(tgt):
         raise DataError(
             f"parallel files are not aligned: '{source}' has {len(src)} lines and "
             f"'{target}' has {len(tgt)}; give files with one translation per line, in order"
         )
     return _clean(zip(src, tgt, strict=True), f"'{source}' / '{target}'")
+
+
+def _side(path: str | Path, field: str | None) -> list[str]:
+    if sources.is_table(path, sources.Fields(field)):
+        return [row for rows in sources.text_rows(path, field) for row in rows]
+    return read_lines(path)
+
+
+def read_pairs(path: str | Path, fields: sources.Fields = sources.NO_FIELDS) -> ParallelCorpus:
+    """Sentence pairs from one source: a table or dataset with source and target fields
+    (``gentool.data.sources``), else a ``source<TAB>target`` file (``read_tsv``)."""
+    if sources.is_table(path, fields):
+        return _clean(sources.table_pairs(path, fields), f"'{path}'")
+    return read_tsv(path)
 
 
 def read_tsv(path: str | Path) -> ParallelCorpus:

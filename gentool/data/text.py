@@ -57,10 +57,16 @@ def decode_text(path: str | Path, raw: bytes, offset: int = 0) -> str:
         ) from err
 
 
-def read_corpus(paths: Sequence[str | Path]) -> str:
+def read_corpus(paths: Sequence[str | Path], field: str | None = None) -> str:
     """The files' text as one string (what stream models train on), each file ending with
-    a newline."""
-    parts = [read_text(p) for p in paths]
+    a newline. A table or dataset (``gentool.data.sources``) gives its rows' ``field``
+    (default ``text``), a row per line."""
+    from gentool.data import sources
+
+    parts = [
+        sources.table_text(p, field) if sources.is_table(p, sources.Fields(field)) else read_text(p)
+        for p in paths
+    ]
     return "".join(p if p.endswith("\n") else p + "\n" for p in parts)
 
 

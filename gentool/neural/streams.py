@@ -48,14 +48,15 @@ def split_stream(
     val: Path | None,
     val_fraction: float,
     log: Callable[[str], None] = lambda message: None,
+    field: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The training stream, and the held-out one: ``val`` when given, else the last
-    ``val_fraction`` of the text's stream (None when that is empty). ``log`` hears about
-    an encoding that takes long."""
+    """The training stream, and the held-out one: ``val`` when given (a table's ``field``),
+    else the last ``val_fraction`` of the text's stream (None when that is empty). ``log``
+    hears about an encoding that takes long."""
     with phase(log, "encoding the text"):
         ids = encode_stream(tokenizer, text, bos)
         if val is not None:
-            return ids, encode_stream(tokenizer, read_corpus([val]), bos)
+            return ids, encode_stream(tokenizer, read_corpus([val], field), bos)
     cut = len(ids) - int(len(ids) * val_fraction)
     return ids[:cut], (ids[cut:] if cut < len(ids) else None)
 
@@ -237,7 +238,13 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         train: StreamTrainConfig = context.train
         return split_stream(
-            tokenizer, data, bos_id(tokenizer), context.val, train.val_fraction, context.log
+            tokenizer,
+            data,
+            bos_id(tokenizer),
+            context.val,
+            train.val_fraction,
+            context.log,
+            context.fields.text,
         )
 
     def suppressed(self) -> list[int]:
@@ -248,7 +255,7 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
 
     @classmethod
     def read_data(cls, config: Any, context: TrainingContext[Any]) -> str:
-        return read_corpus(context.data)
+        return read_corpus(context.data, context.fields.text)
 
     @classmethod
     def new_tokenizer(cls, config: Any, data: str) -> Any:

@@ -210,6 +210,7 @@ class NGramModel(NGramBase, TextGeneration, TextScoring, Importable):
                 discount_fallback=tuple(config.discount_fallback),  # type: ignore[arg-type]
                 memory=context.runtime.memory,
                 log=context.log,
+                text_field=context.fields.text,
             )
         except BaseException:
             scratch.cleanup()

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from gentool.data import get_tokenizer
+from gentool.data import get_tokenizer, sources
 from gentool.data.files import read_data_blocks
 from gentool.data.text import LONG_LINE, decode_text, long_line_warning
 from gentool.errors import DataError
@@ -157,8 +157,11 @@ class Scratch:
 
 
 # -- reading and tokenizing ------------------------------------------------------------------
-def text_chunks(path: Path, size: int, log: Callable[[str], None] | None = None) -> Iterator[str]:
-    """The file's text in pieces of whole lines, about ``size`` bytes each.
+def text_chunks(
+    path: Path, size: int, log: Callable[[str], None] | None = None, text_field: str | None = None
+) -> Iterator[str]:
+    """The file's text in pieces of whole lines, about ``size`` bytes each. A table or
+    dataset (``gentool.data.sources``) gives its rows' ``text_field``, a row per line.
 
     The same checks, in the same words, as ``gentool.data.read_text``: a missing file, a
     directory or other non-regular file (a FIFO would never end), an empty file, a NUL byte
@@ -166,6 +169,9 @@ def text_chunks(path: Path, size: int, log: Callable[[str], None] | None = None)
     DataError. ``.gz`` files are decompressed as they are read. With ``log``, the warning
     of ``warn_long_lines`` for the file's longest line past LONG_LINE characters.
     """
+    if sources.is_table(path, sources.Fields(text_field)):
+        yield from _table_chunks(path, size, text_field)
+        return
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file '{path}' does not exist; check the path")
@@ -197,6 +203,21 @@ def text_chunks(path: Path, size: int, log: Callable[[str], None] | None = None)
         raise DataError(f"data file '{path}' is empty; give a file with some text")
     if log is not None and longest[0]:
         log(long_line_warning(path, longest[1], longest[0]))
+
+
+def _table_chunks(source: Path, size: int, text_field: str | None) -> Iterator[str]:
+    """The rows' text, a row per line, in pieces of about ``size`` characters."""
+    piece: list[str] = []
+    length = 0
+    for rows in sources.text_rows(source, text_field):
+        for row in rows:
+            piece.append(row)
+            length += len(row) + 1
+            if length >= size:
+                yield "\n".join(piece) + "\n"
+                piece, length = [], 0
+    if piece:
+        yield "\n".join(piece) + "\n"
 
 
 def _longer(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
@@ -235,12 +256,12 @@ def line_tokens(text: str, tokens: str) -> list[str]:
 
 
 def read_sentences(
-    paths: Sequence[Path], tokens: str, text_bytes: int
+    paths: Sequence[Path], tokens: str, text_bytes: int, text_field: str | None = None
 ) -> Iterator[list[list[str]]]:
     """The files' sentences (lines, tokenized) in batches of about ``text_bytes`` of text."""
     split = get_tokenizer(tokens).split
     for path in paths:
-        for text in text_chunks(path, text_bytes):
+        for text in text_chunks(path, text_bytes, text_field=text_field):
             lines = text.split("\n")
             if lines[-1] == "":
                 lines.pop()
@@ -280,10 +301,13 @@ def _tokenized(
     tokens: str,
     chunking: Chunking,
     log: Callable[[str], None] | None = None,
+    text_field: str | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """``local_ids`` of each piece of the files, in order; on ``chunking.processes``
     processes when the files are large. Reading and its checks stay in this process."""
-    pieces = (text for path in paths for text in text_chunks(path, chunking.text_bytes, log))
+    pieces = (
+        text for path in paths for text in text_chunks(path, chunking.text_bytes, log, text_field)
+    )
     size = sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
     if chunking.processes <= 1 or size < 4 * chunking.text_bytes:
         for text in pieces:
@@ -337,11 +361,12 @@ def tokenize(
     chunking: Chunking,
     scratch: Scratch,
     log: Callable[[str], None] | None = None,
+    text_field: str | None = None,
 ) -> Corpus:
     vocab = Vocabulary()
     out = scratch.appender("stream.i32", np.int32)
     sentences = num_tokens = words = 0
-    for piece_words, local in _tokenized(paths, tokens, chunking, log):
+    for piece_words, local in _tokenized(paths, tokens, chunking, log, text_field):
         ids = vocab.ids(piece_words, local)
         ends = int((ids == EOS).sum())
         stream = padded_stream(ids)
@@ -1034,6 +1059,7 @@ def estimate_files(
     memory: int = 2 * 2**30,
     chunking: Chunking | None = None,
     log: Callable[[str], None] | None = None,
+    text_field: str | None = None,
 ) -> Result:
     """``NGramLM.estimate`` of the files' sentences (lines, tokenized with ``tokens``),
     equal to the bit, working in ``folder`` within about ``memory`` bytes; the model is
@@ -1054,7 +1080,7 @@ def estimate_files(
         seconds[stage] = round(now - clock, 3)
         clock = now
 
-    corpus = tokenize(paths, tokens, chunking, scratch, log)
+    corpus = tokenize(paths, tokens, chunking, scratch, log, text_field)
     if corpus.words < order:
         raise DataError(
             f"the training text has {corpus.words} tokens, fewer than the model order "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gentool import runs
-from gentool.data.parallel import ParallelCorpus, read_parallel, read_tsv
+from gentool.data.parallel import ParallelCorpus, read_pairs, read_parallel
 from gentool.errors import DataError, RecipeError
 from gentool.model import FromPretrained, TrainingContext
 from gentool.neural.config import TrainConfig
@@ -105,18 +105,19 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
     @classmethod
     def read_data(cls, config: TranslatorConfig, context: TrainingContext[Any]) -> Pairs:
         """Training pairs (--source/--target, else --data TSV files) and held-out pairs."""
+        fields = context.fields
         if context.source is not None and context.target is not None:
-            corpus = read_parallel(context.source, context.target)
+            corpus = read_parallel(context.source, context.target, fields.text)
         elif context.data:
-            corpus = _merge([read_tsv(path) for path in context.data])
+            corpus = _merge([read_pairs(path, fields) for path in context.data])
         else:
             raise DataError(
                 "a translator needs sentence pairs: --source/--target files or a --data TSV"
             )
         if context.val_source is not None and context.val_target is not None:
-            return corpus, read_parallel(context.val_source, context.val_target)
+            return corpus, read_parallel(context.val_source, context.val_target, fields.text)
         if context.val is not None:
-            return corpus, read_tsv(context.val)
+            return corpus, read_pairs(context.val, fields)
         return corpus, None
 
     @classmethod
