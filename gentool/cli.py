@@ -656,6 +656,49 @@ def info(run: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The figure to write: a .png or .svg file (never inside a run directory).",
+)
+@click.option("--svg", is_flag=True, help="With a .png --output: also write the figure as SVG.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@json_option
+def plot(
+    run_paths: tuple[str, ...], output: Path | None, svg: bool, force: bool, as_json: bool
+) -> None:
+    """Draw the learning curves of one or more runs, overlaid, one colour per run.
+
+    Panels: training and validation loss against steps and against wall time, learning
+    rate, throughput; for GANs D(x) and D(G(z)), both losses, gradient norms and the
+    diversity of the samples (oscillation and mode collapse show there). --json prints
+    the plotted series (and needs no plotting library); drawing needs matplotlib
+    (pip install 'gentool[plot]'). A run still training is drawn as far as it has got.
+
+    \b
+    Examples:
+      gentool plot runs/rnn -o curves.png
+      gentool plot runs/rnn runs/transformer -o compare.png --svg
+      gentool plot runs/gan -o gan.png --force
+      gentool plot runs/rnn --json
+    """
+    if output is None and not as_json:
+        raise click.UsageError("give --output FILE.png (or --json for the series)")
+    written: list[Path] = []
+    if output is None:
+        found = api.curves(run_paths)
+    else:
+        found, written = api.plot(run_paths, output, force=force, svg=svg)
+    if as_json:
+        print_json({"runs": found, "files": [str(p) for p in written]})
+    else:
+        for path in written:
+            click.echo(str(path))
+
+
+@cli.command()
 @run_argument
 @click.option("--format", "fmt", required=True, help="Output format, e.g. arpa.")
 @click.option(

@@ -13,6 +13,7 @@ caller answering many requests (a server) loads each model once.
 """
 
 from gentool.api.catalog import models, plugins, recipes
+from gentool.api.plotting import curves, plot
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
     ImageOutputs,
@@ -37,6 +38,7 @@ __all__ = [
     "ParallelPaths",
     "RunLike",
     "class_index",
+    "curves",
     "evaluate",
     "export",
     "generate",
@@ -48,6 +50,7 @@ __all__ = [
     "model_card",
     "models",
     "plan",
+    "plot",
     "plugins",
     "recipes",
     "require",
