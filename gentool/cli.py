@@ -699,6 +699,63 @@ def plot(
 
 
 @cli.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--data",
+    "-d",
+    multiple=True,
+    metavar="PATH",
+    help="Held-out data every run is scored on: text files, or real images (repeatable).",
+)
+@click.option("--source", type=click.Path(path_type=Path), help="Translators: source sentences.")
+@click.option("--target", type=click.Path(path_type=Path), help="Translators: references.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the table as a .png or .svg file (needs matplotlib).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
+@json_option
+def compare(
+    run_paths: tuple[str, ...],
+    data: tuple[str, ...],
+    source: Path | None,
+    target: Path | None,
+    output: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Score several runs on the same held-out data, in one table.
+
+    Language models: tokens scored, cross-entropy (nats per token), perplexity, bits per
+    token; translators: BLEU and chrF; image generators: FID and KID in one named feature
+    space. Every row also has the parameters, training time and size on disk. Figures of
+    different units never share a column: a word model's perplexity against a character
+    model's, FID in two feature spaces, are refused with the reason.
+
+    \b
+    Examples:
+      gentool compare runs/ngram-char runs/rnn --data test.txt
+      gentool compare runs/en-de runs/en-de-big --source test.en --target test.de
+      gentool compare runs/gan runs/gan-wide --data mnist/t10k-images-idx3-ubyte.gz --json
+      gentool compare runs/ngram-char runs/rnn --data test.txt -o table.png
+    """
+    if not data and source is None and target is None:
+        raise click.UsageError("give --data PATH (or --source/--target for translators)")
+    if (source is None) != (target is None):
+        raise click.UsageError("translation is scored on --source and --target together")
+    table = api.compare(run_paths, data, source, target, output=output, force=force)
+    if as_json:
+        print_json(table)
+        return
+    rows = [[_fmt(row[c]) for c in table["columns"]] for row in table["rows"]]
+    print_table(rows, table["columns"])
+    if output is not None:
+        log(f"wrote {output}")
+
+
+@cli.command()
 @run_argument
 @click.option("--format", "fmt", required=True, help="Output format, e.g. arpa.")
 @click.option(

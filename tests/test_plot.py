@@ -106,3 +106,44 @@ def test_plot_without_matplotlib_is_one_error_line(
     # The series need no plotting library.
     series = json.loads(invoke("plot", trained["rnn"], "--json").stdout)
     assert series["files"] == [] and series["runs"][0]["series"]["loss"]["step"] == [2, 4, 6]
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+HELD_OUT = "To be, or not to be: that is the question.\nWhether 'tis nobler in the mind\n"
+
+
+def test_compare_an_ngram_and_an_rnn_on_the_same_characters(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    text = tmp_path / "held-out.txt"
+    text.write_text(HELD_OUT)
+    invoke("train", "ngram", "--set", "model.tokens=char", "--out", tmp_path / "ng")
+    table = invoke_json("compare", tmp_path / "ng", trained["rnn"], "--data", text)
+    assert table["task"] == "text" and table["data"] == [str(text)]
+    ngram, rnn = table["rows"]
+    assert (ngram["family"], rnn["family"]) == ("ngram", "rnn")
+    # One token per character (ngram's </s> stands for the newline): one unit per column.
+    assert ngram["tokens_scored"] == rnn["tokens_scored"] == len(HELD_OUT)
+    assert ngram["tokens"] == rnn["tokens"] == "char"
+    for row in (ngram, rnn):
+        assert row["perplexity"] == pytest.approx(2 ** row["bits_per_token"])
+        assert row["cross_entropy"] == pytest.approx(row["bits_per_token"] * 0.6931471805599453)
+        assert row["parameters"] > 0 and row["size_bytes"] > 0 and row["train_seconds"] > 0
+    assert set(table["columns"]) == set(ngram)
+    # The plain table, and the same drawn (-o): written outside the run, once.
+    result = invoke("compare", tmp_path / "ng", trained["rnn"], "--data", text, "-o", "t.png")
+    assert result.stdout.splitlines()[0].split()[:4] == ["run", "family", "kind", "tokens"]
+    assert Image.open("t.png").size[0] > 600
+
+
+def test_compare_refuses_word_against_character_perplexity(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    text = tmp_path / "held-out.txt"
+    text.write_text(HELD_OUT)
+    invoke("train", "ngram", "--set", "model.tokens=word", "--out", tmp_path / "words")
+    result = invoke("compare", tmp_path / "words", trained["rnn"], "--data", text, ok=False)
+    assert_error(result, "word tokens", "char tokens", "one column", "model.tokens")
+    result = invoke("compare", tmp_path / "words", trained["gan"], "--data", text, ok=False)
+    assert_error(result, "different tasks")

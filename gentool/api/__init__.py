@@ -13,6 +13,7 @@ caller answering many requests (a server) loads each model once.
 """
 
 from gentool.api.catalog import models, plugins, recipes
+from gentool.api.comparing import compare
 from gentool.api.plotting import curves, plot
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
@@ -38,6 +39,7 @@ __all__ = [
     "ParallelPaths",
     "RunLike",
     "class_index",
+    "compare",
     "curves",
     "evaluate",
     "export",

@@ -191,20 +191,61 @@ def plot(
     the series (as ``curves``) and the files written. Refuses, before reading any run, an
     output inside a run directory or an existing file without ``force`` (``OutputError``);
     raises ``GentoolError`` when matplotlib is not installed."""
-    targets = _targets(Path(output), svg)
+    targets = check_figure_output(Path(output), force, svg)
+    found = curves(run_paths)
+    pyplot = _pyplot()
+    _write(draw(found, pyplot), targets, pyplot)
+    return found, targets
+
+
+def check_figure_output(output: Path, force: bool, svg: bool = False) -> list[Path]:
+    """The files a figure goes to (``svg``: an SVG beside a PNG), checked before any work:
+    a .png or .svg name, outside every run, an existing file only with ``force``; and
+    matplotlib importable."""
+    targets = _targets(output, svg)
     for target in targets:
         runs.check_output_file(target, "--output", force)
-    pyplot = _pyplot()
-    found = curves(run_paths)
-    figure = draw(found, pyplot)
+    _pyplot()
+    return targets
+
+
+def _write(figure: Any, targets: list[Path], pyplot: Any, tight: bool = False) -> None:
     try:
         with runs.output_files() as written:
             for target in targets:
                 fmt = target.suffix.lower()[1:]
-                written.write(target, partial(_save, figure, fmt=fmt), "--output")
+                written.write(target, partial(_save, figure, fmt=fmt, tight=tight), "--output")
     finally:
         pyplot.close(figure)
-    return found, targets
+
+
+def draw_table(table: dict[str, Any], output: Path) -> None:
+    """``gentool compare -o``: the table of ``api.compare`` as a figure."""
+    pyplot = _pyplot()
+    columns = table["columns"]
+    cells = [[_cell(row[c]) for c in columns] for row in table["rows"]]
+    figure, ax = pyplot.subplots(figsize=(1.3 * len(columns), 0.3 * (len(cells) + 1)), dpi=DPI)
+    ax.axis("off")
+    drawn = ax.table(cellText=cells, colLabels=columns, cellLoc="right", bbox=(0, 0, 1, 1))
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(9)
+    drawn.auto_set_column_width(list(range(len(columns))))
+    ax.set_title(f"held-out data: {_data_label(table['data'])}", fontsize=10)
+    _write(figure, [output], pyplot, tight=True)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def _data_label(data: Any) -> str:
+    if isinstance(data, dict):
+        return f"{data['source']} -> {data['target']}"
+    return ", ".join(data)
 
 
 def _targets(output: Path, svg: bool) -> list[Path]:
@@ -218,11 +259,13 @@ def _targets(output: Path, svg: bool) -> list[Path]:
     return [output]
 
 
-def _save(figure: Any, path: Path, *, fmt: str) -> None:
+def _save(figure: Any, path: Path, *, fmt: str, tight: bool) -> None:
     with runs.atomic_path(path) as tmp:
         # SVG: text stays text; no date in the file, so one figure gives the same bytes.
         metadata = {"Date": None} if fmt == "svg" else {"Software": "gentool"}
-        figure.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
+        # tight (a table): cropped to what is drawn; curves keep their documented size.
+        bbox = {"bbox_inches": "tight", "pad_inches": 0.15} if tight else {}
+        figure.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata, **bbox)
 
 
 def _pyplot() -> Any:
