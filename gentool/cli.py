@@ -634,15 +634,27 @@ def evaluate(
 
 @cli.command()
 @run_argument
+@click.option(
+    "--data",
+    "-d",
+    multiple=True,
+    metavar="PATH",
+    help="ngram: held-out text; shows how many of its n-grams the model never saw.",
+)
 @json_option
-def info(run: str, as_json: bool) -> None:
+def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
+    For an n-gram model, a table of the distinct n-grams of each order against the V^n
+    possible, and with --data the share of held-out n-grams never seen in training (why
+    higher orders need smoothing).
+
     \b
-    Example:
+    Examples:
       gentool info runs/ngram
+      gentool info runs/ngram --data test.txt
     """
-    details = {**api.info(run), "run": run}
+    details = {**api.info(run, data), "run": run}
     if as_json:
         print_json(details)
         return
@@ -653,6 +665,29 @@ def info(run: str, as_json: bool) -> None:
                 click.echo(f"  {k}: {_fmt(v)}")
         else:
             click.echo(f"{key}: {_fmt(value)}")
+    if isinstance(details["model"].get("ngrams"), list):
+        click.echo("")
+        _ngram_table(details["model"]["ngrams"], details.get("heldout", {}).get("ngrams"))
+
+
+def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | None) -> None:
+    """Distinct n-grams per order against V^n, and the held-out ones never seen."""
+    header = ["order", "distinct", "possible (V^n)", "fraction seen"]
+    if heldout:
+        header.append("held-out unseen")
+    rows = []
+    for i, order in enumerate(seen):
+        row = [
+            str(order["order"]),
+            f"{order['distinct']:,}",
+            f"{order['possible']:.3g}",
+            f"{order['fraction_seen']:.3g}",
+        ]
+        if heldout:
+            share = heldout[i]["unseen_fraction"]
+            row.append("-" if share is None else f"{share:.1%}")
+        rows.append(row)
+    print_table(rows, header)
 
 
 @cli.command()

@@ -147,3 +147,29 @@ def test_compare_refuses_word_against_character_perplexity(
     assert_error(result, "word tokens", "char tokens", "one column", "model.tokens")
     result = invoke("compare", tmp_path / "words", trained["gan"], "--data", text, ok=False)
     assert_error(result, "different tasks")
+
+
+# -- n-gram growth (gentool info --data) ------------------------------------------------------
+
+
+def test_info_shows_ngram_growth_and_unseen_heldout_ngrams(
+    trained: dict[str, Path], corpus: Path, tmp_path: Path
+) -> None:
+    args = ["--set", "model.tokens=char", "--set", "model.order=4", "--data", corpus]
+    invoke("train", "ngram", *args, "--out", tmp_path / "c4")
+    # The training text itself: every one of its n-grams was seen.
+    seen = invoke_json("info", tmp_path / "c4", "--data", corpus)["heldout"]
+    assert [o["unseen"] for o in seen["ngrams"]] == [0, 0, 0, 0]
+    assert seen["tokens"] == len(corpus.read_text())
+    # New text: more of its n-grams are new the longer they are; a new character is OOV.
+    text = tmp_path / "new.txt"
+    text.write_text("the cow sat on a hat .\nzebras ate the mat .\n")
+    heldout = invoke_json("info", tmp_path / "c4", "--data", text)["heldout"]["ngrams"]
+    assert [o["order"] for o in heldout] == [1, 2, 3, 4]
+    assert heldout[0]["unseen"] == 2  # 'z' and 'b' never occur in the corpus
+    shares = [o["unseen_fraction"] for o in heldout]
+    assert shares == sorted(shares) and shares[-1] > shares[0]
+    table = invoke("info", tmp_path / "c4", "--data", text).stdout
+    assert "possible (V^n)" in table and "held-out unseen" in table
+    result = invoke("info", trained["rnn"], "--data", text, ok=False)
+    assert_error(result, "no held-out statistics", "gentool evaluate")

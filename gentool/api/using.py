@@ -298,12 +298,17 @@ def evaluate(
     return require(model, TextScoring, "be evaluated on text").evaluate_text(paths)
 
 
-def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
-    """What the run is: gentool.json (without the file list) and the model's own facts."""
+def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """What the run is: gentool.json (without the file list) and the model's own facts;
+    with ``data``, what the model says of held-out data under ``"heldout"``."""
     run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
     model = load(run_dir)
     details = {k: v for k, v in run_dir.meta.items() if k != "files"}
-    return {"run": str(run_dir.path), **details, "model": model.describe()}
+    found = {"run": str(run_dir.path), **details, "model": model.describe()}
+    if data:
+        paths = [Path(p) for p in data]
+        found["heldout"] = {"data": [str(p) for p in paths], **model.describe_heldout(paths)}
+    return found
 
 
 def export(run: RunLike, fmt: str, output: str | Path, force: bool = False) -> Path:

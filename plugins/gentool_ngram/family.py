@@ -212,6 +212,32 @@ class NGramModel(Model, TextGeneration, TextScoring, Exportable, Importable):
             facts["model_bytes"] = (self.directory / runs.TENSOR_FILE).stat().st_size
         return facts
 
+    def describe_heldout(self, paths: Sequence[Path]) -> dict[str, Any]:
+        """Per order n, the share of the held-out n-grams (one ending at each scored token
+        with n-1 tokens before it, <s> counted) that the model never saw: why a long
+        chain needs smoothing. Order 1: the words out of the vocabulary."""
+        scores = self.lm.score(read_sentences(paths, self.config.tokens))
+        lengths = scores.sentence_lengths
+        # each token's place in its sentence: the n-gram ending there has n-1 tokens before
+        # it once place >= n-2 (the first word follows <s>)
+        place = np.arange(scores.num_tokens) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        orders = []
+        for n in range(1, self.lm.order + 1):
+            whole = place >= n - 2
+            total = int(whole.sum())
+            # every stored n-gram's prefixes are stored, so the longest match is shorter
+            # than n exactly when the n-gram itself was never seen
+            unseen = scores.num_oov if n == 1 else int((scores.ngram_lengths[whole] < n).sum())
+            orders.append(
+                {
+                    "order": n,
+                    "heldout": total,
+                    "unseen": unseen,
+                    "unseen_fraction": unseen / total if total else None,
+                }
+            )
+        return {"tokens": scores.num_tokens, "ngrams": orders}
+
     def export(self, fmt: str, path: Path) -> None:
         from gentool_ngram.arpa import write_arpa
 
