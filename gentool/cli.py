@@ -835,19 +835,31 @@ def evaluate(
 
 @cli.command()
 @run_argument
+@click.option(
+    "--data",
+    "-d",
+    multiple=True,
+    metavar="PATH",
+    help="ngram: held-out text; shows how many of its n-grams the model never saw.",
+)
 @json_option
-def info(run: str, as_json: bool) -> None:
+def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
     RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
     model folder (safetensors only; see docs/cli.md).
 
+    For an n-gram model, a table of the distinct n-grams of each order against the V^n
+    possible, and with --data the share of held-out n-grams never seen in training (why
+    higher orders need smoothing).
+
     \b
     Examples:
       gentool info runs/ngram
       gentool info hf:openai-community/gpt2
+      gentool info runs/ngram --data test.txt
     """
-    details = {**api.info(run), "run": run}
+    details = {**api.info(run, data), "run": run}
     if as_json:
         print_json(details)
         return
@@ -858,6 +870,129 @@ def info(run: str, as_json: bool) -> None:
                 click.echo(f"  {k}: {_fmt(v)}")
         else:
             click.echo(f"{key}: {_fmt(value)}")
+    if isinstance(details["model"].get("ngrams"), list):
+        click.echo("")
+        _ngram_table(details["model"]["ngrams"], details.get("heldout", {}).get("ngrams"))
+
+
+def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | None) -> None:
+    """Distinct n-grams per order against V^n, and the held-out ones never seen."""
+    header = ["order", "distinct", "possible (V^n)", "fraction seen"]
+    if heldout:
+        header.append("held-out unseen")
+    rows = []
+    for i, order in enumerate(seen):
+        row = [
+            str(order["order"]),
+            f"{order['distinct']:,}",
+            f"{order['possible']:.3g}",
+            f"{order['fraction_seen']:.3g}",
+        ]
+        if heldout:
+            share = heldout[i]["unseen_fraction"]
+            row.append("-" if share is None else f"{share:.1%}")
+        rows.append(row)
+    print_table(rows, header)
+
+
+@cli.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The figure to write: a .png or .svg file (never inside a run directory).",
+)
+@click.option("--svg", is_flag=True, help="With a .png --output: also write the figure as SVG.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@json_option
+def plot(
+    run_paths: tuple[str, ...], output: Path | None, svg: bool, force: bool, as_json: bool
+) -> None:
+    """Draw the learning curves of one or more runs, overlaid, one colour per run.
+
+    Panels: training and validation loss against steps and against wall time, learning
+    rate, throughput; for GANs D(x) and D(G(z)), both losses, gradient norms and the
+    diversity of the samples (oscillation and mode collapse show there). --json prints
+    the plotted series (and needs no plotting library); drawing needs matplotlib
+    (pip install 'gentool[plot]'). A run still training is drawn as far as it has got.
+
+    \b
+    Examples:
+      gentool plot runs/rnn -o curves.png
+      gentool plot runs/rnn runs/transformer -o compare.png --svg
+      gentool plot runs/gan -o gan.png --force
+      gentool plot runs/rnn --json
+    """
+    if output is None and not as_json:
+        raise click.UsageError("give --output FILE.png (or --json for the series)")
+    written: list[Path] = []
+    if output is None:
+        found = api.curves(run_paths)
+    else:
+        found, written = api.plot(run_paths, output, force=force, svg=svg)
+    if as_json:
+        print_json({"runs": found, "files": [str(p) for p in written]})
+    else:
+        for path in written:
+            click.echo(str(path))
+
+
+@cli.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--data",
+    "-d",
+    multiple=True,
+    metavar="PATH",
+    help="Held-out data every run is scored on: text files, or real images (repeatable).",
+)
+@click.option("--source", type=click.Path(path_type=Path), help="Translators: source sentences.")
+@click.option("--target", type=click.Path(path_type=Path), help="Translators: references.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the table as a .png or .svg file (needs matplotlib).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
+@json_option
+def compare(
+    run_paths: tuple[str, ...],
+    data: tuple[str, ...],
+    source: Path | None,
+    target: Path | None,
+    output: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Score several runs on the same held-out data, in one table.
+
+    Language models: tokens scored, cross-entropy (nats per token), perplexity, bits per
+    token; translators: BLEU and chrF; image generators: FID and KID in one named feature
+    space. Every row also has the parameters, training time and size on disk. Figures of
+    different units never share a column: a word model's perplexity against a character
+    model's, FID in two feature spaces, are refused with the reason.
+
+    \b
+    Examples:
+      gentool compare runs/ngram-char runs/rnn --data test.txt
+      gentool compare runs/en-de runs/en-de-big --source test.en --target test.de
+      gentool compare runs/gan runs/gan-wide --data mnist/t10k-images-idx3-ubyte.gz --json
+      gentool compare runs/ngram-char runs/rnn --data test.txt -o table.png
+    """
+    if not data and source is None and target is None:
+        raise click.UsageError("give --data PATH (or --source/--target for translators)")
+    if (source is None) != (target is None):
+        raise click.UsageError("translation is scored on --source and --target together")
+    table = api.compare(run_paths, data, source, target, output=output, force=force)
+    if as_json:
+        print_json(table)
+        return
+    rows = [[_fmt(row[c]) for c in table["columns"]] for row in table["rows"]]
+    print_table(rows, table["columns"])
+    if output is not None:
+        log(f"wrote {output}")
 
 
 @cli.command()

@@ -40,5 +40,10 @@ class OutputError(GentoolError):
     be written (a full disk, /dev/full)."""
 
 
+class ComparisonError(GentoolError):
+    """Runs whose figures do not share a unit (word against character perplexity, FID in
+    different feature spaces, different tasks) asked to share a table column."""
+
+
 class TrainingError(GentoolError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not fit)."""

@@ -23,12 +23,13 @@ recipe and the data, in one place for every family.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from gentool.data.sources import Fields
+from gentool.errors import PluginError
 from gentool.recipes import NoTrainingOptions
 from gentool.tasks import tasks_of
 
@@ -132,6 +133,14 @@ class Model(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts for ``gentool info``: sizes, vocabulary, statistics (JSON-serialisable)."""
         return {}
+
+    def describe_heldout(self, paths: Sequence[Path]) -> dict[str, Any]:
+        """Facts about held-out data for ``gentool info --data`` (ngram: how many of its
+        n-grams the model never saw). A kind with none keeps this default, an error."""
+        raise PluginError(
+            f"'{self.family}' models have no held-out statistics for 'gentool info --data'; "
+            "score held-out data with 'gentool evaluate --data'"
+        )
 
 
 class Exportable(ABC):

@@ -13,6 +13,8 @@ caller answering many requests (a server) loads each model once.
 """
 
 from gentool.api.catalog import models, plugins, recipes
+from gentool.api.comparing import compare
+from gentool.api.plotting import curves, plot
 from gentool.api.publishing import push
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
@@ -46,6 +48,8 @@ __all__ = [
     "ParallelPaths",
     "RunLike",
     "class_index",
+    "compare",
+    "curves",
     "evaluate",
     "export",
     "generate",
@@ -58,6 +62,7 @@ __all__ = [
     "model_card",
     "models",
     "plan",
+    "plot",
     "plugins",
     "push",
     "recipes",

@@ -456,9 +456,10 @@ def evaluate_music(
     return metrics
 
 
-def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
+def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -> dict[str, Any]:
     """What the run is: gentool.json (without the file list) and the model's own facts;
-    for a Hugging Face model, where it comes from (``source``, ``revision`` or ``sha256``)."""
+    for a Hugging Face model, where it comes from (``source``, ``revision`` or ``sha256``);
+    with ``data``, what the model says of held-out data under ``"heldout"``."""
     if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
         pretrained = hub.resolve(run)
         if hub.is_run(pretrained.path):
@@ -480,7 +481,11 @@ def info(run: str | Path | runs.RunDirectory) -> dict[str, Any]:
         from gentool.music.compose import music_facts
 
         facts["music_tokenizer"] = music_facts(model.music_tokenizer())
-    return {"run": str(run_dir.path), **details, "model": facts}
+    found = {"run": str(run_dir.path), **details, "model": facts}
+    if data:
+        paths = [Path(p) for p in data]
+        found["heldout"] = {"data": [str(p) for p in paths], **model.describe_heldout(paths)}
+    return found
 
 
 def export(run: RunLike, fmt: str, output: str | Path, force: bool = False) -> Path:

@@ -310,7 +310,10 @@ class _Fit:
         self.train_loss = self.window_loss(window, done)
         seconds_per_step = (now - window.started) / window.steps
         rate = config.grad_accum * task.items_per_batch / seconds_per_step
-        record = {"step": done, "loss": self.train_loss, "lr": self.lr}
+        # seconds: wall time since training began (sessions before a resume included), so
+        # that `gentool plot` can draw the loss against time as well as against steps.
+        seconds = self.elapsed_before + now - self.started
+        record = {"step": done, "loss": self.train_loss, "lr": self.lr, "seconds": seconds}
         record[f"{task.unit}_per_s"] = rate
         record.update(task.log_extras())
         self.log_metrics(record)
@@ -324,7 +327,8 @@ class _Fit:
 
     def log_evaluation(self, done: int) -> None:
         val = self.evaluate(self.config.eval_batches)
-        self.log_metrics({"step": done, "val_loss": val})
+        seconds = self.elapsed_before + time.perf_counter() - self.started
+        self.log_metrics({"step": done, "val_loss": val, "seconds": seconds})
         if not self.terminal:
             self.say(
                 f"step {done}/{self.config.max_steps}: train loss {_fmt(self.train_loss)}, "

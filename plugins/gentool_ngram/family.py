@@ -271,6 +271,33 @@ class NGramModel(NGramBase, TextGeneration, TextScoring, Importable):
                 yield joined[len(tokenizer.join(tokens[:-1])) :]
             text = joined
 
+    def describe_heldout(self, paths: Sequence[Path]) -> dict[str, Any]:
+        """Per order n, the share of the held-out n-grams (one ending at each scored token
+        with n-1 tokens before it, <s> counted) that the model never saw: why a long
+        chain needs smoothing. Order 1: the words out of the vocabulary."""
+        sentences = streaming.read_sentences(paths, self.config.tokens, SCORE_BYTES)
+        scores = self.lm.score([s for batch in sentences for s in batch])
+        lengths = scores.sentence_lengths
+        # each token's place in its sentence: the n-gram ending there has n-1 tokens before
+        # it once place >= n-2 (the first word follows <s>)
+        place = np.arange(scores.num_tokens) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        orders = []
+        for n in range(1, self.lm.order + 1):
+            whole = place >= n - 2
+            total = int(whole.sum())
+            # every stored n-gram's prefixes are stored, so the longest match is shorter
+            # than n exactly when the n-gram itself was never seen
+            unseen = scores.num_oov if n == 1 else int((scores.ngram_lengths[whole] < n).sum())
+            orders.append(
+                {
+                    "order": n,
+                    "heldout": total,
+                    "unseen": unseen,
+                    "unseen_fraction": unseen / total if total else None,
+                }
+            )
+        return {"tokens": scores.num_tokens, "ngrams": orders}
+
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
         sums = ScoreSums()  # the text is read and scored in pieces, never held whole
         for sentences in streaming.read_sentences(paths, self.config.tokens, SCORE_BYTES):
