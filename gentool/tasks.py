@@ -138,6 +138,24 @@ class ImageRestoration(Capability):
         """One restored PIL image per input image."""
 
 
+class ImageTranslation(Capability):
+    """``gentool transform``: an image of domain A in, its translation to domain B out
+    (``reverse``: B to A, for models that go both ways); ``gentool evaluate --data A
+    --target B`` scores translations against the images of B."""
+
+    task = "translate-image"
+
+    @abstractmethod
+    def transform(self, images: Sequence[Any], reverse: bool = False) -> list[Any]:
+        """One translated PIL image per input, of the input's size; ``reverse`` on a model
+        that goes one way only is a GentoolError saying so."""
+
+    @abstractmethod
+    def evaluate_domains(self, data: Sequence[Path], target: Path | None) -> dict[str, Any]:
+        """Score translations of the A images ``data`` against the B images ``target``
+        (None: ``data`` is one ``.npz`` holding arrays ``a`` and ``b``)."""
+
+
 #: Every task interface, in the order ``gentool models`` lists tasks.
 CAPABILITIES: tuple[type[Capability], ...] = (
     TextGeneration,
@@ -146,6 +164,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     ImageGeneration,
     ImageScoring,
     ImageRestoration,
+    ImageTranslation,
 )
 
 GENERATE_TEXT = TextGeneration.task
@@ -154,6 +173,7 @@ TRANSLATE = Translation.task
 GENERATE_IMAGE = ImageGeneration.task
 SCORE_IMAGES = ImageScoring.task
 RESTORE_IMAGE = ImageRestoration.task
+TRANSLATE_IMAGE = ImageTranslation.task
 
 
 def tasks_of(cls: type) -> tuple[str, ...]:

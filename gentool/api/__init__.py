@@ -28,6 +28,7 @@ from gentool.api.using import (
     require,
     restore,
     stdin_batches,
+    transform,
     translate,
     translate_stream,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "restore",
     "stdin_batches",
     "train",
+    "transform",
     "translate",
     "translate_stream",
 ]

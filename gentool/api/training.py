@@ -69,9 +69,14 @@ def plan(
     return kind, resolved
 
 
-def _check_sides(paths: Any) -> None:
-    """Parallel data comes in pairs of files: both sides, or neither."""
-    if (paths.source is None) != (paths.target is None):
+def _check_sides(paths: Any, kind: type[Model] | None = None) -> None:
+    """Parallel data comes in pairs of files: both sides, or neither; a kind that
+    ``takes_target`` (an image translator: --data A/ --target B/) takes --target alone.
+    Without ``kind`` (not routed yet), only a --source without --target is refused."""
+    lone_target = paths.source is None and paths.target is not None
+    if (paths.source is not None and paths.target is None) or (
+        lone_target and kind is not None and not kind.takes_target
+    ):
         raise RecipeError("parallel data needs both --source and --target files; give both")
     if (paths.val_source is None) != (paths.val_target is None):
         raise RecipeError("held-out parallel data needs both --val-source and --val-target")
@@ -174,7 +179,7 @@ def _resolve(
     for key, value in dataclasses.asdict(parallel or ParallelPaths()).items():
         if value is not None:
             setattr(resolved.data, key, str(value))
-    _check_sides(resolved.data)
+    _check_sides(resolved.data, kind)
     if seed is not None:
         resolved.seed = seed
     return resolved
