@@ -36,8 +36,8 @@ from gentool.runs import RunDirectory, dumps_json
 from gentool.tasks import (
     GENERATE_IMAGE,
     RESTORE_IMAGE,
-    TRANSLATE_IMAGE,
     TRANSLATE,
+    TRANSLATE_IMAGE,
     GenerationRequest,
     ImageGeneration,
     TranslationRequest,

@@ -1199,7 +1199,11 @@ class _Checker:
         inputs = self.restore_inputs()
         single = inputs / "a.png"
         outputs = []
-        for run, name in ((self.run_dir, "t1.png"), (self.run_dir, "t2.png"), (self.copy, "t3.png")):
+        for run, name in (
+            (self.run_dir, "t1.png"),
+            (self.run_dir, "t2.png"),
+            (self.copy, "t3.png"),
+        ):
             out = self.data_dir / name
             found = self.cli_json(check, "transform", run, single, "-o", out)
             if not isinstance(found, dict) or found.get("files") != [str(out)]:

@@ -39,7 +39,9 @@ def tiny(task: str, steps: int = 4, **extra: object) -> list[str]:
     return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
 
 
-def silhouettes(root: Path, count: int = 10, seed: int = 0, classes: bool = False) -> tuple[Path, Path]:
+def silhouettes(
+    root: Path, count: int = 10, seed: int = 0, classes: bool = False
+) -> tuple[Path, Path]:
     """A/: black squares on white (gray PNG); B/: the same squares coloured (RGBA PNG,
     transparent ground), named alike; with ``classes``, one sub-folder per colour."""
     rng = np.random.default_rng(seed)
@@ -124,7 +126,9 @@ def test_paired_from_an_npz_of_a_and_b(tmp_path: Path) -> None:
     a = rng.integers(0, 255, (8, SIZE, SIZE), dtype=np.uint8)
     b = np.stack([a, 255 - a, a], -1)  # gray -> RGB
     np.savez(tmp_path / "pairs.npz", a=a, b=b)
-    invoke("train", "gan", *tiny("paired"), "--data", tmp_path / "pairs.npz", "--out", tmp_path / "r")
+    invoke(
+        "train", "gan", *tiny("paired"), "--data", tmp_path / "pairs.npz", "--out", tmp_path / "r"
+    )
     metrics = invoke_json("evaluate", tmp_path / "r", "--data", tmp_path / "pairs.npz")["metrics"]
     assert metrics["pairs"] == 8
 
@@ -230,5 +234,7 @@ def test_translators_conform(kind: type, tmp_path: Path) -> None:
     np.savez(tmp_path / "pairs.npz", a=a, b=np.stack([a, 255 - a, a], -1))
     task = kind.kind_name()
     overrides = [o for o in tiny(task, 2) if o != "--set"]
-    report = check_model(kind, data=[tmp_path / "pairs.npz"], overrides=overrides, tmp_path=tmp_path)
+    report = check_model(
+        kind, data=[tmp_path / "pairs.npz"], overrides=overrides, tmp_path=tmp_path
+    )
     assert "transform" in report.passed and "no-pickle" in report.passed

@@ -126,9 +126,7 @@ def check_translator(config: TranslatorConfig, train: TranslatorTrainConfig) -> 
             f"model.task '{config.task}' is not a translation; valid: {', '.join(TRANSLATIONS)}"
         )
     if not 16 <= config.image_size <= 256:
-        raise RecipeError(
-            f"model.image_size must be in 16-256, got {config.image_size}; e.g. 64"
-        )
+        raise RecipeError(f"model.image_size must be in 16-256, got {config.image_size}; e.g. 64")
     check_width(config)
     for key in ("l1_weight", "cycle_weight", "identity_weight"):
         if getattr(train, key) < 0:

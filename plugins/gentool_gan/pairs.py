@@ -161,7 +161,10 @@ def _domain_array(
     mode: Mode = held if channels == "auto" else channels  # type: ignore[assignment]
     pil = {"gray": "L", "rgb": "RGB", "rgba": "RGBA"}[held]
     out = np.stack(
-        [to_array(Image.fromarray(im[..., 0] if held == "gray" else im, pil), size, mode) for im in images]
+        [
+            to_array(Image.fromarray(im[..., 0] if held == "gray" else im, pil), size, mode)
+            for im in images
+        ]
     )
     if labels is not None and len(labels) != len(images):
         raise DataError(f"'{path}' has {len(images)} '{name}' images but {len(labels)} labels")

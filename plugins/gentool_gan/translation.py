@@ -27,10 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from gentool.errors import DataError
 from gentool.errors import DataError
 from gentool.output.images import make_grid, save_image
 from gentool_gan import quality
@@ -41,7 +39,6 @@ from gentool_gan.adversarial import (
     d_loss,
     d_outputs,
     g_loss,
-    seeded,
     to_device,
     to_uint8,
     unwrap,
@@ -126,7 +123,10 @@ class PairedPair(AdversarialPair):
         fake = self.generator(a)
         adversarial = g_loss(self.discriminator(fake, a), self.kind)
         l1 = (fake.float() - b.float()).abs().mean()
-        return adversarial + self.l1_weight * l1, {"loss_g": adversarial.detach(), "l1": l1.detach()}
+        return adversarial + self.l1_weight * l1, {
+            "loss_g": adversarial.detach(),
+            "l1": l1.detach(),
+        }
 
 
 class PairedTask(AdversarialTask):
@@ -272,7 +272,9 @@ class CycleTask(AdversarialTask):
         batch = self.real_batch(index, rows, split)
         batch["real_b"] = self.real_batch(index, rows, f"{split}_b")["real"]
         for side in ("a", "b"):
-            batch[f"coin_{side}"] = self.draw(generator, rows, lambda n, g: torch.rand(n, generator=g))
+            batch[f"coin_{side}"] = self.draw(
+                generator, rows, lambda n, g: torch.rand(n, generator=g)
+            )
             batch[f"pick_{side}"] = self.draw(
                 generator, rows, lambda n, g: torch.randint(0, 2**31 - 1, (n,), generator=g)
             )
@@ -373,9 +375,7 @@ def translate_images(
                 f"a {width}x{height} image is more than {MAX_PIXELS // 10**6} million pixels; "
                 f"this model works at {size}x{size}: scale the image down first"
             )
-        small = image.convert(PIL_MODES[channels_in]).resize(
-            (size, size), Image.Resampling.BICUBIC
-        )
+        small = image.convert(PIL_MODES[channels_in]).resize((size, size), Image.Resampling.BICUBIC)
         result = to_image(generator(to_tensor(small, channels_in)))
         out.append(result if result.size == (width, height) else result.resize(
             (width, height), Image.Resampling.BICUBIC))  # fmt: skip

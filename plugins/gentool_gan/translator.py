@@ -208,14 +208,18 @@ class PairedTranslator(Translator):
         return task, spec
 
     @classmethod
-    def trained(cls, spec: dict[str, Any], task: Any, result: FitResult, metrics: dict[str, Any]) -> Self:
+    def trained(
+        cls, spec: dict[str, Any], task: Any, result: FitResult, metrics: dict[str, Any]
+    ) -> Self:
         from gentool_gan.adversarial import unwrap
         from gentool_gan.translation import paired_grid
 
         sampler = unwrap(result.model).sampler()
         metrics.update(val_l1=result.val_loss,
                        parameters=sum(p.numel() for p in sampler.parameters()))  # fmt: skip
-        config = TranslatorConfig(**{f.name: spec[f.name] for f in dataclasses.fields(TranslatorConfig)})
+        config = TranslatorConfig(
+            **{f.name: spec[f.name] for f in dataclasses.fields(TranslatorConfig)}
+        )
         samples = paired_grid(sampler, task.channels_a, task.samples)
         return cls(sampler, config, spec, metrics, samples)
 
@@ -253,7 +257,9 @@ class CycleTranslator(Translator):
     """CycleGAN: ``gentool transform RUN a.png -o b.png`` (A to B), ``--reverse`` (B to A)."""
 
     kind = "cyclegan"
-    description = "CycleGAN unpaired translation, both ways: --data A/ --target B/ (model.task=cyclegan)"
+    description = (
+        "CycleGAN unpaired translation, both ways: --data A/ --target B/ (model.task=cyclegan)"
+    )
     selected_by = {"task": ("cyclegan",)}
     paired = False
 
@@ -293,14 +299,18 @@ class CycleTranslator(Translator):
         return task, spec
 
     @classmethod
-    def trained(cls, spec: dict[str, Any], task: Any, result: FitResult, metrics: dict[str, Any]) -> Self:
+    def trained(
+        cls, spec: dict[str, Any], task: Any, result: FitResult, metrics: dict[str, Any]
+    ) -> Self:
         from gentool_gan.adversarial import unwrap
         from gentool_gan.translation import cycle_grid
 
         sampler = unwrap(result.model).sampler()
         metrics.update(val_cycle_l1=result.val_loss,
                        parameters=sum(p.numel() for p in sampler.parameters()))  # fmt: skip
-        config = TranslatorConfig(**{f.name: spec[f.name] for f in dataclasses.fields(TranslatorConfig)})
+        config = TranslatorConfig(
+            **{f.name: spec[f.name] for f in dataclasses.fields(TranslatorConfig)}
+        )
         return cls(sampler, config, spec, metrics, cycle_grid(sampler, task.samples))
 
     @classmethod
