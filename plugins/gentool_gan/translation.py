@@ -196,16 +196,17 @@ class CyclePair(AdversarialPair):
     ) -> torch.Tensor:
         """CycleGAN's image pool: while it fills, a fake goes in and is used; then, on a
         coin flip, a random pooled image is used instead and the fake takes its place."""
-        pool: torch.Tensor = self.pool_a if which == 0 else self.pool_b
+        pool: Any = self.pool_a if which == 0 else self.pool_b
+        counts: Any = self.pool_count
         size = len(pool)
         if size == 0:
             return fakes
         out = fakes.clone()
         for i in range(len(fakes)):
-            count = int(self.pool_count[which])
+            count = int(counts[which])
             if count < size:
                 pool[count] = fakes[i]
-                self.pool_count[which] += 1
+                counts[which] += 1
             elif coins[i] < 0.5:
                 j = int(picks[i]) % size
                 out[i] = pool[j]
@@ -214,7 +215,8 @@ class CyclePair(AdversarialPair):
 
     def discriminator_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
         a, b = batch["real"], batch["real_b"]
-        g, d = self.generator, self.discriminator
+        g: Any = self.generator
+        d: Any = self.discriminator
         with torch.no_grad():
             fake_b = self.from_pool(1, g.ab(a), batch["coin_b"], batch["pick_b"])
             fake_a = self.from_pool(0, g.ba(b), batch["coin_a"], batch["pick_a"])
@@ -228,7 +230,8 @@ class CyclePair(AdversarialPair):
 
     def generator_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
         a, b = batch["real"], batch["real_b"]
-        g, d = self.generator, self.discriminator
+        g: Any = self.generator
+        d: Any = self.discriminator
         fake_b, fake_a = g.ab(a), g.ba(b)
         adversarial = g_loss(d.b(fake_b, _none(fake_b)), self.kind) + g_loss(
             d.a(fake_a, _none(fake_a)), self.kind
@@ -290,7 +293,7 @@ class CycleTask(AdversarialTask):
             or min(len(self.val_images), len(self.val_images_b)) < self.batch_items
         ):
             return 0.0, 0
-        sampler = unwrap(model).sampler()
+        sampler: Any = unwrap(model).sampler()
         batches = min(len(self.val_images), len(self.val_images_b)) // self.batch_items
         batches = min(batches, max_batches) if max_batches else batches
         device = next(model.parameters()).device
@@ -327,7 +330,7 @@ def scheduled_lr(step: int, config: Any) -> float:
 
 
 @torch.no_grad()
-def cycle_grid(generators: nn.Module, images_a: torch.Tensor) -> Any:
+def cycle_grid(generators: Any, images_a: torch.Tensor) -> Any:
     """One row per A image: A | G_AB(A) | G_BA(G_AB(A))."""
     a = images_a.float() / 127.5 - 1
     b = generators.ab(a)
@@ -433,7 +436,7 @@ def baseline(a: np.ndarray, colours: dict[str, list[float]]) -> torch.Tensor:
     return (torch.where(dark, inside, outside) / 127.5 - 1).float()
 
 
-def channels_of(generator: nn.Module) -> tuple[int, int]:
+def channels_of(generator: Any) -> tuple[int, int]:
     """(input, output) channels of a U-Net."""
     return int(generator.down[0][0].in_channels), int(generator.out_channels)
 
@@ -502,7 +505,7 @@ def _direction(
 
 
 def evaluate_cycle(
-    generators: nn.Module, a: Domain, b: Domain, a_names: list[str], b_name: str
+    generators: Any, a: Domain, b: Domain, a_names: list[str], b_name: str
 ) -> dict[str, Any]:
     """Cycle reconstruction (PSNR/SSIM/L1 of G_BA(G_AB(a)) against a, and of B's cycle),
     FID/KID of each direction against the real other domain, class preservation both ways

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from gentool.neural.engine import FitResult
 
 SAMPLES = 8
-MODES = {1: "gray", 3: "rgb", 4: "rgba"}
+MODES: dict[int, Any] = {1: "gray", 3: "rgb", 4: "rgba"}
 
 
 class Translator(GanModel, ImageTranslation, ImageScoring):
