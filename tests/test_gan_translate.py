@@ -107,7 +107,8 @@ def test_paired_evaluate_scores_against_true_b_and_the_baseline(
     a, b = domains
     metrics = invoke_json("evaluate", paired_run, "--data", a, "--target", b)["metrics"]
     assert metrics["pairs"] == 10 and metrics["unmatched_a"] == 1
-    for key in ("psnr", "ssim", "l1", "psnr_baseline", "ssim_baseline", "l1_baseline"):
+    for key in ("psnr", "ssim", "l1", "psnr_baseline", "ssim_baseline", "l1_baseline",
+                "fid_a2b_randcnn_16px"):  # fmt: skip
         assert np.isfinite(metrics[key]), key
     assert 0 <= metrics["l1"] <= 1
     # the baseline knows the colour of the ground exactly (transparent black) here

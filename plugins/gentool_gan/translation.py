@@ -452,15 +452,22 @@ def check_channels(generator: nn.Module, channels_a: int, channels_b: int) -> No
 
 
 def evaluate_paired(
-    generator: nn.Module, a: Domain, b: Domain, colours: dict[str, list[float]] | None
+    generator: nn.Module,
+    a: Domain,
+    b: Domain,
+    colours: dict[str, list[float]] | None,
+    target_name: str,
 ) -> dict[str, Any]:
-    """PSNR/SSIM/L1 of G(A) against the true B; the same for the mean-colour baseline."""
+    """PSNR/SSIM/L1 of G(A) against the true B; the same for the mean-colour baseline;
+    FID/KID of G(A) against B in B's feature space (``_direction``)."""
     check_channels(generator, a.channels, b.channels)
     made = run_batches(generator, floats(a.images))
     true = floats(b.images)
     metrics: dict[str, Any] = {"pairs": len(a), **image_quality(made, true, "")}
     if colours is not None and len(colours["inside"]) == b.channels:
         metrics.update(image_quality(baseline(a.images, colours), true, "_baseline"))
+    if min(len(a), len(b)) >= 4:  # (FID/KID need a few images on each side)
+        metrics.update(_direction(generator, a, b, target_name, int(a.images.shape[-1]), "a2b"))
     return metrics
 
 

@@ -248,7 +248,8 @@ class PairedTranslator(Translator):
         from gentool_gan.translation import evaluate_paired
 
         pairs = self.read_for_scoring(data, target)
-        metrics = evaluate_paired(self.network, pairs.a, pairs.b, self.spec.get("baseline_colours"))
+        colours, name = self.spec.get("baseline_colours"), Path(target or data[0]).name
+        metrics = evaluate_paired(self.network, pairs.a, pairs.b, colours, name)
         metrics.update(unmatched_a=pairs.unmatched_a, unmatched_b=pairs.unmatched_b)
         return metrics
 
