@@ -429,6 +429,20 @@ def check_family(*args: Any, **kwargs: Any) -> NoReturn:
     )
 
 
+def _write_image_pairs(path: Path, folder: Path, count: int, seed: int) -> Path:
+    """``write_sample_images`` (into ``folder``) as one ``.npz`` of two domains for an
+    image translator: ``a`` the gray version of each picture, ``b`` the picture (RGB)."""
+    import numpy as np
+
+    from gentool.data.images import read_images
+
+    pictures = read_images([write_sample_images(folder, count, seed=seed)], 32, "rgb").images
+    colour = pictures.transpose(0, 2, 3, 1)  # N x H x W x 3
+    gray = (colour.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).round()
+    np.savez(path, a=gray.astype(np.uint8), b=colour)
+    return path
+
+
 class _PickleUsed(BaseException):
     """Raised by the stand-ins for pickle.load and torch.load while a run loads (a
     BaseException, so that a kind's own ``except Exception`` cannot hide it)."""
@@ -643,6 +657,10 @@ class _Checker:
         if given:
             paths = [Path(p).resolve() for p in given]
             return _Data(sort, train=paths, heldout=paths[:1])
+        if sort == IMAGES and self.model.takes_target:  # two domains: gray A, colour B
+            pairs = _write_image_pairs(folder / "pairs.npz", folder / "pair-images", 48, 0)
+            held = _write_image_pairs(folder / "held.npz", folder / "held", 12, 1)
+            return _Data(IMAGES, [pairs], [held])
         if sort == IMAGES:
             train_images = write_sample_images(folder / "images", 48, seed=0)
             return _Data(IMAGES, [train_images], [write_sample_images(folder / "held", 12, seed=1)])
