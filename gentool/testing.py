@@ -659,8 +659,8 @@ class _Checker:
             return _Data(sort, train=paths, heldout=paths[:1])
         if sort == IMAGES and self.model.takes_target:  # two domains: gray A, colour B
             pairs = _write_image_pairs(folder / "pairs.npz", folder / "pair-images", 48, 0)
-            held = _write_image_pairs(folder / "held.npz", folder / "held", 12, 1)
-            return _Data(IMAGES, [pairs], [held])
+            held_pairs = _write_image_pairs(folder / "held.npz", folder / "held", 12, 1)
+            return _Data(IMAGES, [pairs], [held_pairs])
         if sort == IMAGES:
             train_images = write_sample_images(folder / "images", 48, seed=0)
             return _Data(IMAGES, [train_images], [write_sample_images(folder / "held", 12, seed=1)])

@@ -201,7 +201,7 @@ def test_empty_domain_and_missing_target_are_one_error(tmp_path: Path) -> None:
     assert_error(result, "two domains", "--target")
     # --target alone means image domains: a kind that is not a translator refuses it
     result = invoke("train", "gan", "--data", a, "--target", a, "--out", tmp_path / "r", ok=False)
-    assert_error(result, "--source and --target")
+    assert_error(result, "--target without --source", "model.task=paired")
     assert not (tmp_path / "r").exists()
 
 

@@ -74,9 +74,17 @@ def _check_sides(paths: Any, kind: type[Model] | None = None) -> None:
     ``takes_target`` (an image translator: --data A/ --target B/) takes --target alone.
     Without ``kind`` (not routed yet), only a --source without --target is refused."""
     lone_target = paths.source is None and paths.target is not None
-    if (paths.source is not None and paths.target is None) or (
-        lone_target and kind is not None and not kind.takes_target
-    ):
+    if lone_target and kind is not None and not kind.takes_target:
+        takers = [k for k in get_registry().get_family(kind.family) if k.takes_target]
+        hint = "".join(
+            f"; the {k.family} {k.kind_name()} takes --data A --target B"
+            f" ({', '.join(f'model.{key}={v[0]}' for key, v in k.selected_by.items())})"
+            for k in takers[:1]
+        )
+        raise RecipeError(
+            f"--target without --source: parallel data needs both files; give both{hint}"
+        )
+    if paths.source is not None and paths.target is None:
         raise RecipeError("parallel data needs both --source and --target files; give both")
     if (paths.val_source is None) != (paths.val_target is None):
         raise RecipeError("held-out parallel data needs both --val-source and --val-target")
