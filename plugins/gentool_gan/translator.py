@@ -111,6 +111,8 @@ class Translator(GanModel, ImageTranslation, ImageScoring):
 
     @classmethod
     def split(cls, domain: Domain, fraction: float, seed: int) -> tuple[Domain, Domain | None]:
+        """A seeded shuffle, then ``fraction`` held out (none if that is < 1): as
+        ``gentool_gan.base.split`` does for an ImageSet."""
         held = int(len(domain) * fraction)
         if held < 1 or held >= len(domain):
             return domain, None
@@ -127,9 +129,11 @@ class Translator(GanModel, ImageTranslation, ImageScoring):
             known = {f.name for f in dataclasses.fields(TranslatorConfig)}
             config = TranslatorConfig(**{k: v for k, v in spec.items() if k in known})
             check_translator(config, TranslatorTrainConfig())
-            if config.task != cls.kind_name() or config.channels_a == "auto":
-                raise ValueError(f"task {config.task!r}, channels_a {config.channels_a!r}")
-            CHANNELS[config.channels_a], CHANNELS[config.channels_b]  # noqa: B018 (known?)
+            resolved = config.channels_a in CHANNELS and config.channels_b in CHANNELS
+            if config.task != cls.kind_name() or not resolved:
+                raise ValueError(
+                    f"task {config.task!r}, channels {config.channels_a!r}, {config.channels_b!r}"
+                )
             depth = int(spec.get("depth", unet_depth(config.image_size)))
             if depth != unet_depth(config.image_size):
                 raise ValueError(f"depth {depth} does not fit image_size {config.image_size}")
