@@ -42,6 +42,7 @@ from gentool.tasks import (
     GENERATE_IMAGE,
     RESTORE_IMAGE,
     TRANSLATE,
+    TRANSLATE_IMAGE,
     GenerationRequest,
     ImageGeneration,
     MusicGeneration,
@@ -223,7 +224,11 @@ def list_recipes(as_json: bool) -> None:
 )
 @click.option("--val", metavar="PATH", help="Held-out data, evaluated after training.")
 @click.option("--source", metavar="PATH", help="Parallel data: source sentences, one per line.")
-@click.option("--target", metavar="PATH", help="Parallel data: their translations, aligned.")
+@click.option(
+    "--target",
+    metavar="PATH",
+    help="Parallel data: their translations, aligned; image translators: the B images.",
+)
 @click.option("--val-source", metavar="PATH", help="Held-out parallel data: source side.")
 @click.option("--val-target", metavar="PATH", help="Held-out parallel data: target side.")
 @click.option(
@@ -330,6 +335,7 @@ def train(
       gentool train transformer --source train.en.gz --target train.de.gz \
           --val-source val.en.gz --val-target val.de.gz
       gentool train gan --data mnist/t10k-images-idx3-ubyte.gz
+      gentool train gan --set model.task=paired --data silhouettes/ --target colour/
       gentool train --resume --out runs/rnn
       gentool train --recipe runs/rnn --out runs/rnn-again
       gentool train transformer --init hf:openai-community/gpt2 --data input.txt
@@ -378,6 +384,8 @@ def _next_command(run: RunDirectory) -> str:
         return f'gentool translate {run.path} "A sentence to translate."'
     if RESTORE_IMAGE in tasks:
         return f"gentool restore {run.path} IMAGE -o OUTPUT.png"
+    if TRANSLATE_IMAGE in tasks:
+        return f"gentool transform {run.path} IMAGE -o OUTPUT.png"
     if GENERATE_IMAGE in tasks:
         return f"gentool generate {run.path} -n 16 --grid samples.png"
     return f"gentool generate {run.path}"
@@ -757,6 +765,46 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
 
 @cli.command()
 @run_argument
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Image to write (a folder when SOURCE is a folder).",
+)
+@click.option("--reverse", is_flag=True, help="Translate B to A (a cyclegan run).")
+@click.option("--grid", is_flag=True, help="Write each input and its translation side by side.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@json_option
+def transform(
+    run: str, source: Path, output: Path, reverse: bool, grid: bool, force: bool, as_json: bool
+) -> None:
+    """Translate SOURCE (an image of domain A, or a folder of them) to domain B with the
+    image translator in RUN (gan model.task=paired or cyclegan).
+
+    The model works at its model.image_size; the result is resized back to the input's
+    size. --reverse translates B to A (cyclegan runs go both ways; a paired run one way).
+    A folder gives a folder with the same relative names (as PNG). Nothing is written
+    into a run directory, and existing files are replaced only with --force.
+
+    \b
+    Examples:
+      gentool transform runs/emoji silhouette.png -o colour.png
+      gentool transform runs/digits printed/ -o handwritten/ --grid
+      gentool transform runs/digits hand.png -o printed.png --reverse
+    """
+    written = []
+    for path in api.transform(run, source, output, force, reverse, grid):
+        written.append(str(path))
+        if not as_json:
+            click.echo(str(path))
+    if as_json:
+        print_json({"run": run, "files": written})
+
+
+@cli.command()
+@run_argument
 @click.option(
     "--data",
     "-d",
@@ -765,7 +813,11 @@ def restore(run: str, source: Path, output: Path, force: bool, as_json: bool) ->
     help="Held-out data to score: text files, or real images (repeatable).",
 )
 @click.option("--source", type=click.Path(path_type=Path), help="Translation: source sentences.")
-@click.option("--target", type=click.Path(path_type=Path), help="Translation: references.")
+@click.option(
+    "--target",
+    type=click.Path(path_type=Path),
+    help="Translation: references; image translators: the B images (beside --data A).",
+)
 @click.option(
     "--num-samples",
     "-n",
@@ -807,7 +859,9 @@ def evaluate(
     held-out pieces' own. Translators: BLEU and chrF
     (sacrebleu, with its signature) and the loss (--source/--target). Image models: FID
     and KID in a named feature space, coverage, memorisation; restorers: PSNR and SSIM
-    (--data real images).
+    (--data real images); image translators (--data A --target B): paired, PSNR, SSIM and
+    L1 against the true B; cyclegan, cycle reconstruction, FID/KID each way and class
+    preservation.
 
     \b
     Examples:
@@ -816,10 +870,11 @@ def evaluate(
       gentool evaluate runs/gan --data mnist/t10k-images-idx3-ubyte.gz
       gentool evaluate runs/chorales --data chorales/val/ -n 16 --json
       gentool evaluate hf:openai-community/gpt2 --data test.txt
+      gentool evaluate runs/emoji --data held/silhouette --target held/color
     """
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
-    if (source is None) != (target is None):
+    if (source is None) != (target is None) and not (data and source is None):
         raise click.UsageError("translation is scored on --source and --target together")
     metrics = api.evaluate(run, data, source, target, num_samples, seed, bars)
     record: dict[str, Any] = {"run": run}
@@ -827,6 +882,8 @@ def evaluate(
         record.update(source=str(source), target=str(target))
     else:
         record["data"] = list(data)
+        if target is not None:
+            record["target"] = str(target)
     if as_json:
         print_json({**record, "metrics": metrics})
     else:

@@ -94,6 +94,8 @@ class Model(ABC):
     - ``selected_by``: ``[model]`` keys whose values choose this kind among the family's,
       e.g. ``{"arch": ("encoder-decoder",)}``; the value ``auto`` leaves it to the data.
     - ``trains_on``: the kind of data only this kind takes (``"parallel"``), or None.
+    - ``takes_target``: the kind reads ``--target`` alone, beside ``--data`` (a second
+      image domain: ``--data A/ --target B/``), not as the target side of parallel text.
     - ``default_data``: the embedded data ``gentool train FAMILY`` uses with no ``--data``.
     """
 
@@ -104,6 +106,7 @@ class Model(ABC):
     train_config_class: ClassVar[type] = NoTrainingOptions
     selected_by: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     trains_on: ClassVar[str | None] = None
+    takes_target: ClassVar[bool] = False
     default_data: ClassVar[Path | None] = None
 
     @classmethod

@@ -204,6 +204,24 @@ class MusicScoring(Capability):
         """Score the MIDI files of ``paths``: tokens, cross_entropy, perplexity, ..."""
 
 
+class ImageTranslation(Capability):
+    """``gentool transform``: an image of domain A in, its translation to domain B out
+    (``reverse``: B to A, for models that go both ways); ``gentool evaluate --data A
+    --target B`` scores translations against the images of B."""
+
+    task = "translate-image"
+
+    @abstractmethod
+    def transform(self, images: Sequence[Any], reverse: bool = False) -> list[Any]:
+        """One translated PIL image per input, of the input's size; ``reverse`` on a model
+        that goes one way only is a GentoolError saying so."""
+
+    @abstractmethod
+    def evaluate_domains(self, data: Sequence[Path], target: Path | None) -> dict[str, Any]:
+        """Score translations of the A images ``data`` against the B images ``target``
+        (None: ``data`` is one ``.npz`` holding arrays ``a`` and ``b``)."""
+
+
 #: Every task interface, in the order ``gentool models`` lists tasks.
 CAPABILITIES: tuple[type[Capability], ...] = (
     TextGeneration,
@@ -214,6 +232,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     ImageRestoration,
     MusicGeneration,
     MusicScoring,
+    ImageTranslation,
 )
 
 GENERATE_TEXT = TextGeneration.task
@@ -224,6 +243,7 @@ SCORE_IMAGES = ImageScoring.task
 RESTORE_IMAGE = ImageRestoration.task
 GENERATE_MUSIC = MusicGeneration.task
 SCORE_MUSIC = MusicScoring.task
+TRANSLATE_IMAGE = ImageTranslation.task
 
 
 def tasks_of(cls: type) -> tuple[str, ...]:

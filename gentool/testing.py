@@ -55,6 +55,7 @@ from gentool.tasks import (
     ImageGeneration,
     ImageRestoration,
     ImageScoring,
+    ImageTranslation,
     MusicGeneration,
     MusicRequest,
     MusicScoring,
@@ -460,6 +461,20 @@ def check_family(*args: Any, **kwargs: Any) -> NoReturn:
     )
 
 
+def _write_image_pairs(path: Path, folder: Path, count: int, seed: int) -> Path:
+    """``write_sample_images`` (into ``folder``) as one ``.npz`` of two domains for an
+    image translator: ``a`` the gray version of each picture, ``b`` the picture (RGB)."""
+    import numpy as np
+
+    from gentool.data.images import read_images
+
+    pictures = read_images([write_sample_images(folder, count, seed=seed)], 32, "rgb").images
+    colour = pictures.transpose(0, 2, 3, 1)  # N x H x W x 3
+    gray = (colour.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).round()
+    np.savez(path, a=gray.astype(np.uint8), b=colour)
+    return path
+
+
 class _PickleUsed(BaseException):
     """Raised by the stand-ins for pickle.load and torch.load while a run loads (a
     BaseException, so that a kind's own ``except Exception`` cannot hide it)."""
@@ -470,7 +485,7 @@ class _SimulatedCrash(Exception):
 
 
 TEXT, IMAGES = "text", "images"
-_IMAGE_TASKS = (ImageGeneration, ImageScoring, ImageRestoration)
+_IMAGE_TASKS = (ImageGeneration, ImageScoring, ImageRestoration, ImageTranslation)
 
 
 def data_sort(model_class: type[Model]) -> str:
@@ -674,6 +689,10 @@ class _Checker:
         if given:
             paths = [Path(p).resolve() for p in given]
             return _Data(sort, train=paths, heldout=paths[:1])
+        if sort == IMAGES and self.model.takes_target:  # two domains: gray A, colour B
+            pairs = _write_image_pairs(folder / "pairs.npz", folder / "pair-images", 48, 0)
+            held_pairs = _write_image_pairs(folder / "held.npz", folder / "held", 12, 1)
+            return _Data(IMAGES, [pairs], [held_pairs])
         if sort == IMAGES:
             train_images = write_sample_images(folder / "images", 48, seed=0)
             return _Data(IMAGES, [train_images], [write_sample_images(folder / "held", 12, seed=1)])
@@ -1278,12 +1297,61 @@ class _Checker:
         if out.exists():
             raise self.fail(check, "a failed restore left its output file")
 
+    @_check("transform", task=ImageTranslation)
+    def check_transform(self) -> None:
+        """``gentool transform RUN IMAGE -o OUT.png`` writes an image of the input's size,
+        the same bytes again and from a copy of the run; a folder gives a folder with the
+        same relative names as PNG, each as the file alone gives it; ``--grid`` puts input
+        and output side by side; ``transform`` returns one image per input; a file that is
+        not an image gives one ``Error:`` line and leaves no output."""
+        check = "transform"
+        inputs = self.restore_inputs()
+        single = inputs / "a.png"
+        outputs = []
+        for run, name in (
+            (self.run_dir, "t1.png"),
+            (self.run_dir, "t2.png"),
+            (self.copy, "t3.png"),
+        ):
+            out = self.data_dir / name
+            found = self.cli_json(check, "transform", run, single, "-o", out)
+            if not isinstance(found, dict) or found.get("files") != [str(out)]:
+                raise self.fail(check, f"'transform --json' does not list {out}: {found!r}")
+            outputs.append(out.read_bytes())
+        if len(set(outputs)) != 1:
+            raise self.fail(check, "translating one image three times gave different images")
+        if _open(self.data_dir / "t1.png").size != _open(single).size:
+            raise self.fail(check, "a translated image does not keep its input's size")
+        folder = self.data_dir / "transformed"
+        found = self.cli_json(check, "transform", self.run_dir, inputs, "-o", folder)
+        expected = ["a.png", "b.png", "c.png", "sub/d.png"]
+        written = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        if written != expected:
+            raise self.fail(check, f"translating a folder wrote {written}, not {expected}")
+        if (folder / "a.png").read_bytes() != outputs[0]:
+            raise self.fail(check, "an image translated in a folder differs from it alone")
+        grid = self.data_dir / "grid.png"
+        self.cli_json(check, "transform", self.run_dir, single, "-o", grid, "--grid")
+        (w, h), (gw, gh) = _open(single).size, _open(grid).size
+        if gw < 2 * w or gh < h:
+            raise self.fail(check, f"--grid of a {w}x{h} image is {gw}x{gh}: not side by side")
+        made = self.loaded(self.copy).transform([_open(inputs / "a.png"), _open(inputs / "b.png")])
+        if len(made) != 2:
+            raise self.fail(check, f"transform() of 2 images returned {len(made)}")
+        notes = self.data_dir / "notes.txt"
+        notes.write_text("not an image\n", encoding="utf-8")
+        out = self.data_dir / "notes.png"
+        self.cli_error(check, "'gentool transform' of a text file", "transform", self.run_dir,
+                       notes, "-o", out)  # fmt: skip
+        if out.exists():
+            raise self.fail(check, "a failed transform left its output file")
+
     def restore_inputs(self) -> Path:
         """Images to restore: RGB and gray, square and not, odd sizes, a JPEG, a sub-folder."""
         from PIL import Image
 
         folder = self.data_dir / "to-restore"
-        (folder / "sub").mkdir(parents=True)
+        (folder / "sub").mkdir(parents=True, exist_ok=True)
         source = next(iter(sorted((self.data_dir / "held").rglob("*.png"))), None)
         base = _open(source).convert("RGB") if source else Image.new("RGB", (32, 32), (90, 40, 20))
         base.resize((32, 32)).save(folder / "a.png")

@@ -94,6 +94,7 @@ def test_through_the_environment_as_the_shell_calls_it(tmp_path: Path) -> None:
     make_run(tmp_path / "runs" / "ngram")
     assert _shell("bash_complete", "gentool tr", 1).stdout.split() == [
         "plain,train",
+        "plain,transform",
         "plain,translate",
     ]
     result = _shell("bash_complete", "gentool generate runs/", 2)

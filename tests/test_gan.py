@@ -464,8 +464,11 @@ def test_losses_match_their_definitions() -> None:
     assert adversarial.d_loss(real, fake, "hinge").item() == pytest.approx(1.75)
     assert adversarial.d_loss(real, fake, "wgan-gp").item() == pytest.approx(-1.25 - 0.5)
     assert adversarial.g_loss(fake, "hinge").item() == pytest.approx(1.25)
-    with pytest.raises(Exception, match="valid: nonsaturating, hinge, wgan-gp"):
-        adversarial.d_loss(real, fake, "lsgan")
+    # lsgan: ((2-1)^2 + (-1-1)^2) / 2 / 2 + (0.5^2 + 3^2) / 2 / 2; G: ((0.5-1)^2 + 4^2) / 2
+    assert adversarial.d_loss(real, fake, "lsgan").item() == pytest.approx(3.5625)
+    assert adversarial.g_loss(fake, "lsgan").item() == pytest.approx(8.125)
+    with pytest.raises(Exception, match="valid: nonsaturating, hinge, wgan-gp, lsgan"):
+        adversarial.d_loss(real, fake, "least-squares")
 
 
 def test_gradient_penalty_is_zero_for_a_unit_gradient_critic() -> None:

@@ -83,6 +83,8 @@ KINDS: dict[str, tuple[str, list[str]]] = {
     "transformer-music": ("transformer", [*MUSIC_STEPS, "train.seq_len=16", *TRANSFORMER]),
     "gan-generator": ("gan", ["model.task=generate", "model.latent_size=8", *GAN]),
     "gan-restorer": ("gan", ["model.task=colorize", "model.image_size=16", *GAN]),
+    "gan-paired": ("gan", ["model.task=paired", "model.image_size=16", *GAN]),
+    "gan-cyclegan": ("gan", ["model.task=cyclegan", "model.image_size=16", *GAN]),
 }
 
 

@@ -35,6 +35,7 @@ from gentool.api.using import (
     require,
     restore,
     stdin_batches,
+    transform,
     translate,
     translate_stream,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "set_threads",
     "stdin_batches",
     "train",
+    "transform",
     "translate",
     "translate_stream",
 ]

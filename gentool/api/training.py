@@ -82,9 +82,22 @@ def plan(
     return kind, resolved
 
 
-def _check_sides(paths: Any) -> None:
-    """Parallel data comes in pairs of files: both sides, or neither."""
-    if (paths.source is None) != (paths.target is None):
+def _check_sides(paths: Any, kind: type[Model] | None = None) -> None:
+    """Parallel data comes in pairs of files: both sides, or neither; a kind that
+    ``takes_target`` (an image translator: --data A/ --target B/) takes --target alone.
+    Without ``kind`` (not routed yet), only a --source without --target is refused."""
+    lone_target = paths.source is None and paths.target is not None
+    if lone_target and kind is not None and not kind.takes_target:
+        takers = [k for k in get_registry().get_family(kind.family) if k.takes_target]
+        hint = "".join(
+            f"; the {k.family} {k.kind_name()} takes --data A --target B"
+            f" ({', '.join(f'model.{key}={v[0]}' for key, v in k.selected_by.items())})"
+            for k in takers[:1]
+        )
+        raise RecipeError(
+            f"--target without --source: parallel data needs both files; give both{hint}"
+        )
+    if paths.source is not None and paths.target is None:
         raise RecipeError("parallel data needs both --source and --target files; give both")
     if (paths.val_source is None) != (paths.val_target is None):
         raise RecipeError("held-out parallel data needs both --val-source and --val-target")
@@ -188,7 +201,7 @@ def _resolve(
     for key, value in dataclasses.asdict(parallel or ParallelPaths()).items():
         if value is not None:
             setattr(resolved.data, key, str(value))
-    _check_sides(resolved.data)
+    _check_sides(resolved.data, kind)
     if seed is not None:
         resolved.seed = seed
     return resolved

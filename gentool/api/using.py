@@ -1,4 +1,4 @@
-"""Using a run: load it, and each task's command (generate, translate, restore, evaluate,
+"""Using a run: load it, and each task's command (generate, translate, restore, transform, evaluate,
 info, export) as a function. Every function takes a run directory or an already loaded
 model (``RunLike``), so that a caller answering many requests (a server) loads it once."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -23,6 +23,7 @@ from gentool.tasks import (
     ImageGeneration,
     ImageRestoration,
     ImageScoring,
+    ImageTranslation,
     MusicGeneration,
     MusicRequest,
     MusicScoring,
@@ -351,10 +352,36 @@ def restore(run: RunLike, source: Path, output: Path, force: bool = False) -> It
     into the folder ``output`` (same relative names, as PNG); the iterator writes a file per
     step and yields its path. Every check (and the load) happens when this is called.
     Nothing is written into a run; existing files are replaced only with ``force``."""
+    inputs, outputs = _image_outputs(Path(source), Path(output), force)
+    model = require(load(run), ImageRestoration, "restore images")
+    return _restore_files(model.restore, inputs, outputs, False)
+
+
+def transform(
+    run: RunLike,
+    source: Path,
+    output: Path,
+    force: bool = False,
+    reverse: bool = False,
+    grid: bool = False,
+) -> Iterator[Path]:
+    """Translate the image ``source`` (domain A; B with ``reverse``) into ``output``, or a
+    folder into a folder, as ``restore`` does; ``grid`` writes each input and its
+    translation side by side. Every check (and the load) happens when this is called."""
+    inputs, outputs = _image_outputs(Path(source), Path(output), force)
+    model = require(load(run), ImageTranslation, "translate images")
+    if reverse:  # (refused before any file is written, by the model's own message)
+        model.transform([], reverse=True)
+    return _restore_files(
+        functools.partial(model.transform, reverse=reverse), inputs, outputs, grid
+    )
+
+
+def _image_outputs(source: Path, output: Path, force: bool) -> tuple[list[Path], list[Path]]:
+    """The images to read and the files to write for ``restore``/``transform``, checked."""
     from gentool.data.images import image_files
     from gentool.output.images import check_image_name
 
-    source, output = Path(source), Path(output)
     if not source.exists():
         raise DataError(f"'{source}' does not exist; give an image or a folder of them")
     if source.is_dir():
@@ -372,20 +399,24 @@ def restore(run: RunLike, source: Path, output: Path, force: bool = False) -> It
     existing = [p for p in outputs if p.exists() or p.is_symlink()]
     if existing and not force:
         raise OutputError(f"'{existing[0]}' exists; pass --force to overwrite it")
-    model = require(load(run), ImageRestoration, "restore images")
-    return _restore_files(model, inputs, outputs)
+    return inputs, outputs
 
 
 def _restore_files(
-    model: ImageRestoration, inputs: list[Path], outputs: list[Path]
-) -> Iterator[Path]:
+    convert: Callable[[list[Any]], list[Any]], inputs: list[Path], outputs: list[Path],
+    grid: bool,
+) -> Iterator[Path]:  # fmt: skip
     from gentool.data.images import open_image
-    from gentool.output.images import save_image
+    from gentool.output.images import make_grid, save_image
 
     with runs.output_files() as written:
         for path, out in zip(inputs, outputs, strict=True):
-            (restored,) = model.restore([open_image(path)])
-            written.write(out, functools.partial(save_image, restored), "--output")
+            image = open_image(path)
+            (result,) = convert([image])
+            if grid:  # input | output, in one mode that holds both
+                mode = "RGBA" if "A" in image.mode + result.mode else "RGB"
+                result = make_grid([image.convert(mode), result.convert(mode)], columns=2)
+            written.write(out, functools.partial(save_image, result), "--output")
             yield out
 
 
@@ -407,6 +438,8 @@ def evaluate(
     their statistics with the held-out pieces')."""
     model = load(run)
     paths = [Path(p) for p in data]
+    if isinstance(model, ImageTranslation) and source is None and paths:
+        return model.evaluate_domains(paths, Path(target) if target is not None else None)
     if source is not None or target is not None:
         if source is None or target is None:
             raise RecipeError("translation is scored on --source and --target together")
@@ -523,6 +556,7 @@ __all__ = [
     "pretrained_kind",
     "require",
     "restore",
+    "transform",
     "stdin_batches",
     "translate",
     "translate_stream",

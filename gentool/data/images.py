@@ -93,11 +93,11 @@ def read_images(
     return ImageSet(images, labels, classes if labels is not None else [], skipped)
 
 
-def to_array(image: Any, image_size: int, channels: Literal["gray", "rgb"]) -> np.ndarray:
+def to_array(image: Any, image_size: int, channels: Literal["gray", "rgb", "rgba"]) -> np.ndarray:
     """A PIL image as ``C x S x S`` uint8: resized on its short side, center-cropped."""
     from PIL import Image
 
-    image = image.convert("L" if channels == "gray" else "RGB")
+    image = image.convert({"gray": "L", "rgb": "RGB", "rgba": "RGBA"}[channels])
     width, height = image.size
     scale = image_size / min(width, height)
     if scale != 1:

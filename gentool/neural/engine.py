@@ -96,6 +96,11 @@ class TrainingTask(ABC):
             {"params": [p for p in trained if p.dim() < 2], "weight_decay": 0.0},
         ]
 
+    def learning_rate(self, step: int, config: TrainConfig) -> float:
+        """The learning rate of step ``step`` (from 0): by default warmup, then cosine decay
+        (``gentool.neural.config.lr_at``). A pure function of the step, so resume agrees."""
+        return lr_at(step, config)
+
     def on_backward(self, model: nn.Module, step: int) -> None:  # noqa: B027 (optional hook)
         """After the backward pass of an optimizer step, before clipping (gradient norms)."""
 
@@ -278,7 +283,7 @@ class _Fit:
 
     def train_step(self, step: int, window: _Window) -> None:
         config, acc, task = self.config, self.accelerator, self.task
-        lr = lr_at(step, config)
+        lr = task.learning_rate(step, config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         for micro in range(config.grad_accum):

@@ -3,7 +3,10 @@
 - ``generator`` (model.task=generate, the default): DCGAN image generation, optionally
   class-conditional (``gentool_gan.generator``);
 - ``restorer`` (model.task=colorize, inpaint or upscale): image-to-image restoration with a
-  U-Net and a PatchGAN (``gentool_gan.restorer``).
+  U-Net and a PatchGAN (``gentool_gan.restorer``);
+- ``paired`` and ``cyclegan`` (model.task=paired or cyclegan): image-to-image translation
+  from domain A (--data) to B (--target), pix2pix from pairs or CycleGAN without
+  (``gentool_gan.translator``).
 
 Both train on gentool's engine (``adversarial.py``: alternating discriminator and generator
 steps) and save safetensors with a config.json. The kinds' modules import no torch, so that
@@ -19,11 +22,18 @@ from gentool_gan.configs import (
     GeneratorConfig,
     RestorerConfig,
     RestorerTrainConfig,
+    TranslatorConfig,
+    TranslatorTrainConfig,
 )
 from gentool_gan.generator import ImageGenerator
 from gentool_gan.restorer import Restorer
+from gentool_gan.translator import CycleTranslator, PairedTranslator
 
 __all__ = [
+    "CycleTranslator",
+    "PairedTranslator",
+    "TranslatorConfig",
+    "TranslatorTrainConfig",
     "GanTrainConfig",
     "GeneratorConfig",
     "ImageGenerator",
@@ -37,3 +47,5 @@ __all__ = [
 def register_models(register: Callable[[type], None]) -> None:
     register(ImageGenerator)  # first: `gentool train gan` with no model.task trains it
     register(Restorer)
+    register(PairedTranslator)
+    register(CycleTranslator)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -35,7 +36,7 @@ from gentool.neural.engine import TrainingTask
 from gentool.runs import is_main_process
 from gentool_gan.configs import check_adversarial
 
-LOSSES = ("nonsaturating", "hinge", "wgan-gp")
+LOSSES = ("nonsaturating", "hinge", "wgan-gp", "lsgan")
 Phase = Literal["d", "g"]
 Stats = dict[str, torch.Tensor]
 
@@ -50,7 +51,8 @@ def d_loss(
 
     nonsaturating: binary cross-entropy, real target ``1 - smoothing`` (one-sided label
     smoothing: fake targets stay 0); hinge: ``relu(1 - D(x)) + relu(1 + D(G(z)))``;
-    wgan-gp: ``D(G(z)) - D(x)`` (add ``gradient_penalty`` times train.gp_weight).
+    wgan-gp: ``D(G(z)) - D(x)`` (add ``gradient_penalty`` times train.gp_weight); lsgan
+    (least squares, CycleGAN's): ``((D(x) - 1)^2 + D(G(z))^2) / 2``.
     """
     real, fake = real_logits.float(), fake_logits.float()
     if kind == "nonsaturating":
@@ -61,6 +63,8 @@ def d_loss(
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
     if kind == "wgan-gp":
         return fake.mean() - real.mean()
+    if kind == "lsgan":
+        return 0.5 * ((real - (1.0 - smoothing)).pow(2).mean() + fake.pow(2).mean())
     raise RecipeError(f"model.loss '{kind}' is unknown; valid: {', '.join(LOSSES)}")
 
 
@@ -71,6 +75,8 @@ def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
         return F.softplus(-fake).mean()  # = BCE(fake, 1)
     if kind in ("hinge", "wgan-gp"):
         return -fake.mean()
+    if kind == "lsgan":
+        return (fake - 1.0).pow(2).mean()
     raise RecipeError(f"model.loss '{kind}' is unknown; valid: {', '.join(LOSSES)}")
 
 
@@ -265,9 +271,7 @@ class AdversarialTask(TrainingTask):
     def real_batch(self, index: int, rows: slice, split: str = "train") -> dict[str, Any]:
         """Real images ``rows`` of batch ``index``: item ``index * B + j`` of the endless
         sequence of shuffled passes over the images (a new permutation each pass)."""
-        images, labels = (
-            (self.images, self.labels) if split == "train" else (self.val_images, self.val_labels)
-        )
+        images, labels = self.split_images(split)
         assert images is not None
         n = len(images)
         positions = torch.arange(
@@ -283,12 +287,19 @@ class AdversarialTask(TrainingTask):
             batch["label"] = labels[order]
         return batch
 
+    def split_images(self, split: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The images and labels of ``split``: "train" or "val" (a subclass may add more)."""
+        if split == "train":
+            return self.images, self.labels
+        return self.val_images, self.val_labels
+
     def _permutation(self, split: str, number: int, n: int) -> torch.Tensor:
         key = (split, number)
         if key not in self._perms:
             if len(self._perms) > 8:
                 self._perms.clear()
-            salt = 0 if split == "train" else 1
+            # (another split: its own salt, from its name, so its order is its own)
+            salt = {"train": 0, "val": 1}.get(split, zlib.crc32(split.encode()))
             self._perms[key] = torch.randperm(n, generator=seeded(self.seed, salt, number, -1))
         return self._perms[key]
 

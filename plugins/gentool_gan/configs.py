@@ -18,6 +18,8 @@ from gentool.errors import RecipeError
 from gentool.neural.config import TrainConfig
 
 RESTORATIONS = ("colorize", "inpaint", "upscale")
+TRANSLATIONS = ("paired", "cyclegan")
+DomainChannels = Literal["auto", "gray", "rgb", "rgba"]
 
 
 @dataclass
@@ -47,6 +49,25 @@ class RestorerConfig(GanConfig):
     task: Literal["colorize", "inpaint", "upscale"] = "upscale"
     upscale_factor: int = 4  # upscale: the input is down-sampled by this factor
     mask_size: float = 0.4  # inpaint: the masked square's side, as a fraction of the image
+
+
+@dataclass
+class TranslatorConfig:
+    """The [model] table of an image translator: A images (--data) to B images (--target).
+
+    paired: pix2pix (a U-Net G conditioned on A, a PatchGAN D on (A, B) pairs, L1 + the
+    adversarial loss); cyclegan: two U-Nets (A->B, B->A) and two PatchGANs, cycle and
+    identity losses, LSGAN. Each domain is read with its own channels (auto: what its
+    images hold; rgba keeps transparency).
+    """
+
+    task: Literal["paired", "cyclegan"] = "paired"
+    image_size: int = 64  # both domains are resized and center-cropped to this (32-256)
+    channels_a: DomainChannels = "auto"
+    channels_b: DomainChannels = "auto"
+    width: int = 32  # feature maps of the first/last layer
+    loss: Literal["nonsaturating", "hinge", "lsgan"] = "nonsaturating"
+    spectral_norm: bool = False
 
 
 @dataclass
@@ -80,6 +101,42 @@ class RestorerTrainConfig(GanTrainConfig):
     l1_weight: float = 100.0  # weight of the L1 loss against the clean image
 
 
+@dataclass
+class TranslatorTrainConfig(GanTrainConfig):
+    """The [train] table of a translator. paired: the L1 weight of pix2pix. cyclegan: the
+    cycle and identity weights, the history pool, and CycleGAN's schedule (``lr`` for the
+    first ``decay_from`` of the steps, then linear decay to ``min_lr``)."""
+
+    max_steps: int = 2000
+    batch_size: int = 16
+    ema_decay: float = 0.0  # (a moving average helps little with L1/cycle terms)
+    l1_weight: float = 100.0  # paired: weight of L1 to the true B
+    cycle_weight: float = 10.0  # cyclegan: weight of |G_BA(G_AB(a)) - a| (and B's)
+    identity_weight: float = 0.5  # cyclegan: x cycle_weight, |G_AB(b) - b| (same channels)
+    pool_size: int = 50  # cyclegan: generated images D sees again (0: none)
+    lr_schedule: Literal["cosine", "linear"] = "cosine"  # linear: CycleGAN's
+    min_lr: float = 0.0
+    decay_from: float = 0.5  # linear: the share of steps at constant lr
+
+
+def check_translator(config: TranslatorConfig, train: TranslatorTrainConfig) -> None:
+    """Reject translation settings that cannot train, naming the key and a valid value."""
+    if config.task not in TRANSLATIONS:
+        raise RecipeError(
+            f"model.task '{config.task}' is not a translation; valid: {', '.join(TRANSLATIONS)}"
+        )
+    if not 16 <= config.image_size <= 256:
+        raise RecipeError(f"model.image_size must be in 16-256, got {config.image_size}; e.g. 64")
+    check_width(config)
+    for key in ("l1_weight", "cycle_weight", "identity_weight"):
+        if getattr(train, key) < 0:
+            raise RecipeError(f"train.{key} must not be negative, got {getattr(train, key)}")
+    if train.pool_size < 0:
+        raise RecipeError(f"train.pool_size must not be negative, got {train.pool_size}")
+    if not 0 <= train.decay_from <= 1:
+        raise RecipeError(f"train.decay_from must be in [0, 1], got {train.decay_from}")
+
+
 def check_adversarial(train: Any) -> None:
     """Reject adversarial settings that cannot train, naming the key."""
     if train.n_critic < 1:
@@ -98,7 +155,7 @@ def check_adversarial(train: Any) -> None:
         raise RecipeError(f"train.sample_every must not be negative, got {train.sample_every}")
 
 
-def check_width(config: GanConfig) -> None:
+def check_width(config: GanConfig | TranslatorConfig) -> None:
     if config.width < 1:
         raise RecipeError(f"model.width must be at least 1, got {config.width}")
 

@@ -42,7 +42,8 @@ def _norm(channels: int) -> nn.GroupNorm:
 class UNetGenerator(nn.Module):
     """``(N, in_channels, H, W) -> (N, out_channels, H, W)``, for any H and W (padded inside
     to a multiple of ``2**depth``). The first ``image_channels`` input channels are the
-    degraded image the residual is added to (a gray one is repeated over RGB outputs)."""
+    degraded image the residual is added to (a gray one is repeated over RGB outputs; 0:
+    no residual, the output is tanh of the last layer)."""
 
     def __init__(
         self, in_channels: int, out_channels: int, image_channels: int, width: int, depth: int
@@ -91,6 +92,8 @@ class UNetGenerator(nn.Module):
         for block, skip in zip(self.up, reversed(skips), strict=True):
             feature = block(torch.cat([feature, skip], 1))  # up one level
         residual = self.head(torch.cat([feature, padded], 1))[..., :h, :w]
+        if not self.image_channels:  # no input image to keep: the output is drawn whole
+            return torch.tanh(residual)
         base = x[:, : self.image_channels]
         if base.shape[1] != self.out_channels:
             base = base.expand(-1, self.out_channels, -1, -1)

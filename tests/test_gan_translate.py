@@ -1,0 +1,241 @@
+"""The gan family's image translators (model.task=paired: pix2pix; cyclegan), through the
+CLI on tiny images written here: train, transform, evaluate, resume, the conformance kit
+and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_error, assert_same_weights, interrupt_at, invoke, invoke_json
+
+torch = pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+
+from gentool.testing import check_model  # noqa: E402
+from gentool_gan import translation  # noqa: E402
+from gentool_gan.translation import CycleTask, residual_base, scheduled_lr  # noqa: E402
+from gentool_gan.translator import CycleTranslator, PairedTranslator  # noqa: E402
+
+SIZE = 16
+COLOURS = [(220, 40, 30), (40, 90, 220), (240, 200, 40)]
+
+
+def tiny(task: str, steps: int = 4, **extra: object) -> list[str]:
+    settings = {
+        "model.task": task,
+        "model.image_size": SIZE,
+        "model.width": 4,
+        "train.batch_size": 4,
+        "train.max_steps": steps,
+        "train.log_every": 2,
+        "train.sample_every": 0,
+        "train.checkpoint_every": 0,
+        "train.val_fraction": 0.0,
+        **extra,
+    }
+    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+
+
+def silhouettes(
+    root: Path, count: int = 10, seed: int = 0, classes: bool = False
+) -> tuple[Path, Path]:
+    """A/: black squares on white (gray PNG); B/: the same squares coloured (RGBA PNG,
+    transparent ground), named alike; with ``classes``, one sub-folder per colour."""
+    rng = np.random.default_rng(seed)
+    a, b = root / "A", root / "B"
+    for i in range(count):
+        x, y = (int(v) for v in rng.integers(0, SIZE // 2, 2))
+        side = SIZE // 2
+        gray = np.full((SIZE, SIZE), 255, np.uint8)
+        gray[y : y + side, x : x + side] = 0
+        colour = np.zeros((SIZE, SIZE, 4), np.uint8)
+        colour[y : y + side, x : x + side] = (*COLOURS[i % 3], 255)
+        sub = f"c{i % 3}/" if classes else ""
+        (a / sub).mkdir(parents=True, exist_ok=True)
+        (b / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(gray, "L").save(a / f"{sub}{i:02d}.png")
+        Image.fromarray(colour, "RGBA").save(b / f"{sub}{i:02d}.png")
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    a, b = silhouettes(tmp_path_factory.mktemp("pairs"))
+    Image.new("L", (SIZE, SIZE), 255).save(a / "only-in-a.png")  # no partner: counted
+    Image.open(a / "03.png").save(a / "03.jpg")
+    (a / "03.png").unlink()  # 03.jpg pairs with B's 03.png: the extension does not count
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def paired_run(domains: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    a, b = domains
+    out = tmp_path_factory.mktemp("runs") / "paired"
+    invoke("train", "gan", *tiny("paired"), "--data", a, "--target", b, "--out", out)
+    return out
+
+
+def test_paired_trains_reports_unmatched_and_transforms(
+    domains: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = domains
+    result = invoke("train", "gan", *tiny("paired"), "--data", a, "--target", b,
+                    "--out", tmp_path / "run", "--json")  # fmt: skip
+    assert "1 image(s) of A and 0 of B have no partner" in result.stderr
+    assert "gray -> rgba" in result.stderr
+    record = invoke_json("info", tmp_path / "run")
+    assert record["kind"] == "paired" and "translate-image" in record["tasks"]
+    assert record["model"]["channels_a"] == "gray" and record["model"]["channels_b"] == "rgba"
+    assert record["metrics"]["unmatched_a"] == 1 and record["metrics"]["images_a"] == 10
+    out = tmp_path / "out.png"
+    invoke("transform", tmp_path / "run", a / "00.png", "-o", out)
+    with Image.open(out) as image:
+        assert image.mode == "RGBA" and image.size == (SIZE, SIZE)
+    # a folder in, a folder out, --grid: input | output side by side
+    found = invoke_json("transform", tmp_path / "run", a, "-o", tmp_path / "grid", "--grid")
+    assert len(found["files"]) == 11
+    with Image.open(tmp_path / "grid" / "00.png") as image:
+        assert image.size[0] >= 2 * SIZE
+
+
+def test_paired_evaluate_scores_against_true_b_and_the_baseline(
+    paired_run: Path, domains: tuple[Path, Path]
+) -> None:
+    a, b = domains
+    metrics = invoke_json("evaluate", paired_run, "--data", a, "--target", b)["metrics"]
+    assert metrics["pairs"] == 10 and metrics["unmatched_a"] == 1
+    for key in ("psnr", "ssim", "l1", "psnr_baseline", "ssim_baseline", "l1_baseline",
+                "fid_a2b_randcnn_16px"):  # fmt: skip
+        assert np.isfinite(metrics[key]), key
+    assert 0 <= metrics["l1"] <= 1
+    # the baseline knows the colour of the ground exactly (transparent black) here
+    assert metrics["psnr_baseline"] > 10
+
+
+def test_paired_goes_one_way(paired_run: Path, domains: tuple[Path, Path], tmp_path: Path) -> None:
+    result = invoke("transform", paired_run, domains[1] / "00.png", "-o", tmp_path / "x.png",
+                    "--reverse", ok=False)  # fmt: skip
+    assert_error(result, "one way", "cyclegan")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_paired_from_an_npz_of_a_and_b(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (8, SIZE, SIZE), dtype=np.uint8)
+    b = np.stack([a, 255 - a, a], -1)  # gray -> RGB
+    np.savez(tmp_path / "pairs.npz", a=a, b=b)
+    invoke(
+        "train", "gan", *tiny("paired"), "--data", tmp_path / "pairs.npz", "--out", tmp_path / "r"
+    )
+    metrics = invoke_json("evaluate", tmp_path / "r", "--data", tmp_path / "pairs.npz")["metrics"]
+    assert metrics["pairs"] == 8
+
+
+def test_cyclegan_trains_both_ways_and_scores_class_preservation(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=12, classes=True)
+    (b / "c0" / "00.png").unlink()  # unpaired: the domains need not match
+    settings = tiny("cyclegan", 6, **{"train.pool_size": 3, "model.loss": "lsgan"})
+    invoke("train", "gan", *settings, "--data", a, "--target", b, "--out", tmp_path / "run")
+    forward, back = tmp_path / "b.png", tmp_path / "a.png"
+    invoke("transform", tmp_path / "run", a / "c0" / "00.png", "-o", forward)
+    invoke("transform", tmp_path / "run", b / "c1" / "01.png", "-o", back, "--reverse")
+    with Image.open(forward) as image_b, Image.open(back) as image_a:
+        assert image_b.mode == "RGBA" and image_a.mode == "L"
+    metrics = invoke_json("evaluate", tmp_path / "run", "--data", a, "--target", b)["metrics"]
+    for key in ("l1_cycle_a", "psnr_cycle_b", "class_preservation_a2b", "class_preservation_b2a"):
+        assert np.isfinite(metrics[key]), key
+    assert any(k.startswith("fid_a2b_classifier_") for k in metrics)
+    assert 0 <= metrics["class_preservation_a2b"] <= 1
+
+
+def test_cyclegan_resume_equals_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = silhouettes(tmp_path / "data", count=8)
+    # a pool of 2 fills in the first D step, then swaps: its state must survive the resume
+    settings = [*tiny("cyclegan", 8, **{"train.pool_size": 2, "train.lr_schedule": "linear"}),
+                "--data", a, "--target", b]  # fmt: skip
+    invoke("train", "gan", *settings, "--out", tmp_path / "whole")
+    interrupt_at(monkeypatch, CycleTask, 4)
+    result = invoke("train", "gan", *settings, "--out", tmp_path / "cut", ok=False)
+    assert result.exit_code == 130
+    monkeypatch.undo()
+    invoke("train", "--resume", "--out", tmp_path / "cut")
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
+
+
+def test_linear_schedule_holds_then_decays() -> None:
+    from gentool_gan.configs import TranslatorTrainConfig
+
+    config = TranslatorTrainConfig(max_steps=10, lr=1.0, min_lr=0.0, lr_schedule="linear")
+    rates = [scheduled_lr(s, config) for s in range(10)]
+    assert rates[:5] == [1.0] * 5 and rates[-1] == 0.0
+    assert all(x > y for x, y in zip(rates[4:], rates[5:], strict=False))
+    assert residual_base(1, 3) == 1 and residual_base(3, 3) == 3 and residual_base(3, 4) == 0
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def test_no_matching_names_is_one_error(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=4)
+    for path in b.glob("*.png"):
+        path.rename(path.with_name("x" + path.name))
+    result = invoke("train", "gan", *tiny("paired"), "--data", a, "--target", b,
+                    "--out", tmp_path / "r", ok=False)  # fmt: skip
+    assert_error(result, "no image of --data", "partner", "relative path")
+    assert not (tmp_path / "r").exists()
+
+
+def test_empty_domain_and_missing_target_are_one_error(tmp_path: Path) -> None:
+    a, _ = silhouettes(tmp_path / "data", count=4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke("train", "gan", *tiny("cyclegan"), "--data", a, "--target", empty,
+                    "--out", tmp_path / "r", ok=False)  # fmt: skip
+    assert_error(result, "--target", "holds no image files")
+    result = invoke("train", "gan", *tiny("paired"), "--data", a, "--out", tmp_path / "r", ok=False)
+    assert_error(result, "two domains", "--target")
+    # --target alone means image domains: a kind that is not a translator refuses it
+    result = invoke("train", "gan", "--data", a, "--target", a, "--out", tmp_path / "r", ok=False)
+    assert_error(result, "--target without --source", "model.task=paired")
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupt_image_is_skipped_and_counted(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=6)
+    (a / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    result = invoke("train", "gan", *tiny("paired", 2), "--data", a, "--target", b,
+                    "--out", tmp_path / "r")  # fmt: skip
+    assert "skipped 1 unreadable image file" in result.stderr
+    assert invoke_json("info", tmp_path / "r")["metrics"]["skipped_files"] == 1
+
+
+def test_image_far_larger_than_the_model_is_refused(
+    paired_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(translation, "MAX_PIXELS", 1000)
+    big = tmp_path / "big.png"
+    Image.new("L", (40, 40), 255).save(big)
+    result = invoke("transform", paired_run, big, "-o", tmp_path / "o.png", ok=False)
+    assert_error(result, "40x40", "scale the image down")
+    assert not (tmp_path / "o.png").exists()
+
+
+# -- the conformance kit ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [PairedTranslator, CycleTranslator])
+def test_translators_conform(kind: type, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (12, SIZE, SIZE), dtype=np.uint8)
+    np.savez(tmp_path / "pairs.npz", a=a, b=np.stack([a, 255 - a, a], -1))
+    task = kind.kind_name()
+    overrides = [o for o in tiny(task, 2) if o != "--set"]
+    report = check_model(
+        kind, data=[tmp_path / "pairs.npz"], overrides=overrides, tmp_path=tmp_path
+    )
+    assert "transform" in report.passed and "no-pickle" in report.passed
