@@ -237,6 +237,35 @@ def test_translations_one_per_text(server: Server) -> None:
     assert all(isinstance(d["translation"], str) for d in body["data"])
 
 
+def test_translations_arriving_together_are_translated_as_alone(
+    server: Server, runs: dict[str, Path]
+) -> None:
+    from gentool.serve.app import Served
+    from gentool.tasks import TranslationRequest
+
+    model = api.load(runs["mt"])
+    two, one = TranslationRequest(num_beams=2), TranslationRequest(num_beams=1)
+    items = [(["the cat", "a dog"], two), (["a dog"], one), (["the cat", ""], two)]
+    served = Served("mt", runs["mt"], model, None)  # type: ignore[arg-type]
+    assert served.translate_batch(items) == [model.translate(t, o) for t, o in items]
+    # Through the server, concurrent requests (batched when they meet) answer the same.
+    alone = [server.post("/v1/translations", {"model": "mt", "input": t, "beam": o.num_beams})
+             for t, o in items]  # fmt: skip
+    replies: list[Any] = [None] * len(items)
+
+    def ask(i: int) -> None:
+        texts, options = items[i]
+        replies[i] = server.post("/v1/translations",
+                                 {"model": "mt", "input": texts, "beam": options.num_beams})  # fmt: skip
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(items))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert replies == alone
+
+
 @pytest.mark.parametrize("model", ["ng", "lm"])
 def test_score_gives_perplexity_per_text(server: Server, model: str) -> None:
     status, body = server.post("/v1/score", {"model": model, "input": ["The cat.", "A dog."]})

@@ -58,6 +58,21 @@ class Served:
         model: TextGeneration = self.model  # type: ignore[assignment]
         return model.generate_batch(requests)
 
+    def translate_batch(
+        self, items: list[tuple[list[str], TranslationRequest]]
+    ) -> list[list[str]]:
+        """The batch function of translation jobs: the texts of requests with the same
+        options are translated in one call (a translator translates a sentence the same in
+        any batch), each request then given its own."""
+        model: Translation = self.model  # type: ignore[assignment]
+        out: list[list[str]] = [[] for _ in items]
+        for wanted in dict.fromkeys(options for _, options in items):
+            mine = [i for i, (_, options) in enumerate(items) if options == wanted]
+            made = iter(model.translate([t for i in mine for t in items[i][0]], wanted))
+            for i in mine:
+                out[i] = [next(made) for _ in items[i][0]]
+        return out
+
     def describe(self) -> dict[str, Any]:
         model = self.model
         return {
@@ -382,8 +397,10 @@ async def translations(server: Server, request: Request) -> Response:
         length_penalty=body.number("length_penalty", 1.0, -10.0, 10.0) or 0.0,
         max_tokens=body.integer("max_tokens", None, 1, limits.max_tokens),
     )
-    model: Translation = served.model  # type: ignore[assignment]
-    out = await served.worker.call(lambda: model.translate(texts, wanted), server.settings.timeout)
+    # A batchable job: concurrent requests' texts are translated together.
+    out = await served.worker.call_batched(
+        served.translate_batch, (texts, wanted), server.settings.timeout
+    )
     server.metrics.produced(served.id, "translations", len(out))
     data = [{"index": i, "source": s, "translation": t}
             for i, (s, t) in enumerate(zip(texts, out, strict=True))]  # fmt: skip
