@@ -208,6 +208,13 @@ def test_completions_n_seed_and_stop(server: Server, model: str) -> None:
     assert len(texts) == 2 and all(texts)
     assert [c["index"] for c in first["choices"]] == [0, 1]
     assert server.post("/v1/completions", wanted)[1]["choices"] == first["choices"]  # seeded
+    # usage: the prompt's tokens once, each continuation's (wanted: 8 tokens; a character
+    # model's 8 tokens are 8 characters)
+    used = first["usage"]
+    assert used["total_tokens"] == used["prompt_tokens"] + used["completion_tokens"]
+    assert used["prompt_tokens"] >= 1 and used["completion_tokens"] >= 2
+    if model == "lm":
+        assert (used["prompt_tokens"], used["completion_tokens"]) == (3, 16)
     # A stop sequence cuts the text before it; echo gives the prompt back.
     stop = texts[0][len(texts[0]) // 2]
     _, cut = server.post("/v1/completions", {**wanted, "stop": stop, "echo": True})
@@ -255,8 +262,8 @@ def test_translations_arriving_together_are_translated_as_alone(
 
     def ask(i: int) -> None:
         texts, options = items[i]
-        replies[i] = server.post("/v1/translations",
-                                 {"model": "mt", "input": texts, "beam": options.num_beams})  # fmt: skip
+        body = {"model": "mt", "input": texts, "beam": options.num_beams}
+        replies[i] = server.post("/v1/translations", body)
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(items))]
     for thread in threads:

@@ -328,6 +328,11 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         if (text := tail(new)).startswith(sent) and len(text) > len(sent):
             yield text[len(sent) :]
 
+    def count_tokens(self, text: str) -> int | None:
+        from gentool.neural.tokenizers import encode_text
+
+        return len(encode_text(self.tokenizer, text))
+
     def prompt_ids(self, prompt: str) -> list[int]:
         """``<|endoftext|>`` and the prompt's tokens: what generation continues."""
         from gentool.neural.tokenizers import encode_text
@@ -374,7 +379,7 @@ def new_ids(run: Callable[[Any], Any]) -> Iterator[list[int]]:
     class Stopped(Exception):
         pass
 
-    class Streamer(BaseStreamer):  # type: ignore[misc]
+    class Streamer(BaseStreamer):
         input = True  # the next put() is a generate() call's input
 
         def put(self, value: Any) -> None:

@@ -58,9 +58,7 @@ class Served:
         model: TextGeneration = self.model  # type: ignore[assignment]
         return model.generate_batch(requests)
 
-    def translate_batch(
-        self, items: list[tuple[list[str], TranslationRequest]]
-    ) -> list[list[str]]:
+    def translate_batch(self, items: list[tuple[list[str], TranslationRequest]]) -> list[list[str]]:
         """The batch function of translation jobs: the texts of requests with the same
         options are translated in one call (a translator translates a sentence the same in
         any batch), each request then given its own."""
@@ -285,9 +283,11 @@ async def completions(server: Server, request: Request) -> Response:
         for p in prompts
     ))  # fmt: skip
     choices: list[dict[str, Any]] = []
+    made_texts: list[str] = []
     for prompt, made in zip(prompts, samples, strict=True):
         for sample in made:
             text, stopped = cut_at_stop(continuation(sample, prompt), stop)
+            made_texts.append(text)
             choices.append({
                 "text": prompt + text if echo else text,
                 "index": len(choices),
@@ -296,7 +296,23 @@ async def completions(server: Server, request: Request) -> Response:
             })  # fmt: skip
             server.metrics.produced(served.id, "characters", len(text))
     server.metrics.produced(served.id, "samples", len(choices))
-    return JSONResponse(completion(served.id, choices))
+    answer = completion(served.id, choices)
+    if (used := usage(served.model, prompts, made_texts)) is not None:
+        answer["usage"] = used
+    return JSONResponse(answer)
+
+
+def usage(model: Any, prompts: list[str], made: list[str]) -> dict[str, int] | None:
+    """OpenAI's ``usage``: the tokens of the prompts (each once, whatever n) and of the
+    returned continuations, as the model's tokenizer reads them; None when the kind cannot
+    count tokens."""
+    counts = [model.count_tokens(text) for text in [*prompts, *made]]
+    if any(count is None for count in counts):
+        return None
+    prompt_tokens = sum(counts[: len(prompts)])
+    completion_tokens = sum(counts[len(prompts) :])
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
 
 
 def completion(model: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
