@@ -112,6 +112,11 @@ class TextGeneration(Capability):
             yield sample[len(request.prompt) :] if sample.startswith(request.prompt) else sample
             return
 
+    def count_tokens(self, text: str) -> int | None:
+        """How many tokens ``text`` is to this model (the server's ``usage``): None when the
+        kind cannot tell cheaply, the default."""
+        return None
+
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
         """The samples of each request, for requests that arrived together (the server's
         dynamic batching): the same as ``generate`` on each, which is the default. A kind

@@ -287,6 +287,17 @@ def test_neural_families_stream_in_batches_with_the_same_samples(
     assert len(samples) == count and len(set(samples)) > 1
     line, code, stderr = _first_line_then_close(*args[:3], "100000", *args[4:])
     assert line and code in (0, 141, -signal.SIGPIPE) and stderr == "", stderr
+    # --stream prints the same sample token by token, past the context window (32) too.
+    for given in (["--prompt", "The", "--max-tokens", "40", "--seed", "3"], ["--beams", "2"]):
+        whole = invoke("generate", "run", *given).stdout
+        assert invoke("generate", "run", "--stream", *given).stdout == whole
+    model = api.load(tmp_path / "run")
+    request = GenerationRequest(prompt="The", max_tokens=40, seed=3)
+    pieces = list(model.stream(request))
+    assert len(pieces) > 10 and "The" + "".join(pieces) == next(model.generate(request))
+    stopped = model.stream(request)
+    next(stopped)
+    stopped.close()  # stops the generating thread
 
 
 def _first_line_then_close(*args: str) -> tuple[str, int, str]:

@@ -208,6 +208,13 @@ def test_completions_n_seed_and_stop(server: Server, model: str) -> None:
     assert len(texts) == 2 and all(texts)
     assert [c["index"] for c in first["choices"]] == [0, 1]
     assert server.post("/v1/completions", wanted)[1]["choices"] == first["choices"]  # seeded
+    # usage: the prompt's tokens once, each continuation's (wanted: 8 tokens; a character
+    # model's 8 tokens are 8 characters)
+    used = first["usage"]
+    assert used["total_tokens"] == used["prompt_tokens"] + used["completion_tokens"]
+    assert used["prompt_tokens"] >= 1 and used["completion_tokens"] >= 2
+    if model == "lm":
+        assert (used["prompt_tokens"], used["completion_tokens"]) == (3, 16)
     # A stop sequence cuts the text before it; echo gives the prompt back.
     stop = texts[0][len(texts[0]) // 2]
     _, cut = server.post("/v1/completions", {**wanted, "stop": stop, "echo": True})
@@ -225,8 +232,7 @@ def test_streamed_completion_is_the_same_text(server: Server, model: str) -> Non
     chunks = [e for e in events[:-1] if isinstance(e, dict)]
     assert "".join(c["choices"][0]["text"] for c in chunks) == whole
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
-    if model == "ng":  # ngram streams token by token
-        assert len(chunks) > 2
+    assert len(chunks) > 2  # token by token (the transformer too)
 
 
 def test_translations_one_per_text(server: Server) -> None:
@@ -236,6 +242,35 @@ def test_translations_one_per_text(server: Server) -> None:
     assert status == 200
     assert [(d["index"], d["source"]) for d in body["data"]] == [(0, "the cat"), (1, "a dog")]
     assert all(isinstance(d["translation"], str) for d in body["data"])
+
+
+def test_translations_arriving_together_are_translated_as_alone(
+    server: Server, runs: dict[str, Path]
+) -> None:
+    from gentool.serve.app import Served
+    from gentool.tasks import TranslationRequest
+
+    model = api.load(runs["mt"])
+    two, one = TranslationRequest(num_beams=2), TranslationRequest(num_beams=1)
+    items = [(["the cat", "a dog"], two), (["a dog"], one), (["the cat", ""], two)]
+    served = Served("mt", runs["mt"], model, None)  # type: ignore[arg-type]
+    assert served.translate_batch(items) == [model.translate(t, o) for t, o in items]
+    # Through the server, concurrent requests (batched when they meet) answer the same.
+    alone = [server.post("/v1/translations", {"model": "mt", "input": t, "beam": o.num_beams})
+             for t, o in items]  # fmt: skip
+    replies: list[Any] = [None] * len(items)
+
+    def ask(i: int) -> None:
+        texts, options = items[i]
+        body = {"model": "mt", "input": texts, "beam": options.num_beams}
+        replies[i] = server.post("/v1/translations", body)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(items))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert replies == alone
 
 
 @pytest.mark.parametrize("model", ["ng", "lm"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import queue
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -123,10 +125,13 @@ class StreamModel(HFModel):
         """The TrainingTask that trains ``model`` on the stream ``train_ids``."""
 
     @abstractmethod
-    def continue_ids(self, prompt: list[int], request: GenerationRequest) -> torch.Tensor:
+    def continue_ids(
+        self, prompt: list[int], request: GenerationRequest, streamer: Any = None
+    ) -> torch.Tensor:
         """``request.num_samples`` continuations of the ids ``prompt`` (``<|endoftext|>``
         first), each of ``request.max_tokens`` new ids: (num_samples, max_tokens). The
-        options of ``generation_options`` apply."""
+        options of ``generation_options`` apply; ``streamer`` (a ``transformers`` streamer,
+        one row) goes to every ``generate()`` call made."""
 
     @abstractmethod
     def stream_loss(self, ids: torch.Tensor) -> float:
@@ -290,6 +295,44 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
             for row in new.tolist():
                 yield self.sample_text(request.prompt, prompt, row)
 
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """The first sample token by token: ``continue_ids`` runs on a thread of its own
+        and hands over each new id as it is made (``new_ids``). The text of the ids so far
+        is decoded whole each time, so the pieces join to exactly ``generate``'s sample for
+        the same seed. Beam search only knows its best row at the end: one piece then."""
+        import torch
+
+        if request.num_beams > 1:
+            yield from super().stream(request)
+            return
+        request = dataclasses.replace(request, num_samples=1)
+        if request.seed is not None:
+            torch.manual_seed(request.seed)
+        prompt = self.prompt_ids(request.prompt)
+
+        def tail(new: list[int]) -> str:  # the continuation's text, as ``stream`` gives it
+            sample = self.sample_text(request.prompt, prompt, new)
+            return sample[len(request.prompt) :] if sample.startswith(request.prompt) else sample
+
+        new: list[int] = []
+        sent = ""
+        for ids in new_ids(lambda streamer: self.continue_ids(prompt, request, streamer)):
+            new += ids
+            text = tail(new)
+            # Held back: a trailing space (decoding may clean it up once the next token
+            # comes, " ," -> ",") and half a character (byte-level BPE decodes it as U+FFFD).
+            ready = text.rstrip()
+            if ready.startswith(sent) and len(ready) > len(sent) and not ready.endswith("\ufffd"):
+                yield ready[len(sent) :]
+                sent = ready
+        if (text := tail(new)).startswith(sent) and len(text) > len(sent):
+            yield text[len(sent) :]
+
+    def count_tokens(self, text: str) -> int | None:
+        from gentool.neural.tokenizers import encode_text
+
+        return len(encode_text(self.tokenizer, text))
+
     def prompt_ids(self, prompt: str) -> list[int]:
         """``<|endoftext|>`` and the prompt's tokens: what generation continues."""
         from gentool.neural.tokenizers import encode_text
@@ -320,6 +363,56 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         """The id of the unknown token; -1 for a tokenizer without one (byte-level BPE)."""
         token = self.tokenizer.unk_token
         return -1 if token is None else int(self.tokenizer.convert_tokens_to_ids(token))
+
+
+def new_ids(run: Callable[[Any], Any]) -> Iterator[list[int]]:
+    """The ids that ``run(streamer)`` generates, in lists as they are made: ``run`` runs on
+    a thread of its own and passes ``streamer`` to each ``generate()`` call it makes (one
+    row). Each call first hands over its input (a prompt, or the window generation goes on
+    from), which is skipped. Closing the iterator early stops the generation at its next
+    token."""
+    from transformers.generation.streamers import BaseStreamer
+
+    made: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    class Stopped(Exception):
+        pass
+
+    class Streamer(BaseStreamer):
+        input = True  # the next put() is a generate() call's input
+
+        def put(self, value: Any) -> None:
+            if stop.is_set():
+                raise Stopped
+            if self.input:
+                self.input = False
+            else:
+                made.put(("ids", value.reshape(-1).tolist()))
+
+        def end(self) -> None:
+            self.input = True
+
+    def work() -> None:
+        try:
+            run(Streamer())
+        except Stopped:
+            pass
+        except BaseException as err:  # raised again in the reading thread
+            made.put(("error", err))
+        made.put(("end", None))
+
+    worker = threading.Thread(target=work, name="gentool-stream", daemon=True)
+    worker.start()
+    try:
+        while (item := made.get())[0] != "end":
+            what, value = item
+            if what == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
 
 
 def bos_id(tokenizer: Any) -> int:

@@ -58,6 +58,19 @@ class Served:
         model: TextGeneration = self.model  # type: ignore[assignment]
         return model.generate_batch(requests)
 
+    def translate_batch(self, items: list[tuple[list[str], TranslationRequest]]) -> list[list[str]]:
+        """The batch function of translation jobs: the texts of requests with the same
+        options are translated in one call (a translator translates a sentence the same in
+        any batch), each request then given its own."""
+        model: Translation = self.model  # type: ignore[assignment]
+        out: list[list[str]] = [[] for _ in items]
+        for wanted in dict.fromkeys(options for _, options in items):
+            mine = [i for i, (_, options) in enumerate(items) if options == wanted]
+            made = iter(model.translate([t for i in mine for t in items[i][0]], wanted))
+            for i in mine:
+                out[i] = [next(made) for _ in items[i][0]]
+        return out
+
     def describe(self) -> dict[str, Any]:
         model = self.model
         return {
@@ -270,9 +283,11 @@ async def completions(server: Server, request: Request) -> Response:
         for p in prompts
     ))  # fmt: skip
     choices: list[dict[str, Any]] = []
+    made_texts: list[str] = []
     for prompt, made in zip(prompts, samples, strict=True):
         for sample in made:
             text, stopped = cut_at_stop(continuation(sample, prompt), stop)
+            made_texts.append(text)
             choices.append({
                 "text": prompt + text if echo else text,
                 "index": len(choices),
@@ -281,7 +296,23 @@ async def completions(server: Server, request: Request) -> Response:
             })  # fmt: skip
             server.metrics.produced(served.id, "characters", len(text))
     server.metrics.produced(served.id, "samples", len(choices))
-    return JSONResponse(completion(served.id, choices))
+    answer = completion(served.id, choices)
+    if (used := usage(served.model, prompts, made_texts)) is not None:
+        answer["usage"] = used
+    return JSONResponse(answer)
+
+
+def usage(model: Any, prompts: list[str], made: list[str]) -> dict[str, int] | None:
+    """OpenAI's ``usage``: the tokens of the prompts (each once, whatever n) and of the
+    returned continuations, as the model's tokenizer reads them; None when the kind cannot
+    count tokens."""
+    counts = [model.count_tokens(text) for text in [*prompts, *made]]
+    if any(count is None for count in counts):
+        return None
+    prompt_tokens = sum(counts[: len(prompts)])
+    completion_tokens = sum(counts[len(prompts) :])
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
 
 
 def completion(model: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -382,8 +413,10 @@ async def translations(server: Server, request: Request) -> Response:
         length_penalty=body.number("length_penalty", 1.0, -10.0, 10.0) or 0.0,
         max_tokens=body.integer("max_tokens", None, 1, limits.max_tokens),
     )
-    model: Translation = served.model  # type: ignore[assignment]
-    out = await served.worker.call(lambda: model.translate(texts, wanted), server.settings.timeout)
+    # A batchable job: concurrent requests' texts are translated together.
+    out = await served.worker.call_batched(
+        served.translate_batch, (texts, wanted), server.settings.timeout
+    )
     server.metrics.produced(served.id, "translations", len(out))
     data = [{"index": i, "source": s, "translation": t}
             for i, (s, t) in enumerate(zip(texts, out, strict=True))]  # fmt: skip

@@ -254,6 +254,9 @@ class NGramModel(NGramBase, TextGeneration, TextScoring, Importable):
             new = self.sample_tokens(prompt, request.max_tokens, rng, request)
             yield tokenizer.join([*prompt, *new])
 
+    def count_tokens(self, text: str) -> int | None:
+        return len(get_tokenizer(self.config.tokens).split(text))
+
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """The first sample token by token: each piece is what the token adds to the text."""
         if request.num_beams > 1:

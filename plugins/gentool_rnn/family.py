@@ -122,7 +122,9 @@ class RnnNetwork(StreamModel):
         return StreamTask(model, train_ids, val_ids, cls.stream_rows(train), train.seq_len)
 
     # -- tasks --------------------------------------------------------------------------------
-    def continue_ids(self, prompt: list[int], request: GenerationRequest) -> torch.Tensor:
+    def continue_ids(
+        self, prompt: list[int], request: GenerationRequest, streamer: Any = None
+    ) -> torch.Tensor:
         """The prompt is read once (prefill), then each new token is one step of the
         recurrence; its state travels through ``generate()`` as a cache."""
         import torch
@@ -132,6 +134,7 @@ class RnnNetwork(StreamModel):
                 torch.tensor([prompt], device=self.model.device),
                 max_new_tokens=request.max_tokens,
                 num_return_sequences=request.num_samples,
+                streamer=streamer,
                 **self.generation_options(request),
             )
         return out[:, len(prompt) :]

@@ -144,12 +144,18 @@ class Decoder(StreamModel):
         return out
 
     def continue_ids(
-        self, prompt: list[int], request: GenerationRequest, use_cache: bool = True
+        self,
+        prompt: list[int],
+        request: GenerationRequest,
+        streamer: Any = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Past the model's ``context_length`` too: see ``gpt2.continue_in_windows``."""
         from gentool_transformer.gpt2 import continue_in_windows
 
         options = {**self.generation_options(request), "use_cache": use_cache}
+        if streamer is not None:
+            options["streamer"] = streamer
         return continue_in_windows(self.model, prompt, request, options, self.context)
 
     @property
