@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import fake_distribution
 
@@ -555,3 +556,39 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0(
     assert started.process.wait(timeout=60) == 0
     assert "every request in flight was answered" in started.log.read_text()
     started.log.unlink()
+
+
+def test_image_translation_both_ways_and_a_one_way_model_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    gray = colour.mean(axis=3).astype(np.uint8)
+    np.savez(tmp_path / "pairs.npz", a=gray, b=colour)
+    tiny = ["model.image_size=16", "train.val_fraction=0", *GAN]
+    made = {
+        task: api.train("gan", out=tmp_path / task, data=[tmp_path / "pairs.npz"],
+                        overrides=[f"model.task={task}", *tiny])
+        for task in ("paired", "cyclegan")
+    }  # fmt: skip
+    started = Server(*(f"{task}={run.path}" for task, run in made.items() if run is not None))
+    try:
+        found = {m["id"]: m for m in started.request("GET", "/v1/models")[2]["data"]}
+        assert found["paired"]["endpoints"] == ["/v1/images/translations"]
+        out = io.BytesIO()
+        Image.fromarray(gray[0], "L").save(out, format="PNG")
+        image = base64.b64encode(out.getvalue()).decode()
+        for model, reverse in (("paired", False), ("cyclegan", False), ("cyclegan", True)):
+            status, body = started.post(
+                "/v1/images/translations", {"model": model, "image": image, "reverse": reverse}
+            )
+            assert status == 200, body
+            result = Image.open(io.BytesIO(base64.b64decode(body["data"][0]["b64_json"])))
+            assert (result.format, result.size) == ("PNG", (16, 16))
+        assert_refused(
+            started.post("/v1/images/translations",
+                         {"model": "paired", "image": image, "reverse": True}),
+            400, "reverse",
+        )  # fmt: skip
+    finally:
+        assert started.stop() == 0

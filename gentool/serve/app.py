@@ -35,6 +35,7 @@ from gentool.tasks import (
     ImageGeneration,
     ImageRestoration,
     ImageScoring,
+    ImageTranslation,
     TextGeneration,
     TextScoring,
     Translation,
@@ -494,6 +495,22 @@ async def image_restorations(server: Server, request: Request) -> Response:
     return JSONResponse({"created": int(time.time()), "data": [{"b64_json": restored}]})
 
 
+@endpoint("/v1/images/translations")
+async def image_translations(server: Server, request: Request) -> Response:
+    body = Body(await server.read_json(request), ("model", "image", "reverse", "response_format"))
+    served = server.model(body, ImageTranslation, "translate images")
+    request.state.model = served.id
+    _b64_only(body)
+    image = read_image(body.string("image", required=True), server.settings.limits)
+    reverse = body.boolean("reverse")
+    model: ImageTranslation = served.model  # type: ignore[assignment]
+    (translated,) = await served.worker.call(
+        lambda: [png_b64(i) for i in model.transform([image], reverse)], server.settings.timeout
+    )
+    server.metrics.produced(served.id, "images", 1)
+    return JSONResponse({"created": int(time.time()), "data": [{"b64_json": translated}]})
+
+
 def _b64_only(body: Body) -> None:
     if body.string("response_format", "b64_json") != "b64_json":
         raise BadRequest("only 'response_format': 'b64_json' is served (no image URLs)",
@@ -554,6 +571,7 @@ ENDPOINTS: dict[type[Capability], tuple[tuple[str, Callable[..., Any]], ...]] = 
     Translation: (("/v1/translations", translations),),
     ImageGeneration: (("/v1/images/generations", image_generations),),
     ImageRestoration: (("/v1/images/restorations", image_restorations),),
+    ImageTranslation: (("/v1/images/translations", image_translations),),
     ImageScoring: (),
 }
 
