@@ -547,40 +547,11 @@ def generate(
         outputs.check()  # before loading: fail at once
     model = api.load(run)
     if isinstance(model, MusicGeneration):
-        for flag, value in (("--grid", grid), ("--interpolate", interpolate)):
-            if value is not None:
-                raise click.UsageError(f"{flag} is for image models; '{run}' generates music")
-        music = MusicRequest(
-            num_samples=num_samples,
-            max_tokens=max_tokens
-            if ctx.get_parameter_source("max_tokens") != ParameterSource.DEFAULT
-            else MusicRequest.max_tokens,
-            bars=bars,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            prompt=Path(prompt) if prompt else None,
-            prompt_bars=prompt_bars,
-        )
-        music_files = api.MusicOutputs(output, out_dir, pianoroll, wav, force)
-        pieces = []
-        for piece, path in api.generate_music(model, music, music_files):
-            pieces.append({"file": str(path), "notes": piece.notes, "bars": piece.bars,
-                           "repaired": piece.problems})  # fmt: skip
-            if not as_json:
-                click.echo(str(path))
-        extra = [str(p) for p in (pianoroll, wav) if p is not None]
-        if as_json:
-            print_json({"run": run, "pieces": pieces, "files": extra})
-        else:
-            for name in extra:
-                click.echo(name)
+        _refuse(run, "generates music", ("--grid", grid), ("--interpolate", interpolate))
+        _print_music(ctx, model, run)
         return
-    for flag, value in (("-o", output), ("--bars", bars), ("--pianoroll", pianoroll),
-                        ("--wav", wav)):  # fmt: skip
-        if value is not None:
-            raise click.UsageError(f"{flag} is for music models; '{run}' does not make music")
+    _refuse(run, "does not make music", ("-o", output), ("--bars", bars),
+            ("--pianoroll", pianoroll), ("--wav", wav))  # fmt: skip
     request = GenerationRequest(
         prompt=prompt,
         num_samples=num_samples,
@@ -602,24 +573,66 @@ def generate(
         images, written = api.generate_images(model, request, outputs)
         if as_json:
             print_json({"run": run, "images": len(images), "files": [str(p) for p in written]})
-        else:
-            for path in written:
-                click.echo(str(path))
+        for path in [] if as_json else written:
+            click.echo(str(path))
         return
-    for flag, value in (("--grid", grid), ("--out-dir", out_dir), ("--interpolate", interpolate)):
+    _refuse(run, "generates text", ("--grid", grid), ("--out-dir", out_dir),
+            ("--interpolate", interpolate))  # fmt: skip
+    _print_text(model, run, request, stream, interactive, as_json)
+
+
+def _refuse(run: str, does: str, *options: tuple[str, Any]) -> None:
+    """A usage error for the first option given that this kind of model has no use for."""
+    for flag, value in options:
         if value is not None:
-            raise click.UsageError(f"{flag} is for image models; '{run}' generates text")
+            kind = "music" if flag in ("-o", "--bars", "--pianoroll", "--wav") else "image"
+            raise click.UsageError(f"{flag} is for {kind} models; '{run}' {does}")
+
+
+def _print_music(ctx: click.Context, model: Any, run: str) -> None:
+    """``generate`` for a music model: pieces to MIDI files, a piano roll, audio."""
+    o = ctx.params
+    default_length = ctx.get_parameter_source("max_tokens") == ParameterSource.DEFAULT
+    music = MusicRequest(
+        num_samples=o["num_samples"],
+        max_tokens=MusicRequest.max_tokens if default_length else o["max_tokens"],
+        bars=o["bars"],
+        temperature=o["temperature"],
+        top_k=o["top_k"],
+        top_p=o["top_p"],
+        seed=o["seed"],
+        prompt=Path(o["prompt"]) if o["prompt"] else None,
+        prompt_bars=o["prompt_bars"],
+    )
+    files = api.MusicOutputs(o["output"], o["out_dir"], o["pianoroll"], o["wav"], o["force"])
+    pieces = []
+    for piece, path in api.generate_music(model, music, files):
+        pieces.append({"file": str(path), "notes": piece.notes, "bars": piece.bars,
+                       "repaired": piece.problems})  # fmt: skip
+        if not o["as_json"]:
+            click.echo(str(path))
+    extra = [str(p) for p in (o["pianoroll"], o["wav"]) if p is not None]
+    if o["as_json"]:
+        print_json({"run": run, "pieces": pieces, "files": extra})
+    for name in [] if o["as_json"] else extra:
+        click.echo(name)
+
+
+def _print_text(
+    model: Any, run: str, request: GenerationRequest, stream: bool, interactive: bool, as_json: bool
+) -> None:
+    """``generate`` for a text model: each sample printed as it is made, or streamed."""
     if stream or interactive:
         flag = "--interactive" if interactive else "--stream"
-        if num_samples != 1 or as_json:
+        if request.num_samples != 1 or as_json:
             raise click.UsageError(f"{flag} prints one sample as it is made; drop -n / --json")
         if interactive:
             _interactive(model, request)
         else:
-            click.echo(prompt, nl=False)
+            click.echo(request.prompt, nl=False)
             _print_stream(api.generate_stream(model, request))
         return
-    samples = api.generate(model, request)  # each sample printed as it is made
+    samples = api.generate(model, request)
     if as_json:
         print_json_list({"run": run}, "samples", samples)
     else:
