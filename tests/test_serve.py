@@ -592,3 +592,31 @@ def test_image_translation_both_ways_and_a_one_way_model_refused(tmp_path: Path)
         )  # fmt: skip
     finally:
         assert started.stop() == 0
+
+
+def test_music_generation_as_midi(tmp_path: Path) -> None:
+    pytest.importorskip("symusic")
+    import symusic
+
+    from gentool.testing import write_sample_music
+
+    run = api.train("ngram", data=[write_sample_music(tmp_path / "midi", count=6, bars=4)],
+                    out=tmp_path / "tune")  # fmt: skip
+    assert run is not None
+    started = Server(f"tune={run.path}")
+    try:
+        found = {m["id"]: m for m in started.request("GET", "/v1/models")[2]["data"]}
+        assert found["tune"]["endpoints"] == ["/v1/music/generations"]
+        request = {"model": "tune", "n": 2, "bars": 2, "seed": 3}
+        status, body = started.post("/v1/music/generations", request)
+        assert status == 200, body
+        assert len(body["data"]) == 2 and all(p["notes"] > 0 for p in body["data"])
+        path = tmp_path / "piece.mid"
+        path.write_bytes(base64.b64decode(body["data"][0]["b64_midi"]))
+        assert symusic.Score(str(path)).note_num() == body["data"][0]["notes"]
+        again = started.post("/v1/music/generations", request)[1]
+        assert again["data"] == body["data"]  # the same seed: the same pieces
+        assert_refused(started.post("/v1/music/generations", {"model": "tune", "bars": 0}),
+                       400, "bars")  # fmt: skip
+    finally:
+        assert started.stop() == 0

@@ -36,6 +36,9 @@ from gentool.tasks import (
     ImageRestoration,
     ImageScoring,
     ImageTranslation,
+    MusicGeneration,
+    MusicRequest,
+    MusicScoring,
     TextGeneration,
     TextScoring,
     Translation,
@@ -511,6 +514,41 @@ async def image_translations(server: Server, request: Request) -> Response:
     return JSONResponse({"created": int(time.time()), "data": [{"b64_json": translated}]})
 
 
+@endpoint("/v1/music/generations")
+async def music_generations(server: Server, request: Request) -> Response:
+    fields = ("model", "n", "bars", "max_tokens", "temperature", "top_k", "top_p", "seed")
+    body = Body(await server.read_json(request), fields)
+    served = server.model(body, MusicGeneration, "generate music")
+    request.state.model = served.id
+    limits = server.settings.limits
+    wanted = MusicRequest(
+        num_samples=body.integer("n", 1, 1, limits.max_n) or 1,
+        bars=body.integer("bars", 4, 1, 64),
+        max_tokens=body.integer("max_tokens", limits.max_tokens, 1, limits.max_tokens) or 1,
+        temperature=body.number("temperature", 1.0, 0.0, 10.0) or 0.0,
+        top_k=body.integer("top_k", None, 1),
+        top_p=body.number("top_p", None, 0.0, 1.0),
+        seed=body.integer("seed", None, 0, 2**32 - 1),
+    )
+    model: MusicGeneration = served.model  # type: ignore[assignment]
+    pieces = await served.worker.call(
+        lambda: [midi_b64(p) for p in model.generate_music(wanted)], server.settings.timeout
+    )
+    server.metrics.produced(served.id, "pieces", len(pieces))
+    return JSONResponse({"created": int(time.time()), "data": pieces})
+
+
+def midi_b64(piece: Any) -> dict[str, Any]:
+    """A generated piece (``gentool.data.music.Decoded``) as base64 MIDI, with its counts."""
+    from gentool.data.music import write_midi
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "piece.mid"
+        write_midi(piece.score, path)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return {"b64_midi": data, "notes": piece.notes, "bars": piece.bars}
+
+
 def _b64_only(body: Body) -> None:
     if body.string("response_format", "b64_json") != "b64_json":
         raise BadRequest("only 'response_format': 'b64_json' is served (no image URLs)",
@@ -563,8 +601,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 #: The one place that maps a capability to its endpoints (POST). A new task adds a line
-#: here and its handler. Image scoring compares a model with image sets on disk, which is
-#: `gentool evaluate`'s job, not a request's.
+#: here and its handler. Image and music scoring compare a model with sets of files on
+#: disk, which is `gentool evaluate`'s job, not a request's.
 ENDPOINTS: dict[type[Capability], tuple[tuple[str, Callable[..., Any]], ...]] = {
     TextGeneration: (("/v1/completions", completions),),
     TextScoring: (("/v1/score", score),),
@@ -572,7 +610,9 @@ ENDPOINTS: dict[type[Capability], tuple[tuple[str, Callable[..., Any]], ...]] = 
     ImageGeneration: (("/v1/images/generations", image_generations),),
     ImageRestoration: (("/v1/images/restorations", image_restorations),),
     ImageTranslation: (("/v1/images/translations", image_translations),),
+    MusicGeneration: (("/v1/music/generations", music_generations),),
     ImageScoring: (),
+    MusicScoring: (),
 }
 
 
