@@ -97,34 +97,39 @@ def _common_task(loaded: list[tuple[runs.RunDirectory, Model]], translation: boo
     return next(iter(tasks.values()))
 
 
+def _one_value(values: dict[str, Any], said: str, problem: str) -> None:
+    """A ComparisonError unless every run (the keys) has the same value: ``problem`` is
+    formatted with ``said``, the runs and their values listed as ``said`` shows each."""
+    if len(set(values.values())) > 1:
+        listed = ", ".join(said.format(run=run, value=value) for run, value in values.items())
+        raise ComparisonError(problem.format(said=listed))
+
+
 def _same_tokenization(loaded: list[tuple[runs.RunDirectory, Model]]) -> None:
-    kinds = {str(run.path): str(model.describe().get("tokens")) for run, model in loaded}
-    if len(set(kinds.values())) > 1:
-        said = ", ".join(f"'{p}' ({k} tokens)" for p, k in kinds.items())
-        raise ComparisonError(
-            f"cannot put the perplexities of {said} in one column: a perplexity is per token, "
-            "and a word is not a character; compare runs of one tokenization (model.tokens)"
-        )
+    _one_value(
+        {str(run.path): str(model.describe().get("tokens")) for run, model in loaded},
+        "'{run}' ({value} tokens)",
+        "cannot put the perplexities of {said} in one column: a perplexity is per token, "
+        "and a word is not a character; compare runs of one tokenization (model.tokens)",
+    )
 
 
 def _same_counts(rows: list[dict[str, Any]]) -> None:
-    counts = {row["run"]: row["tokens_scored"] for row in rows}
-    if len(set(counts.values())) > 1:
-        said = ", ".join(f"'{p}' {n:,}" for p, n in counts.items())
-        raise ComparisonError(
-            f"the runs cut the data into different numbers of tokens ({said}), so their "
-            "perplexities are in different units; compare runs with the same tokenizer"
-        )
+    _one_value(
+        {row["run"]: row["tokens_scored"] for row in rows},
+        "'{run}' {value:,}",
+        "the runs cut the data into different numbers of tokens ({said}), so their "
+        "perplexities are in different units; compare runs with the same tokenizer",
+    )
 
 
 def _same_feature_space(rows: list[dict[str, Any]]) -> None:
-    spaces = {row["run"]: row["feature_space"] for row in rows}
-    if len(set(spaces.values())) > 1:
-        said = ", ".join(f"'{p}' {s}" for p, s in spaces.items())
-        raise ComparisonError(
-            f"FID is comparable only in one feature space, and these were scored in "
-            f"different ones ({said}); compare image models of one size and data"
-        )
+    _one_value(
+        {row["run"]: row["feature_space"] for row in rows},
+        "'{run}' {value}",
+        "FID is comparable only in one feature space, and these were scored in "
+        "different ones ({said}); compare image models of one size and data",
+    )
 
 
 def _figures(task: str, model: Model, metrics: dict[str, Any]) -> dict[str, Any]:

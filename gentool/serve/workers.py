@@ -110,19 +110,7 @@ class ModelWorker:
     async def call(self, call: Callable[[], Any], timeout: float) -> Any:
         """Run ``call`` on this worker; its result, or its exception raised here.
         TimeoutError after ``timeout`` seconds (the job is then cancelled)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-
-        def done(result: Any, err: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, result, err)
-
-        job = Job(call, done)
-        self.submit(job)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            job.cancelled.set()
-            raise
+        return await self._settled(lambda done: Job(call, done), timeout)
 
     async def stream(self, pieces: Callable[[], Iterator[str]], timeout: float) -> Any:
         """Run the generator ``pieces()`` on this worker; an async iterator of its pieces,
@@ -151,13 +139,18 @@ class ModelWorker:
     ) -> Any:
         """``batch([item, ...])``'s result for ``item``, ``item`` run together with the
         other items of the same ``batch`` function that arrive within the window."""
+        return await self._settled(lambda done: Job(None, done, batch=batch, item=item), timeout)
+
+    async def _settled(self, make: Callable[[Callable[..., None]], Job], timeout: float) -> Any:
+        """Submit the job ``make(done)`` and wait for what it settles its future with;
+        TimeoutError after ``timeout`` seconds, and the job is then cancelled."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
 
         def done(result: Any, err: BaseException | None) -> None:
             loop.call_soon_threadsafe(_settle, future, result, err)
 
-        job = Job(None, done, batch=batch, item=item)
+        job = make(done)
         self.submit(job)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
