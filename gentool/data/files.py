@@ -32,6 +32,20 @@ _KINDS = {
 }
 
 
+def files_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files under ``folder`` whose names end with one of ``suffixes`` (any case),
+    recursively and in a stable order; hidden files and folders are skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [
+            Path(root) / f
+            for f in sorted(files)
+            if not f.startswith(".") and f.lower().endswith(suffixes)
+        ]
+    return found
+
+
 def check_regular(path: Path, what: str = "data file") -> None:
     """DataError unless ``path`` is a regular file (after symlinks). ``path`` exists."""
     mode = path.stat().st_mode

@@ -10,7 +10,6 @@ source with no readable image at all is a ``DataError``.
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gentool.data.files import check_regular, read_data_bytes
+from gentool.data.files import check_regular, files_under, read_data_bytes
 from gentool.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -45,15 +44,7 @@ class ImageSet:
 
 def image_files(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursive, by suffix), in a stable order; hidden skipped."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            Path(root) / f
-            for f in sorted(files)
-            if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)
-        ]
-    return found
+    return files_under(folder, IMAGE_SUFFIXES)
 
 
 def open_image(path: Path) -> Any:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gentool.data.files import files_under
 from gentool.errors import DataError, GentoolError, RunError
 from gentool.runs import atomic_path, fingerprint, sha256_file, write_json
 
@@ -90,15 +91,7 @@ class MusicSet:
 
 def music_files(folder: Path) -> list[Path]:
     """MIDI files under ``folder`` (recursive, by suffix), in a stable order; hidden skipped."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            Path(root) / f
-            for f in sorted(files)
-            if not f.startswith(".") and f.lower().endswith(MUSIC_SUFFIXES)
-        ]
-    return found
+    return files_under(folder, MUSIC_SUFFIXES)
 
 
 def is_music_source(path: Path) -> bool:
