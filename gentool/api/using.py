@@ -157,13 +157,19 @@ class ImageOutputs:
             check_image_name(self.grid)
             runs.check_output_file(self.grid, "--grid", self.force)
         if self.out_dir is not None:
-            runs.check_output_folder(self.out_dir, "--out-dir")
-            existing = sorted(self.out_dir.glob("sample-*.png")) if self.out_dir.is_dir() else []
-            if existing and not self.force:
-                raise OutputError(
-                    f"'{self.out_dir}' already holds samples ({existing[0].name}); pass --force "
-                    "to replace them, or choose another --out-dir"
-                )
+            _check_out_dir(self.out_dir, "sample-*.png", "samples", self.force)
+
+
+def _check_out_dir(folder: Path, pattern: str, what: str, force: bool) -> None:
+    """``--out-dir``: a folder that may be written, and holds no earlier ``pattern`` files
+    (``what``: "samples", "pieces") unless ``force``."""
+    runs.check_output_folder(folder, "--out-dir")
+    existing = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    if existing and not force:
+        raise OutputError(
+            f"'{folder}' already holds {what} ({existing[0].name}); pass --force "
+            "to replace them, or choose another --out-dir"
+        )
 
 
 def generate_images(
@@ -234,13 +240,7 @@ class MusicOutputs:
                 raise OutputError(f"'{self.output}' has no MIDI suffix; name it e.g. piece.mid")
             runs.check_output_file(self.output, "--output", self.force)
         if self.out_dir is not None:
-            runs.check_output_folder(self.out_dir, "--out-dir")
-            existing = sorted(self.out_dir.glob("piece-*.mid")) if self.out_dir.is_dir() else []
-            if existing and not self.force:
-                raise OutputError(
-                    f"'{self.out_dir}' already holds pieces ({existing[0].name}); pass --force "
-                    "to replace them, or choose another --out-dir"
-                )
+            _check_out_dir(self.out_dir, "piece-*.mid", "pieces", self.force)
         if self.pianoroll is not None:
             check_image_name(self.pianoroll)
             runs.check_output_file(self.pianoroll, "--pianoroll", self.force)
