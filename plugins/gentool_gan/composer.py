@@ -121,7 +121,7 @@ class PianoRollGenerator(GanModel, MusicGeneration):
             first = next(iter(train.skipped.values()))
             context.log(f"left out {len(train.skipped)} piece(s) not in 4/4; first: {first}")
         train.skipped = {**music.skipped, **train.skipped}
-        val = read_rolls(held, layout, config.bars) if held is not None else None
+        val = read_rolls(held, layout, config.bars, required=False) if held else None
         return PhraseData(train, val, layout)
 
     @classmethod

@@ -195,9 +195,10 @@ def piece_roll(score: Any, layout: Layout) -> np.ndarray:
     return roll
 
 
-def read_rolls(music: MusicSet, layout: Layout, bars: int) -> Rolls:
+def read_rolls(music: MusicSet, layout: Layout, bars: int, required: bool = True) -> Rolls:
     """Every phrase of ``bars`` bars that starts on a bar of a piece in 4/4 (one a bar: they
-    overlap), as uint8 0/255; silent phrases are left out, pieces in other metres skipped."""
+    overlap), as uint8 0/255; silent phrases are left out, pieces in other metres skipped.
+    None at all is a DataError when ``required`` (the training pieces), else no phrase."""
     phrases, skipped, used = [], {}, 0
     length = bars * STEPS_PER_BAR
     for piece in music.pieces:
@@ -213,6 +214,9 @@ def read_rolls(music: MusicSet, layout: Layout, bars: int) -> Rolls:
             phrase = roll[:, start : start + length]
             if phrase.any():
                 phrases.append(phrase)
+    if not phrases and not required:
+        empty = np.zeros((0, layout.tracks, length, layout.pitches), dtype=np.uint8)
+        return Rolls(empty, used, skipped)
     if not phrases:
         raise DataError(
             "the gan composes phrases of pieces in 4/4, and none of the pieces given is in 4/4 "
