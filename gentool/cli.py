@@ -518,6 +518,8 @@ def generate(
 ) -> None:
     """Sample from the model in RUN: text, images (--grid / --out-dir), or music (-o /
     --out-dir; --prompt is then a MIDI file whose first --prompt-bars bars it continues).
+    The gan's music model draws phrases from noise instead: --temperature scales the noise,
+    and it continues no --prompt.
 
     RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
     model folder (safetensors only; see docs/cli.md).
@@ -540,6 +542,7 @@ def generate(
       gentool generate runs/chorales -o piece.mid --bars 8 --seed 1 --pianoroll piece.png
       gentool generate runs/chorales -n 4 --out-dir pieces/ --temperature 0.9 --top-p 0.95
       gentool generate runs/chorales --prompt bwv10.7.mid --bars 8 -o more.mid --wav more.wav
+      gentool generate runs/chorales-gan -n 4 --out-dir phrases/ --bars 8 --temperature 0.8
       gentool generate hf:openai-community/gpt2 --prompt "Hello," --seed 1
     """
     outputs = api.ImageOutputs(grid, out_dir, force) if grid or out_dir else None
