@@ -230,6 +230,10 @@ def report_skipped(data: ImageSet, log: Callable[[str], None]) -> None:
         log(f"skipped {len(data.skipped)} unreadable image file(s); first: {why}")
 
 
+def count_parameters(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 def names(paths: Sequence[Path]) -> str:
     """'a', 'b': paths for a message."""
     return ", ".join(f"'{p}'" for p in paths)

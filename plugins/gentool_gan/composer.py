@@ -28,7 +28,7 @@ from gentool.kinds import MUSIC
 from gentool.model import TrainingContext
 from gentool.runs import is_main_process
 from gentool.tasks import MusicGeneration, MusicRequest
-from gentool_gan.base import GanModel
+from gentool_gan.base import GanModel, count_parameters
 from gentool_gan.configs import ComposerConfig, ComposerTrainConfig, check_composer
 
 if TYPE_CHECKING:
@@ -180,19 +180,14 @@ class PianoRollGenerator(GanModel, MusicGeneration):
     ) -> PianoRollGenerator:
         from gentool.music.pianoroll import draw_pianoroll
         from gentool_gan.composition import SAMPLE_SEED, calibrated, phrases
+        from gentool_gan.generation import trained_figures
         from gentool_gan.rolls import roll_score
 
         pair: GenerationPair = result.model  # type: ignore[assignment]
         layout = task.layout
         layout.thresholds = calibrated(pair, layout, task.images.numpy())
         spec = {**spec, "thresholds": layout.thresholds}
-        metrics.update(
-            generator_steps=task.generator_steps(result.steps),
-            val_loss_d=result.val_loss,
-            **{k: v for k, v in task.last_extras.items() if not k.startswith("grad_norm")},
-            parameters_g=_count(pair.generator),
-            parameters_d=_count(pair.discriminator),
-        )
+        metrics.update(trained_figures(task, result))
         roll = phrases(pair, SAMPLE_SEED, 1, layout)[0]
         samples = draw_pianoroll(roll_score(roll, layout), "samples")
         return cls(pair, spec, tokenizer(task.run_dir), metrics, samples)
@@ -258,8 +253,8 @@ class PianoRollGenerator(GanModel, MusicGeneration):
             "loss": self.spec["loss"],
             "spectral_norm": self.spec["spectral_norm"],
             "ema": self.spec["ema"],
-            "parameters": _count(self.pair.generator),
-            "parameters_d": _count(self.pair.discriminator),
+            "parameters": count_parameters(self.pair.generator),
+            "parameters_d": count_parameters(self.pair.discriminator),
             "data": self.spec.get("data", {}),
         }
 
@@ -273,7 +268,3 @@ def tokenizer(run_dir: Path | None) -> MusicTokenizer:
     if run_dir is not None and is_main_process():
         made.save(run_dir)
     return made
-
-
-def _count(module: Any) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -24,7 +24,7 @@ from gentool import runs
 from gentool.errors import DataError
 from gentool.model import TrainingContext
 from gentool.tasks import GenerationRequest, ImageGeneration, ImageScoring
-from gentool_gan.base import GanModel, ImageData, names
+from gentool_gan.base import GanModel, ImageData, count_parameters, names
 from gentool_gan.configs import GanTrainConfig, GeneratorConfig, check_generator
 
 if TYPE_CHECKING:
@@ -138,17 +138,10 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring):
     def trained(
         cls, spec: dict[str, Any], task: GenerationTask, result: FitResult, metrics: dict[str, Any]
     ) -> ImageGenerator:
-        from gentool_gan.generation import reference_images, sample_grid
+        from gentool_gan.generation import reference_images, sample_grid, trained_figures
 
         pair: GenerationPair = result.model  # type: ignore[assignment]
-        metrics.update(
-            generator_steps=task.generator_steps(result.steps),
-            val_loss_d=result.val_loss,  # the discriminator's loss on held-out images
-            # the last logged window's means: D(x), D(G(z)), the losses, diversity
-            **{k: v for k, v in task.last_extras.items() if not k.startswith("grad_norm")},
-            parameters_g=_count(pair.generator),
-            parameters_d=_count(pair.discriminator),
-        )
+        metrics.update(trained_figures(task, result))
         reference = reference_images(task.images.numpy(), task.seed)
         return cls(pair, spec, reference, metrics, samples=sample_grid(pair.sampler()))
 
@@ -201,8 +194,8 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring):
             "loss": self.spec["loss"],
             "spectral_norm": self.spec["spectral_norm"],
             "ema": self.spec["ema"],
-            "parameters": _count(self.pair.generator),
-            "parameters_d": _count(self.pair.discriminator),
+            "parameters": count_parameters(self.pair.generator),
+            "parameters_d": count_parameters(self.pair.discriminator),
             "data": self.spec.get("data", {}),
         }
 
@@ -213,7 +206,3 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring):
     @property
     def channels(self) -> int:
         return int(self.spec["channels"])
-
-
-def _count(module: Any) -> int:
-    return sum(p.numel() for p in module.parameters())
