@@ -150,7 +150,8 @@ def test_pieces_not_in_four_four_are_left_out_and_none_is_one_error(
         (mixed / name).write_bytes((music / name).read_bytes())
     score.dump_midi(str(mixed / "a-waltz.mid"))  # (first: the last piece is held out)
     result = invoke("train", "gan", "--data", mixed, "--out", tmp_path / "y", *sets(TINY))
-    assert "left out 1 piece(s) not in 4/4" in result.stderr
+    assert "left out 1 piece(s) the gan cannot use" in result.stderr
+    assert "is not in 4/4" in result.stderr
     assert json.loads((tmp_path / "y" / "config.json").read_text())["data"]["skipped_files"] == 1
 
 

@@ -118,8 +118,8 @@ class PianoRollGenerator(GanModel, MusicGeneration):
         layout = make_layout(metred or music.scores, config.tracks)
         train = read_rolls(music, layout, config.bars)
         if train.skipped:
-            first = next(iter(train.skipped.values()))
-            context.log(f"left out {len(train.skipped)} piece(s) not in 4/4; first: {first}")
+            first, count = next(iter(train.skipped.values())), len(train.skipped)
+            context.log(f"left out {count} piece(s) the gan cannot use; first: {first}")
         train.skipped = {**music.skipped, **train.skipped}
         val = read_rolls(held, layout, config.bars, required=False) if held else None
         return PhraseData(train, val, layout)

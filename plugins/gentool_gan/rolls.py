@@ -154,6 +154,8 @@ def make_layout(scores: Sequence[Any], tracks: int = 0) -> Layout:
             sounding = np.cumsum(sounding)
             polyphonic[0][k] += np.sum(sounding >= 2)
             polyphonic[1][k] += np.sum(sounding >= 1)
+    if not pitches:
+        raise DataError("the gan composes pitched notes, and the pieces given have only drums")
     every = np.concatenate(pitches)
     low, high = int(every.min()), int(every.max())
     span = 12 * math.ceil((high - low + 1) / 12)
@@ -204,6 +206,9 @@ def read_rolls(music: MusicSet, layout: Layout, bars: int, required: bool = True
     for piece in music.pieces:
         if not in_four_four(piece.score):
             skipped[str(piece.path)] = f"'{piece.path}' is not in 4/4"
+            continue
+        if not pitched_tracks(piece.score):
+            skipped[str(piece.path)] = f"'{piece.path}' has only drums"
             continue
         roll = piece_roll(piece.score, layout)
         if roll.shape[1] < length:
