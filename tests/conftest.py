@@ -26,10 +26,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs in its own directory with every installed plugin loaded."""
+def _isolated(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test runs in its own directory with every installed plugin loaded, and its own
+    gentool cache (token files, tokenizers), outside that directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GENTOOL_LOAD_PLUGINS", raising=False)
+    monkeypatch.setenv("GENTOOL_CACHE", str(tmp_path_factory.mktemp("gentool-cache")))
 
 
 def interruptible() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from gentool.data.text import SAFE_CUT
 from gentool.data.tokenizers import _WORD
 
 ENDOFTEXT = "<|endoftext|>"
@@ -26,9 +27,6 @@ KINDS = ("char", "word", "bpe")
 DEFAULT_BPE_VOCAB = 1000
 _KIND_KEY = "gentool_kind"  # stored in tokenizer_config.json
 
-# Places where cutting a text changes no tokenizer's output: after a newline that sits between
-# two non-space characters (a byte-level BPE pre-token never crosses it, nor depends on it).
-_SAFE_CUT = re.compile(r"(?<=\S)\n(?=\S)")
 _CHUNK_CHARS = 16384
 
 
@@ -180,7 +178,7 @@ def _chunks(text: str, size: int | None = None) -> Iterator[str]:
     size = _CHUNK_CHARS if size is None else size
     start, length = 0, len(text)
     while length - start > size:
-        cut = _SAFE_CUT.search(text, start + size)
+        cut = SAFE_CUT.search(text, start + size)
         if cut is None:
             break
         yield text[start : cut.end()]
