@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,18 @@ __all__ = ["assert_error", "invoke", "invoke_json", "run_gentool", "strict_json"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module fixtures that train too keep the user's gentool cache (~/.cache/gentool) clean."""
+    before = os.environ.get("GENTOOL_CACHE")
+    os.environ["GENTOOL_CACHE"] = str(tmp_path_factory.mktemp("session-cache"))
+    yield
+    if before is None:
+        del os.environ["GENTOOL_CACHE"]
+    else:
+        os.environ["GENTOOL_CACHE"] = before
 
 
 @pytest.fixture(autouse=True)

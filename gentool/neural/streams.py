@@ -22,7 +22,6 @@ from gentool.errors import DataError, RecipeError
 from gentool.model import TrainingContext
 from gentool.neural.config import StreamTrainConfig
 from gentool.neural.hf import HFModel
-from gentool.progress import phase
 from gentool.tasks import GenerationRequest, TextGeneration, TextScoring, sample_batches
 
 if TYPE_CHECKING:
@@ -69,10 +68,7 @@ class TokenStream:
         import numpy as np
         import torch
 
-        if isinstance(key, tuple):
-            key = tuple(_numpy_index(k) for k in key)
-        else:
-            key = _numpy_index(key)
+        key = tuple(_numpy_index(k) for k in key) if isinstance(key, tuple) else _numpy_index(key)
         return torch.from_numpy(np.array(self.ids[key], dtype=np.int64))
 
     def part(self, start: int, stop: int | None = None) -> TokenStream:

@@ -32,7 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -263,4 +263,4 @@ def pieces_of(paths: Sequence[str | Path], field: str | None) -> Iterator[str]:
     """The corpus as pieces of text cut where no tokenizer's output changes."""
     from gentool.data.text import corpus_texts, safe_pieces
 
-    return safe_pieces(corpus_texts(paths, field))
+    return safe_pieces(corpus_texts(paths, field), PIECE_CHARS)

@@ -9,7 +9,6 @@ are ``<|endoftext|>`` (bos, eos and pad) and ``<unk>``; encoding never adds spec
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path

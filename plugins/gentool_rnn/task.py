@@ -82,4 +82,3 @@ class StreamTask(TrainingTask):
             total += float(loss)
             count += chunk[:, 1:].numel()
         return total, count
-
