@@ -427,7 +427,7 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         (the first from ``<|endoftext|>``): the units of ngram's perplexity on the same
         tokenization."""
         tok = self.tokenizer
-        ids = scoring_stream(tok, paths, self.bos)
+        ids = scoring_stream(tok, paths, self.bos, self.text_field)
         started = time.perf_counter()
         total = self.stream_loss(ids)
         return stream_metrics(total, ids, self.unk, time.perf_counter() - started)
