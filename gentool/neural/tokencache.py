@@ -117,10 +117,7 @@ def token_file(
     if (ids := _open(data, meta)) is not None:
         log(f"tokens: read from the cache ({len(ids):,} tokens, {data})")
         return ids
-    _build(paths, field, tokenizer, bos, data, meta, log)
-    ids = _open(data, meta)
-    assert ids is not None  # just written and checked
-    return ids
+    return _build(paths, field, tokenizer, bos, data, meta, log)
 
 
 def _open(data: Path, meta: Path) -> np.ndarray | None:
@@ -156,7 +153,8 @@ def _build(
     data: Path,
     meta: Path,
     log: Callable[[str], None],
-) -> None:
+) -> np.ndarray:
+    """Tokenize the corpus into ``data`` (and ``meta``); its ids, memory-mapped."""
     import numpy as np
 
     from gentool.progress import phase
@@ -185,6 +183,7 @@ def _build(
         with contextlib.suppress(OSError):
             tmp.unlink()
     built["tokens"] += 1
+    return np.memmap(data, dtype=dtype, mode="r")
 
 
 def _megabytes(paths: Sequence[str | Path]) -> int:
@@ -226,9 +225,11 @@ def _encoder(tokenizer: Any, dtype: Any) -> Callable[[str], np.ndarray]:
         if len(token) == 1:
             table[ord(token)] = i
     added = [token.content for token in backend.get_added_tokens_decoder().values()]
+    starts = {token[0] for token in added if token}
 
     def encode(text: str) -> np.ndarray:
-        if any(token in text for token in added):  # matched as whole tokens: encode_text
+        # Added tokens are matched whole (encode_text); a first character is found fast.
+        if any(c in text for c in starts) and any(token in text for token in added):
             return np.asarray(encode_text(tokenizer, text), dtype=dtype)
         points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         return table[points]

@@ -9,7 +9,6 @@ are ``<|endoftext|>`` (bos, eos and pad) and ``<unk>``; encoding never adds spec
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -150,14 +149,17 @@ def run_tokenizer(
 
 
 def _char_backend(texts: Iterable[str], vocab_size: int | None, min_frequency: int) -> Tokenizer:
-    """The char tokenizer, its vocabulary counted in Python: what WordLevelTrainer would learn
-    (most frequent first), many times faster than pre-tokenizing every character."""
-    counts: Counter[str] = Counter()
+    """The char tokenizer, its vocabulary counted by code point in numpy: what
+    WordLevelTrainer would learn (most frequent first), many times faster than
+    pre-tokenizing every character."""
+    import numpy as np
+
+    counts = np.zeros(0x110000, dtype=np.int64)
     for text in texts:
-        counts.update(text)
-    chars = sorted(
-        (c for c, n in counts.items() if n >= min_frequency), key=lambda c: (-counts[c], c)
-    )
+        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        counts += np.bincount(points, minlength=len(counts))
+    found = np.flatnonzero(counts >= max(min_frequency, 1))
+    chars = [chr(c) for c in found[np.lexsort((found, -counts[found]))]]
     if vocab_size is not None:
         chars = chars[: vocab_size - len(SPECIAL_TOKENS)]
     vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *chars])}
