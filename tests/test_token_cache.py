@@ -173,3 +173,14 @@ def test_a_token_stream_reads_windows_as_int64() -> None:
     assert rows.shape == (3, 33)
     assert rows[1:2, 0:2].tolist() == [[33, 34]]
     assert stream.part(90).count(95) == 1 and stream.count(5, start=6) == 0
+
+
+def test_a_file_touched_but_intact_is_checked_and_reused(corpus: Path) -> None:
+    import os
+
+    train(corpus, Path("a"))
+    (path,) = token_files()
+    os.utime(path, ns=(1, 1))  # not the file written (a copy, say): its sha256 is checked
+    built = tokencache.built["tokens"]
+    train(corpus, Path("b"))
+    assert tokencache.built["tokens"] == built

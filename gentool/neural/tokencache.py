@@ -16,9 +16,10 @@ piece's chunks on all the threads ``--threads`` allows (``tokenizers``' own thre
 a char tokenizer maps characters through a table in numpy.
 
 A file is written beside its final name and renamed into place, its metadata
-(``KEY.json``: length, dtype and sha256 of the ids) last: a run killed while tokenizing
-leaves no file a later run would use, and a file that does not match its metadata
-(truncated, overwritten) is tokenized again.
+(``KEY.json``: length, dtype and sha256 of the ids, and the file's inode, size and mtime)
+last: a run killed while tokenizing leaves no file a later run would use, and a file that
+does not match its metadata (truncated; overwritten or replaced, and then not matching its
+sha256) is tokenized again.
 
 The cache lives in ``$GENTOOL_CACHE/tokens`` (default ``$XDG_CACHE_HOME/gentool`` or
 ``~/.cache/gentool``, the Hugging Face / XDG convention); deleting it is always safe.
@@ -32,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,19 +124,28 @@ def token_file(
 
 def _open(data: Path, meta: Path) -> np.ndarray | None:
     """The cached ids, or None when they are missing or do not match their metadata (a
-    partial or damaged file: tokenized again)."""
+    partial or damaged file: tokenized again). The sha256 is checked whenever the file is
+    not the one written (its inode, size or modification time differ: overwritten, copied),
+    not on every start, which would read it all (seconds for a GB corpus)."""
     import numpy as np
 
     try:
         info = json.loads(meta.read_text())
         dtype = np.dtype(info["dtype"])
-        if data.stat().st_size != info["count"] * dtype.itemsize or info["count"] < 1:
+        stat = data.stat()
+        if stat.st_size != info["count"] * dtype.itemsize or info["count"] < 1:
             return None
-        if _sha256(data) != info["sha256"]:
+        if _identity(data) != info.get("written") and _sha256(data) != info["sha256"]:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return np.memmap(data, dtype=dtype, mode="r")
+
+
+def _identity(path: Path) -> list[int]:
+    """What changes when a file is written again or replaced: inode, size, mtime (ns)."""
+    stat = path.stat()
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
 
 def _sha256(path: Path) -> str:
@@ -163,6 +174,7 @@ def _build(
     encode = _encoder(tokenizer, dtype)
     tmp = data.with_name(f"{data.name}.tmp-{os.getpid()}")
     digest, count, chars, shown = hashlib.sha256(), 0, 0, 0
+    started = time.perf_counter()
     try:
         with tmp.open("wb") as f, phase(log, "tokenizing", _megabytes(paths), "MB") as advance:
             for piece in [None, *pieces_of(paths, field)]:
@@ -177,12 +189,24 @@ def _build(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, data)
-        info = {"format": FORMAT, "dtype": dtype.name, "count": count, "sha256": digest.hexdigest()}
+        info = {
+            "format": FORMAT,
+            "dtype": dtype.name,
+            "count": count,
+            "sha256": digest.hexdigest(),
+            "written": _identity(data),
+        }
         _write_atomic(meta, json.dumps(info))
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
     built["tokens"] += 1
+    seconds = time.perf_counter() - started
+    log(
+        f"tokens: {chars / 1e6:,.1f} M characters tokenized into {count:,} {dtype.name} ids "
+        f"in {seconds:.2f} s ({chars / 1e6 / max(seconds, 1e-9):,.1f} M characters/s), "
+        f"cached in {data}"
+    )
     return np.memmap(data, dtype=dtype, mode="r")
 
 
