@@ -184,3 +184,17 @@ def test_a_file_touched_but_intact_is_checked_and_reused(corpus: Path) -> None:
     built = tokencache.built["tokens"]
     train(corpus, Path("b"))
     assert tokencache.built["tokens"] == built
+
+
+def test_evaluation_streams_without_filling_the_cache(corpus: Path, tmp_path: Path) -> None:
+    train(corpus, Path("a"))
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text("the cat sat on the log .\n" * 50)
+    before = token_files()
+    scored = json.loads(invoke("evaluate", "a", "--data", held_out, "--json").stdout)
+    assert token_files() == before  # tokenized into a temporary file, removed
+    assert scored["metrics"]["tokens"] == len(held_out.read_text())
+    # The training data is in the cache already: read from there.
+    built = tokencache.built["tokens"]
+    invoke("evaluate", "a", "--data", corpus)
+    assert tokencache.built["tokens"] == built

@@ -111,19 +111,21 @@ def token_stream(
     bos: int,
     field: str | None = None,
     log: Callable[[str], None] = lambda message: None,
+    keep: bool = True,
 ) -> TokenStream:
     """The files (tables: their ``field``) as one stream of ids, ``bos`` first, read from
-    the token cache (``gentool.neural.tokencache``; tokenized into it on first use)."""
+    the token cache (``gentool.neural.tokencache``; tokenized into it on first use, or,
+    without ``keep``, into a temporary file)."""
     from gentool.neural.tokencache import token_file
 
-    return TokenStream(token_file(paths, field, tokenizer, bos, log))
+    return TokenStream(token_file(paths, field, tokenizer, bos, log, keep))
 
 
 def scoring_stream(
     tokenizer: Any, paths: Sequence[Path], bos: int, field: str | None = None
 ) -> TokenStream:
     """What ``evaluate`` scores: the files read as one stream; a DataError if it is empty."""
-    ids = token_stream(tokenizer, paths, bos, field)
+    ids = token_stream(tokenizer, paths, bos, field, keep=False)
     if len(ids) < 2:
         raise DataError(f"'{paths[0]}' has no tokens to score; give a file with text")
     return ids

@@ -33,6 +33,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -110,16 +112,25 @@ def token_file(
     tokenizer: Any,
     bos: int,
     log: Callable[[str], None] = lambda message: None,
+    keep: bool = True,
 ) -> np.ndarray:
     """The corpus ``paths`` (tables: their ``field``) as ``[bos, *ids]``, memory-mapped
-    from the cache; tokenized (and cached) first when it is not there."""
+    from the cache; tokenized (and cached) first when it is not there. With ``keep``
+    false (scoring files, which are rarely scored twice), what is not cached yet is
+    tokenized into a temporary file, removed once mapped, so the cache does not fill up."""
     key = _key(data_key(paths, field), tokenizer_hash(tokenizer), bos)
     folder = _folder("tokens")
     data, meta = folder / f"{key}.tokens", folder / f"{key}.json"
     if (ids := _open(data, meta)) is not None:
         log(f"tokens: read from the cache ({len(ids):,} tokens, {data})")
         return ids
-    return _build(paths, field, tokenizer, bos, data, meta, log)
+    if keep:
+        return _build(paths, field, tokenizer, bos, data, meta, log)
+    scratch = Path(tempfile.mkdtemp(prefix="gentool-tokens-"))
+    try:
+        return _build(paths, field, tokenizer, bos, scratch / data.name, scratch / meta.name, log)
+    finally:  # (the mapping keeps the ids readable; where it cannot be removed, it stays)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _open(data: Path, meta: Path) -> np.ndarray | None:
@@ -200,7 +211,7 @@ def _build(
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-    built["tokens"] += 1
+    built["tokens"] += 1  # (tests count the builds)
     seconds = time.perf_counter() - started
     log(
         f"tokens: {chars / 1e6:,.1f} M characters tokenized into {count:,} {dtype.name} ids "
