@@ -36,7 +36,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,13 +190,13 @@ def _build(
     started = time.perf_counter()
     try:
         with tmp.open("wb") as f, phase(log, "tokenizing", _megabytes(paths), "MB") as advance:
-            for piece in [None, *pieces_of(paths, field)]:
-                ids = np.array([bos], dtype=dtype) if piece is None else encode(piece)
+            pieces = pieces_of(paths, field)
+            for length, ids in _in_order(encode, pieces, [(0, np.array([bos], dtype=dtype))]):
                 block = ids.tobytes()
                 f.write(block)
                 digest.update(block)
                 count += len(ids)
-                chars += 0 if piece is None else len(piece)
+                chars += length
                 advance(chars // 1_000_000 - shown)  # (characters: bytes of ASCII text)
                 shown = chars // 1_000_000
             f.flush()
@@ -219,6 +221,29 @@ def _build(
         f"cached in {data}"
     )
     return np.memmap(data, dtype=dtype, mode="r")
+
+
+def _in_order(
+    encode: Callable[[str], np.ndarray], pieces: Iterator[str], first: list[tuple[int, Any]]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``first``, then (length, ids) of each piece, in order, encoded on ``--threads``
+    threads (default: one per core) with a few pieces ahead at most, so that memory stays
+    a few pieces whatever the corpus. numpy's table lookups and a fast tokenizer's batch
+    encoding (``tokenizers``' own pool) run without holding the GIL."""
+    from gentool import threads
+
+    workers = threads.requested() or os.cpu_count() or 1
+    yield from first
+    with ThreadPoolExecutor(workers, thread_name_prefix="gentool-tokenize") as pool:
+        ahead: deque[tuple[int, Future[np.ndarray]]] = deque()
+        for piece in pieces:
+            ahead.append((len(piece), pool.submit(encode, piece)))
+            if len(ahead) > 2 * workers:
+                length, done = ahead.popleft()
+                yield length, done.result()
+        while ahead:
+            length, done = ahead.popleft()
+            yield length, done.result()
 
 
 def _megabytes(paths: Sequence[str | Path]) -> int:
