@@ -3,7 +3,7 @@ corpus, the whole process, a first start (tokenizing into the cache) and a secon
 it), against gentool before the token caches (the whole corpus read and encoded in memory).
 
     python benchmarks/token_cache.py --data /work/corpora/en-100M.txt /work/corpora/en-1G.txt \
-        --peer-src /path/to/gentool-main --peer-max-mb 100 --json out.json
+        --peer-src /path/to/gentool-before --json out.json
 
 For each corpus, in a fresh cache folder: rnn (first start: learns the char tokenizer and
 tokenizes into the cache; second start: reads both from the cache), then the transformer LM
@@ -108,7 +108,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--peer-src", type=Path, help="a checkout of gentool before token caches")
-    ap.add_argument("--peer-max-mb", type=float, default=100)
+    ap.add_argument("--peer-max-mb", type=float, default=110)
+    ap.add_argument("--peer-only", action="store_true", help="measure the peer alone")
     ap.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -124,7 +125,7 @@ def main() -> None:
         for data in args.data:
             mb = data.stat().st_size / 1e6
             cache = work / f"cache-{data.stem}"
-            for name in args.families:
+            for name in [] if args.peer_only else args.families:
                 family = FAMILIES[name]
                 for start in ("first", "second"):
                     out = work / f"{data.stem}-{family}-{start}"
