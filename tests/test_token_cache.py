@@ -198,3 +198,13 @@ def test_evaluation_streams_without_filling_the_cache(corpus: Path, tmp_path: Pa
     built = tokencache.built["tokens"]
     invoke("evaluate", "a", "--data", corpus)
     assert tokencache.built["tokens"] == built
+
+
+def test_a_vocabulary_past_uint16_is_stored_as_uint32(tmp_path: Path) -> None:
+    data = tmp_path / "words.txt"
+    data.write_text("".join(f"w{i} w{i + 1}\n" for i in range(70_000)), encoding="utf-8")
+    tokenizer = train_tokenizer("word", [read_corpus([data])])
+    assert len(tokenizer) > 1 << 16
+    ids = tokencache.token_file([data], None, tokenizer, 0)
+    assert ids.dtype.name == "uint32"
+    assert ids.tolist() == [0, *encode_text(tokenizer, read_corpus([data]))]
