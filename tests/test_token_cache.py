@@ -134,7 +134,8 @@ def test_a_killed_tokenization_leaves_nothing_a_run_would_read(
     monkeypatch.setattr(tokencache, "_encoder", lambda tokenizer, dtype: killed)
     with pytest.raises(KeyboardInterrupt):
         tokencache.token_file([corpus], None, tokenizer, 0)
-    assert list((tokencache.cache_root() / "tokens").iterdir()) == []
+    left = [p.suffix for p in (tokencache.cache_root() / "tokens").iterdir()]
+    assert left == [".lock"]  # (empty; what a later run waits on)
 
 
 def test_the_cache_folder_follows_gentool_cache_then_xdg(
@@ -208,3 +209,16 @@ def test_a_vocabulary_past_uint16_is_stored_as_uint32(tmp_path: Path) -> None:
     ids = tokencache.token_file([data], None, tokenizer, 0)
     assert ids.dtype.name == "uint32"
     assert ids.tolist() == [0, *encode_text(tokenizer, read_corpus([data]))]
+
+
+def test_processes_tokenizing_the_same_corpus_at_once_build_it_once(corpus: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tokenizer = train_tokenizer("char", [read_corpus([corpus])])
+    built = tokencache.built["tokens"]
+    with ThreadPoolExecutor(4) as pool:  # (flock locks apart each open file, threads too)
+        results = list(
+            pool.map(lambda _: tokencache.token_file([corpus], None, tokenizer, 0), range(4))
+        )
+    assert tokencache.built["tokens"] == built + 1
+    assert all(r.tolist() == results[0].tolist() for r in results)

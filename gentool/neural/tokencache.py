@@ -21,7 +21,9 @@ last: a run killed while tokenizing leaves no file a later run would use, and a 
 does not match its metadata (truncated; overwritten or replaced, and then not matching its
 sha256) is tokenized again.
 
-The cache lives in ``$GENTOOL_CACHE/tokens`` (default ``$XDG_CACHE_HOME/gentool`` or
+One process tokenizes a corpus at a time (a lock file beside it); the others, such as
+``torchrun``'s ranks, wait and read what it wrote. The cache lives in
+``$GENTOOL_CACHE/tokens`` (default ``$XDG_CACHE_HOME/gentool`` or
 ``~/.cache/gentool``, the Hugging Face / XDG convention); deleting it is always safe.
 Learned tokenizers are cached the same way (``tokenizers/KEY.json``), so a second run on
 the same data starts without reading it at all.
@@ -127,12 +129,35 @@ def token_file(
         log(f"tokens: read from the cache ({len(ids):,} tokens, {data})")
         return ids
     if keep:
-        return _build(paths, field, tokenizer, bos, data, meta, log)
+        # One process tokenizes; the others (torchrun's ranks, a second run started
+        # meanwhile) wait for it, then read what it wrote.
+        with _locked(folder / f"{key}.lock"):
+            if (ids := _open(data, meta)) is not None:
+                log(f"tokens: read from the cache ({len(ids):,} tokens, {data})")
+                return ids
+            return _build(paths, field, tokenizer, bos, data, meta, log)
     scratch = Path(tempfile.mkdtemp(prefix="gentool-tokens-"))
     try:
         return _build(paths, field, tokenizer, bos, scratch / data.name, scratch / meta.name, log)
     finally:  # (the mapping keeps the ids readable; where it cannot be removed, it stays)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created; left in place, empty) where the
+    system has ``flock``; elsewhere nothing is locked and each process tokenizes."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        yield
+        return
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _open(data: Path, meta: Path) -> np.ndarray | None:
