@@ -27,6 +27,7 @@ from gentool.options import (
     checked_stdout,
     complete_families,
     complete_recipes,
+    complete_runs,
     format_size,
     json_option,
     print_json,
@@ -907,7 +908,13 @@ def evaluate(
 
 
 @cli.command()
-@run_argument
+@click.argument(
+    "run",
+    required=False,
+    type=click.Path(file_okay=False, path_type=str),
+    metavar="[RUN]",
+    shell_complete=complete_runs,
+)
 @click.option(
     "--data",
     "-d",
@@ -915,8 +922,16 @@ def evaluate(
     metavar="PATH",
     help="ngram: held-out text; shows how many of its n-grams the model never saw.",
 )
+@click.option(
+    "--system",
+    is_flag=True,
+    help="Show this machine instead: the threads --threads/GENTOOL_THREADS give torch, "
+    "numpy's BLAS and the tokenizers, torch and numpy versions, the CPU and its features "
+    "(avx2, avx512, bf16, amx), the devices and the cache folder.",
+)
+@threads_option
 @json_option
-def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
+def info(run: str | None, data: tuple[str, ...], system: bool, as_json: bool) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
     RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
@@ -926,12 +941,22 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     possible, and with --data the share of held-out n-grams never seen in training (why
     higher orders need smoothing).
 
+    With --system (and no RUN), what this machine computes with.
+
     \b
     Examples:
       gentool info runs/ngram
       gentool info hf:openai-community/gpt2
       gentool info runs/ngram --data test.txt
+      gentool info --system --threads 4
     """
+    if system:
+        if run is not None or data:
+            raise click.UsageError("--system describes this machine; give it without RUN or --data")
+        _print_system(as_json)
+        return
+    if run is None:
+        raise click.UsageError("give a RUN to describe, or --system for this machine")
     details = {**api.info(run, data), "run": run}
     if as_json:
         print_json(details)
@@ -946,6 +971,42 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     if isinstance(details["model"].get("ngrams"), list):
         click.echo("")
         _ngram_table(details["model"]["ngrams"], details.get("heldout", {}).get("ngrams"))
+
+
+def _print_system(as_json: bool) -> None:
+    from gentool import system
+
+    details = system.describe()
+    if as_json:
+        print_json(details)
+        return
+    cpu, counts, numpy, torch = (details[k] for k in ("cpu", "threads", "numpy", "torch"))
+    asked = counts["requested"]
+    lines = [
+        ("gentool", details["gentool"]),
+        ("python", f"{details['python']} ({details['platform']})"),
+        ("cpu", f"{cpu['model']}, {cpu['usable_cores']} of {cpu['cores']} cores usable"),
+        ("cpu flags", " ".join(cpu["flags"]) or "-"),
+        ("threads asked", f"{asked} ({counts['source']})" if asked else "none (defaults)"),
+        ("torch", "not installed" if torch is None else torch["version"]),
+    ]
+    if torch is not None:
+        lines += [
+            ("torch threads", f"{torch['threads']} intra-op, {torch['interop_threads']} inter-op"),
+            ("torch kernels", f"{torch['cpu_capability']} (oneDNN: {torch['mkldnn']})"),
+            ("devices", ", ".join(f"{d['device']} ({d['name']})" for d in torch["devices"])),
+        ]
+    lines.append(("numpy", numpy["version"]))
+    for pool in numpy["blas"]:
+        lines.append(
+            (
+                "numpy BLAS",
+                f"{pool['library']} {pool['version']} ({pool['architecture']}), "
+                f"{pool['threads']} threads",
+            )
+        )
+    lines += [("tokenizer threads", counts["tokenizers"]), ("cache", details["cache"])]
+    print_table([[k, _fmt(v)] for k, v in lines], ["", "value"])
 
 
 def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | None) -> None:

@@ -112,6 +112,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Data files' sha256 this process computed, by (path, inode, size, mtime, ctime): the run's
+# record and the token cache's key both need the digest of a (possibly large) corpus.
+_data_digests: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _data_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key not in _data_digests:
+        _data_digests[key] = sha256_file(path)
+    return _data_digests[key]
+
+
 def fingerprint(path: Path) -> dict[str, Any]:
     """Identify a data file: its path as given, size and sha256. A folder (of images) is
     identified by every file under it: the sha256 of their relative names and contents.
@@ -125,7 +138,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
         from gentool.data.files import check_regular
 
         check_regular(path)
-        return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": _data_sha256(path)}
     digest, size, count = hashlib.sha256(), 0, 0
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())

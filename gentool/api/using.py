@@ -61,7 +61,10 @@ def load(run: RunLike) -> Model:
             resolved = recipes.resolve(raw, kind.config_class, kind.train_config_class)
         except RecipeError as err:
             raise _recipe_mismatch(run_dir, err) from None
-        return kind.load(run_dir.path, resolved.model)
+        model = kind.load(run_dir.path, resolved.model)
+        if isinstance(model, TextScoring):  # held-out tables are read as the training rows
+            model.text_field = resolved.data.text_field
+        return model
     except PermissionError as err:  # a run of another user, not shared with this one
         raise runs.unreadable(Path(err.filename or path), path, err) from None
 
