@@ -150,10 +150,24 @@ class Exportable(ABC):
     """A model that ``gentool export --format FORMAT`` can write in another tool's format."""
 
     export_formats: ClassVar[tuple[str, ...]]
+    #: Those of ``export_formats`` written as a folder (a CTranslate2 model), not one file.
+    folder_formats: ClassVar[tuple[str, ...]] = ()
+    #: Those that take ``--quantization`` (CTranslate2's weight types: int8, float16 ...).
+    quantized_formats: ClassVar[tuple[str, ...]] = ()
+    #: Those whose folder ``--engine FORMAT`` runs (``load_export``).
+    engine_formats: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def export(self, fmt: str, path: Path) -> None:
-        """Write the model in format ``fmt`` (one of ``export_formats``) to ``path``."""
+    def export(self, fmt: str, path: Path, quantization: str | None = None) -> None:
+        """Write the model in format ``fmt`` (one of ``export_formats``) to ``path``: a file,
+        or a folder that does not exist yet for ``folder_formats``; ``quantization`` only
+        for ``quantized_formats``."""
+
+    @classmethod
+    def load_export(cls, fmt: str, folder: Path) -> Model:
+        """The model of ``folder``, an export in ``fmt`` (one of ``engine_formats``) that
+        ``export`` wrote, ready to generate or translate with that engine."""
+        raise PluginError(f"'{cls.__name__}' models run no export (--engine {fmt})")
 
 
 class FromPretrained(ABC):

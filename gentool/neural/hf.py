@@ -62,6 +62,7 @@ class HFModel(Model):
         self.tokenizer = tokenizer
         self.config = config
         self.metrics: dict[str, Any] = dict(metrics or {})
+        self.adapter = False  # loaded from a LoRA adapter (merged into its base on load)
 
     # -- the steps a kind fills in ------------------------------------------------------------
     @classmethod
@@ -172,7 +173,9 @@ class HFModel(Model):
             with warnings.catch_warnings():  # (see with_lora)
                 warnings.simplefilter("ignore", FutureWarning)
                 model = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
-            return cls(model.eval(), pretrained_tokenizer(directory), config)
+            merged = cls(model.eval(), pretrained_tokenizer(directory), config)
+            merged.adapter = True
+            return merged
         foreign = bool(getattr(config, "init", ""))  # started from (or is) a Hub model
         model, tokenizer = load_pretrained(
             getattr(transformers, cls.auto_class),
