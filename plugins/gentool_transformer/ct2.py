@@ -86,7 +86,6 @@ def _gentool_marian_loader() -> type:
 
         def set_config(self, config: Any, model: Any, tokenizer: Any) -> None:
             BartLoader.set_config(self, config, model, tokenizer)  # the model's start token
-            config.bos_token = tokenizer.bos_token or tokenizer.eos_token  # (it has none)
 
         def set_decoder(self, spec: Any, decoder: Any) -> None:
             BartLoader.set_decoder(self, spec, decoder)  # from the start token's embedding
@@ -112,7 +111,13 @@ def convert(model: Any, tokenizer: Any, folder: Path, quantization: str | None) 
     class InMemory(Converter):  # type: ignore[misc]
         def _load(self) -> Any:
             with torch.no_grad():
-                return loader(model, tokenizer)
+                spec = loader(model, tokenizer)
+            # CTranslate2 requires bos, eos and unk tokens by name; a tokenizer without one
+            # (gentool's translator has no bos, a byte-level BPE no unk) names its eos.
+            for name in ("bos_token", "eos_token", "unk_token"):
+                if getattr(spec.config, name, "") is None:
+                    setattr(spec.config, name, tokenizer.eos_token)
+            return spec
 
     InMemory().convert(str(folder), quantization=quantization, force=True)
     tokenizer.save_pretrained(str(folder / "tokenizer"))  # (ct2's config.json is the model's)
