@@ -187,6 +187,14 @@ class FromPretrained(ABC):
         ``source`` is what the user named it by."""
 
 
+class FromRun(ABC):  # noqa: B024 (a marker: gentool.api.training does the work)
+    """A kind that starts from a gentool run of its own kind (``gentool train KIND --init
+    RUN``) into a new run: the run's ``[model]`` table (sizes, vocabulary) is taken as it
+    is, and its tokenizer and weights are where training starts. Its config has a ``init``
+    key (the run), which its training reads. Kinds that are ``FromPretrained`` start from
+    runs too."""
+
+
 class Importable(ABC):
     """A kind that ``gentool import FAMILY FILE`` can make from another tool's format."""
 

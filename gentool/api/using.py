@@ -535,11 +535,14 @@ def export(
     old output, or none). ``quantization``: the weight type of a format that takes one
     (CTranslate2's int8, float16 ...)."""
     output = Path(output)
-    if output.exists() and not force:  # before loading: fail at once
-        runs.check_outside_runs(output, "--output")
-        raise OutputError(
-            f"'{output}' exists; pass --force to replace it, or choose another --output"
-        )
+    with contextlib.suppress(RunError, RecipeError, PluginError, OSError):  # (load says why)
+        if isinstance(run, Model):
+            known: type = type(run)
+        else:
+            known = kind_of(run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run))[
+                0
+            ]
+        _check_export_output(known, fmt, output, force)  # before loading: fail at once
     model = load(run)
     formats = model.export_formats if isinstance(model, Exportable) else ()
     if fmt not in formats:
@@ -551,15 +554,22 @@ def export(
         raise RecipeError(
             f"--quantization is for {takes} ('{model.family}' models); drop it for '{fmt}'"
         )
+    _check_export_output(type(model), fmt, output, force)
     with runs.output_files() as written:
         if fmt in model.folder_formats:
-            runs.check_output_export(output, "--output", force)
             write = functools.partial(model.export, fmt, quantization=quantization)
             written.write_folder(output, write, "--output")
         else:
-            runs.check_output_file(output, "--output", force)
             written.write(output, lambda path: model.export(fmt, path), "--output")
     return output
+
+
+def _check_export_output(kind: type, fmt: str, output: Path, force: bool) -> None:
+    """``output`` may be written: a folder for the kind's folder formats, else a file."""
+    if fmt in getattr(kind, "folder_formats", ()):
+        runs.check_output_export(output, "--output", force)
+    else:
+        runs.check_output_file(output, "--output", force)
 
 
 ENGINES = ("run", "ct2")  # --engine: the run's own model, or its CTranslate2 export

@@ -225,6 +225,10 @@ class HFModel(Model):
         a ``[model]`` key set away from its default is a RecipeError saying so."""
         import dataclasses
 
+        from gentool import hub
+
+        if hub.is_run(Path(config.init)):  # its [model] table is the run's (api.plan)
+            return
         free = {"init", *cls.selected_by}
         for f in dataclasses.fields(config):
             if f.name not in free and getattr(config, f.name) != f.default:
@@ -250,6 +254,8 @@ class HFModel(Model):
         from gentool.neural.weights import load_pretrained
 
         folder = hub.resolve(config.init).path
+        if cls.modeling_module is not None:  # a gentool architecture (the rnn's)
+            importlib.import_module(cls.modeling_module)
         auto = getattr(transformers, cls.auto_class)
         model, _ = load_pretrained(auto, folder, None, (), **cls.load_options)
         return model.train()
