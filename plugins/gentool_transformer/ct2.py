@@ -224,6 +224,9 @@ class Ct2LanguageModel(LanguageModel):
     def context(self) -> int:
         return self.positions
 
+    def evaluate_text(self, paths: Any) -> dict[str, Any]:
+        raise PluginError("evaluate runs the run itself: give the run, not its ct2 export")
+
     def generate_batch(self, requests: Any) -> list[list[str]]:
         return [list(self.generate(r)) for r in requests]
 
