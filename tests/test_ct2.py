@@ -91,6 +91,9 @@ def test_language_model_converts_and_generates_as_the_run(runs: dict[str, Path])
     assert seeded == samples(Path("lm-ct2"), *ct2, "--seed", "3", "-n", "2")
     assert all(len(s) == len("the c") + 30 for s in seeded)  # characters: 30 tokens each
 
+    for command in ("generate", "info"):  # without --engine ct2: said how to run it
+        result = invoke(command, "lm-ct2", ok=False)
+        assert_error(result, "'lm-ct2' is a CTranslate2 export", "--engine ct2")
     result = invoke("generate", "lm-ct2", *ct2, "--max-tokens", "100", ok=False)
     assert_error(result, "64 positions", "--max-tokens 100", "lower --max-tokens")
 
