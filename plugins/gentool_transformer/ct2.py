@@ -27,10 +27,9 @@ from gentool import runs
 from gentool.errors import PluginError, RecipeError, RunError
 from gentool.neural.hf import context_length
 from gentool.neural.weights import pretrained_tokenizer
-from gentool.tasks import GenerationRequest, TranslationRequest
-from gentool_transformer.exports import CT2_EXTRA
-from gentool_transformer.lm import LanguageModel
-from gentool_transformer.translator import Translator
+from gentool.tasks import GenerationRequest, Translation, TranslationRequest
+
+CT2_EXTRA = "pip install 'gentool[ct2]'"
 
 
 def ctranslate2() -> Any:
@@ -152,22 +151,29 @@ def load(kind: type, folder: Path) -> Any:
             "export it again with gentool export RUN --format ct2"
         )
     tokenizer = pretrained_tokenizer(folder / "tokenizer")
-    config = kind.config_class()
-    engine = ct2.Translator if issubclass(kind, Translator) else ct2.Generator
+    translates = issubclass(kind, Translation)
+    engine = ct2.Translator if translates else ct2.Generator
     try:
         network = engine(str(folder), device="cpu", intra_threads=threads())
     except (RuntimeError, ValueError) as err:
         raise RunError(f"CTranslate2 cannot load '{folder}': {err}") from None
-    made = Ct2Translator if issubclass(kind, Translator) else Ct2LanguageModel
-    return made(network, tokenizer, config, meta)
+    # The kind itself with CTranslate2 doing its task: a subclass made here, so that this
+    # module imports neither kind's (they import it when asked to export).
+    engine_side = Ct2Translation if translates else Ct2Generation
+    made = type(f"Ct2{kind.__name__}", (engine_side, kind), {})
+    model = made(None, tokenizer, kind.config_class())
+    model.network = network
+    model.setup(meta)
+    return model
 
 
-class Ct2Translator(Translator):
+class Ct2Translation:
     """A translator's CTranslate2 export (``--engine ct2``): ``translate`` only."""
 
-    def __init__(self, network: Any, tokenizer: Any, config: Any, meta: dict[str, Any]) -> None:
-        super().__init__(None, tokenizer, config)
-        self.network = network
+    network: Any
+    tokenizer: Any
+
+    def setup(self, meta: dict[str, Any]) -> None:
         self.limit = int(meta.get("context_length") or 512)
         self.forced_eos = bool(meta.get("forced_eos"))
 
@@ -211,13 +217,16 @@ class Ct2Translator(Translator):
         raise PluginError("evaluate runs the run itself: give the run, not its ct2 export")
 
 
-class Ct2LanguageModel(LanguageModel):
+class Ct2Generation:
     """A language model's CTranslate2 export (``--engine ct2``): ``generate`` only. Its
     samples stay within the model's context (no sliding window past it)."""
 
-    def __init__(self, network: Any, tokenizer: Any, config: Any, meta: dict[str, Any]) -> None:
-        super().__init__(None, tokenizer, config)
-        self.network = network
+    network: Any
+    tokenizer: Any
+    suppressed: Any
+    generate: Any
+
+    def setup(self, meta: dict[str, Any]) -> None:
         self.positions = int(meta.get("context_length") or 1024)
 
     @property

@@ -26,8 +26,6 @@ from gentool.model import Exportable
 if TYPE_CHECKING:
     from gentool.model import Model
 
-CT2_EXTRA = "pip install 'gentool[ct2]'"
-
 
 class TransformerExports(Exportable):
     """The export formats of the transformer lm and translator (mixed into the kinds)."""
