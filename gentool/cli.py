@@ -28,6 +28,7 @@ from gentool.options import (
     complete_families,
     complete_recipes,
     complete_runs,
+    engine_option,
     format_size,
     json_option,
     print_json,
@@ -482,6 +483,7 @@ def import_(
 )
 @click.option("--force", is_flag=True, help="Replace existing output files (images, music).")
 @threads_option
+@engine_option
 @click.option("--stream", is_flag=True, help="Text: print one sample as it is made.")
 @click.option(
     "--interactive",
@@ -513,6 +515,7 @@ def generate(
     pianoroll: Path | None,
     wav: Path | None,
     force: bool,
+    engine: str,
     stream: bool,
     interactive: bool,
     as_json: bool,
@@ -545,11 +548,16 @@ def generate(
       gentool generate runs/chorales --prompt bwv10.7.mid --bars 8 -o more.mid --wav more.wav
       gentool generate runs/chorales-gan -n 4 --out-dir phrases/ --bars 8 --temperature 0.8
       gentool generate hf:openai-community/gpt2 --prompt "Hello," --seed 1
+      gentool generate lm-ct2 --engine ct2 --prompt "ROMEO:" --temperature 0
+
+    With --engine ct2, RUN is the folder `gentool export RUN --format ct2 -o DIR` wrote
+    (greedy and beam search give the run's own samples; a sample stays within the
+    model's context length).
     """
     outputs = api.ImageOutputs(grid, out_dir, force) if grid or out_dir else None
     if outputs is not None:
         outputs.check()  # before loading: fail at once
-    model = api.load(run)
+    model = api.load_engine(run, engine)
     if isinstance(model, MusicGeneration):
         _refuse(run, "generates music", ("--grid", grid), ("--interpolate", interpolate))
         _print_music(ctx, model, run)
@@ -707,6 +715,7 @@ def _interactive(model: Any, request: GenerationRequest) -> None:
     help="Sentences translated together (stdin is read in batches of this size).",
 )
 @threads_option
+@engine_option
 @json_option
 def translate(
     run: str,
@@ -715,6 +724,7 @@ def translate(
     length_penalty: float,
     max_tokens: int | None,
     batch_size: int,
+    engine: str,
     as_json: bool,
 ) -> None:
     """Translate TEXT arguments, or stdin line by line when there are none.
@@ -727,14 +737,19 @@ def translate(
       gentool translate runs/transformer "A man is riding a bike."
       gentool translate runs/transformer --beam 5 < test.en > test.hyp.de
       gentool translate Helsinki-NLP/opus-mt-en-de "A dog runs."
+      gentool translate mt-ct2 --engine ct2 --beam 1 < test.en > test.hyp.de
+
+    With --engine ct2, RUN is the folder `gentool export RUN --format ct2 -o DIR` wrote
+    (CTranslate2: several times faster on a CPU; greedy translations are the run's own).
     """
     request = TranslationRequest(
         num_beams=num_beams, length_penalty=length_penalty, max_tokens=max_tokens
     )
+    model = api.load_engine(run, engine)
     if texts:
-        pairs: Any = zip(texts, api.translate(run, texts, request), strict=True)
+        pairs: Any = zip(texts, api.translate(model, texts, request), strict=True)
     else:
-        pairs = api.translate_stream(run, sys.stdin.buffer, request, batch_size)
+        pairs = api.translate_stream(model, sys.stdin.buffer, request, batch_size)
     for source, output in pairs:
         if as_json:
             click.echo(dumps_json({"source": source, "translation": output}, indent=None))
@@ -1252,26 +1267,55 @@ def serve(
 
 @cli.command()
 @run_argument
-@click.option("--format", "fmt", required=True, help="Output format, e.g. arpa.")
+@click.option("--format", "fmt", required=True, help="Output format: arpa, ct2, merged.")
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
-    help="File to write (never inside a run directory).",
+    help="File (arpa) or folder (ct2, merged) to write, never inside a run directory.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing output file.")
-def export(run: str, fmt: str, output: Path, force: bool) -> None:
+@click.option(
+    "--quantization",
+    type=click.Choice(
+        [
+            "int8",
+            "int8_float32",
+            "int8_float16",
+            "int8_bfloat16",
+            "int16",
+            "float16",
+            "bfloat16",
+            "float32",
+        ]
+    ),  # fmt: skip
+    help="ct2: the weights' type [default: as trained, float32].",
+)
+@click.option("--force", is_flag=True, help="Replace an existing output (file, or export folder).")
+def export(run: str, fmt: str, output: Path, quantization: str | None, force: bool) -> None:
     """Write the model in RUN in another tool's format.
 
-    The file is written whole or not at all; an existing one is replaced only with --force.
+    \b
+    Formats:
+      arpa    ngram: the ARPA file KenLM and SRILM read
+      ct2     transformer lm and translator: a CTranslate2 model folder, for fast
+              inference (pip install 'gentool[ct2]'); run it with
+              gentool generate/translate DIR --engine ct2
+      merged  a LoRA run (train.lora_rank): its adapter merged into the base model, a
+              plain Hugging Face folder (AutoModel*.from_pretrained, gentool RUN)
+
+    The output is written whole or not at all; an existing one is replaced only with
+    --force (a folder only if gentool export wrote it).
 
     \b
-    Example (an n-gram model for KenLM):
+    Examples:
       gentool export runs/ngram --format arpa -o model.arpa
       gentool export runs/ngram --format arpa -o model.arpa --force
+      gentool export runs/mt-en-de --format ct2 --quantization int8 -o mt-ct2
+      gentool translate mt-ct2 --engine ct2 "A dog runs."
+      gentool export runs/lora --format merged -o merged/
     """
-    api.export(run, fmt, output, force)
+    api.export(run, fmt, output, force, quantization)
     log(f"wrote {output}")
 
 

@@ -63,6 +63,14 @@ class ByteSize(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["run", "ct2"]),
+    default="run",
+    show_default=True,
+    help="run: the model of RUN; ct2: RUN is a CTranslate2 export (gentool export --format ct2).",
+)
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout."
 )

@@ -34,6 +34,7 @@ FORMAT_VERSION = 2  # 2: gentool.json and the recipe name the kind of model
 META_FILE = "gentool.json"
 METRICS_FILE = "metrics.jsonl"
 TRAINING_FILE = "training.json"  # present while a run trains: its recipe, for --resume
+EXPORT_FILE = "gentool-export.json"  # in a folder gentool export wrote: format, kind, run
 CHECKPOINTS = "checkpoints"
 
 # -- atomic files -----------------------------------------------------------------------
@@ -471,6 +472,27 @@ def _check_replaceable(path: Path, option: str) -> None:
         raise OutputError(f"{option} '{path}' is not a regular file; name a file")
 
 
+def check_output_export(folder: Path, option: str, force: bool) -> None:
+    """Fail before any work unless a command may write the folder ``folder`` whole (an
+    export in a folder format): outside every run, not a file, and an existing folder only
+    with ``force``, and only an empty one or one that gentool export wrote (it is replaced
+    whole: --force must never remove a folder of the user's own)."""
+    check_outside_runs(folder, option)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise OutputError(f"{option} '{folder}' is not a folder; name a new folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not force:
+            raise OutputError(
+                f"'{folder}' exists; pass --force to replace it, or choose another {option}"
+            )
+        if not (folder / EXPORT_FILE).is_file():
+            raise OutputError(
+                f"{option} '{folder}' is a folder that gentool export did not write (it has "
+                f"no {EXPORT_FILE}); --force replaces only those: choose another {option}"
+            )
+    files.check_can_create(folder, option)
+
+
 def check_output_folder(folder: Path, option: str) -> None:
     """Fail before any work unless a command may write files into ``folder``."""
     check_outside_runs(folder, option)
@@ -505,6 +527,30 @@ class OutputFiles:
             ) from None
         if new:
             self.created.append(path)
+        return path
+
+    def write_folder(self, path: Path, write: Callable[[Path], None], option: str) -> Path:
+        """Write the folder ``path`` whole with ``write(folder)``: into a hidden sibling,
+        swapped in at the end (an existing folder stays until the new one is complete); a
+        failed write is one OutputError, and leaves nothing of the new folder."""
+        check_output_export(path, option, force=True)
+        for folder in reversed([p for p in path.parents if not p.exists()]):
+            folder.mkdir()
+            self.created.append(folder)
+        work = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            work.mkdir()
+            write(work)
+            _move_into_place(work, path)
+        except Exception as err:
+            failure = files.as_os_error(err, work)
+            if failure is None:
+                raise
+            raise OutputError(
+                f"cannot write '{path}': {files.reason(failure)}; {files.remedy(failure, option)}"
+            ) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # (gone once moved into place)
         return path
 
     def remove_created(self) -> None:

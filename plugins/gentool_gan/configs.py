@@ -40,6 +40,9 @@ class GeneratorConfig(GanConfig):
     task: Literal["generate"] = "generate"
     latent_size: int = 100  # the noise vector z
     conditional: bool = False  # class-conditional G and D (labels from the data)
+    # a gan generator run to go on from (gentool train gan --init RUN): its [model] table
+    # is taken, and training starts from its G, D and moving average
+    init: str = ""
 
 
 @dataclass

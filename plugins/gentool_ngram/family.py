@@ -175,7 +175,7 @@ class NGramBase(Model, Exportable):
             facts["model_bytes"] = (self.directory / runs.TENSOR_FILE).stat().st_size
         return facts
 
-    def export(self, fmt: str, path: Path) -> None:
+    def export(self, fmt: str, path: Path, quantization: str | None = None) -> None:
         from gentool_ngram.arpa import write_arpa
 
         with runs.atomic_path(path) as tmp:
