@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import assert_same_weights, invoke
@@ -54,6 +55,10 @@ def torchrun(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def metrics(run: Path) -> dict[str, Any]:
+    return json.loads((run / "gentool.json").read_text())["metrics"]
+
+
 def generates_notes(run: Path, out: Path) -> None:
     invoke("generate", run, "-o", out, "--seed", "1", "--bars", "2")
     assert notes(out)  # reads back with symusic, with notes
@@ -66,11 +71,13 @@ def generates_notes(run: Path, out: Path) -> None:
 def test_two_processes_reach_the_weights_of_one_for_the_music_lm(
     family: str, music: Path, tmp_path: Path
 ) -> None:
-    common = ["train", family, "--data", music, *sets(FAMILIES[family])]
+    common = ["train", family, "--data", music, *sets([*FAMILIES[family], "train.eval_every=4"])]
     invoke(*common, "--out", tmp_path / "one")
     two = torchrun(*common, "--out", tmp_path / "two")
     assert two.returncode == 0, two.stderr
     assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+    one_val, two_val = (metrics(tmp_path / run)["val_loss"] for run in ("one", "two"))
+    assert two_val == pytest.approx(one_val, rel=1e-5)  # the held-out pieces, split in two
     for name in ("music_tokenizer.json", "config.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     generates_notes(tmp_path / "two", tmp_path / "two.mid")
@@ -84,15 +91,19 @@ def test_two_processes_train_the_gan_music_kind(music: Path, tmp_path: Path) -> 
     this checks that they train together and write a run that generates, not that the
     weights are equal."""
     out = tmp_path / "two"
-    two = torchrun("train", "gan", "--data", music, *sets(FAMILIES["gan"]),
-                   "--set", "train.checkpoint_every=6", "--out", out)  # fmt: skip
+    settings = [
+        *FAMILIES["gan"],
+        "train.checkpoint_every=6",
+        "train.batch_size=4",
+        "train.eval_every=3",
+    ]  # (4 phrases a batch: the 5 held out make a batch)
+    two = torchrun("train", "gan", "--data", music, *sets(settings), "--out", out)
     assert two.returncode == 0, two.stderr
-    meta = json.loads((out / "gentool.json").read_text())
-    assert (meta["kind"], meta["metrics"]["steps"]) == ("music", 6)
+    assert metrics(out)["steps"] == 6 and metrics(out)["val_loss_d"] is not None
     checkpoint = out / "checkpoints" / "step-6"
     assert read_checkpoint(checkpoint, out)["processes"] == 2
     assert (checkpoint / "random_states_1.pkl").is_file()
-    assert (out / "samples" / "step-6.png").is_file()  # written once, by the main process
+    assert (out / "samples" / "step-6.png").is_file()  # (by the main process)
     generates_notes(out, tmp_path / "two.mid")
 
 
@@ -106,7 +117,7 @@ def test_bf16_trains_each_music_kind_and_writes_midi_on_any_cpu(
     run = tmp_path / "run"
     result = invoke("train", family, "--data", music, *sets(FAMILIES[family]),
                     "--mixed-precision", "bf16", "--out", run)  # fmt: skip
-    assert json.loads((run / "gentool.json").read_text())["metrics"]["mixed_precision"] == "bf16"
+    assert metrics(run)["mixed_precision"] == "bf16"
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     if native_bf16_cpu() is None:  # emulated (an LSTM in float32): said once
         assert len(warnings) == 1 and NATIVE_BF16 in warnings[0], result.stderr
