@@ -46,10 +46,11 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def torchrun(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """``torchrun --nproc-per-node 2 -m gentool ARGS``: two CPU processes (gloo)."""
+    """``torchrun --nproc-per-node 2 -m gentool ARGS``: two CPU processes (gloo), on a free
+    port (``--standalone``), so that test runs side by side on one machine do not meet."""
     command = Path(sys.executable).with_name("torchrun")
     return subprocess.run(
-        [command, "--nproc-per-node", "2", "-m", "gentool", *map(str, args)],
+        [command, "--standalone", "--nproc-per-node", "2", "-m", "gentool", *map(str, args)],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
