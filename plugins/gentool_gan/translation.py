@@ -457,9 +457,11 @@ def evaluate_paired(
     b: Domain,
     colours: dict[str, list[float]] | None,
     target_name: str,
+    inception: Any = None,
 ) -> dict[str, Any]:
     """PSNR/SSIM/L1 of G(A) against the true B; the same for the mean-colour baseline;
-    FID/KID of G(A) against B in B's feature space (``_direction``)."""
+    FID/KID of G(A) against B in B's feature space (``_direction``), or in ``inception``
+    (an ``inception.InceptionSpace``) when given."""
     check_channels(generator, a.channels, b.channels)
     made = run_batches(generator, floats(a.images))
     true = floats(b.images)
@@ -467,7 +469,8 @@ def evaluate_paired(
     if colours is not None and len(colours["inside"]) == b.channels:
         metrics.update(image_quality(baseline(a.images, colours), true, "_baseline"))
     if min(len(a), len(b)) >= 4:  # (FID/KID need a few images on each side)
-        metrics.update(_direction(generator, a, b, target_name, int(a.images.shape[-1]), "a2b"))
+        size = int(a.images.shape[-1])
+        metrics.update(_direction(generator, a, b, target_name, size, "a2b", inception))
     return metrics
 
 
@@ -481,8 +484,9 @@ def _features(domain: Domain, name: str, size: int) -> Any:
 
 
 def _direction(
-    generator: nn.Module, source: Domain, target: Domain, target_name: str, size: int, tag: str
-) -> dict[str, Any]:
+    generator: nn.Module, source: Domain, target: Domain, target_name: str, size: int, tag: str,
+    inception: Any = None,
+) -> dict[str, Any]:  # fmt: skip
     """FID/KID of ``generator(source)`` against real ``target`` in the target's feature
     space, and class preservation: the share of translations that a classifier trained
     on the target domain assigns to their source image's class (both domains labelled
@@ -492,7 +496,7 @@ def _direction(
     made = to_uint8(run_batches(generator, floats(source.images))).numpy()
     if min(len(made), len(target)) < 4:
         raise DataError("FID and KID need at least 4 images in each domain; give more")
-    space = _features(target, target_name, size)
+    space = inception if inception is not None else _features(target, target_name, size)
     real_features, _ = space(target.images)
     made_features, probs = space(made)
     kid_mean, _ = kid(made_features, real_features)
@@ -512,11 +516,13 @@ def _direction(
 
 
 def evaluate_cycle(
-    generators: Any, a: Domain, b: Domain, a_names: list[str], b_name: str
-) -> dict[str, Any]:
+    generators: Any, a: Domain, b: Domain, a_names: list[str], b_name: str,
+    inception: Any = None,
+) -> dict[str, Any]:  # fmt: skip
     """Cycle reconstruction (PSNR/SSIM/L1 of G_BA(G_AB(a)) against a, and of B's cycle),
-    FID/KID of each direction against the real other domain, class preservation both ways
-    where both domains have the same labels."""
+    FID/KID of each direction against the real other domain (in each domain's classifier
+    space, or both in ``inception``), class preservation both ways where both domains have
+    the same labels (classifier spaces only)."""
     check_channels(generators.ab, a.channels, b.channels)
     size = int(a.images.shape[-1])
     real_a, real_b = floats(a.images), floats(b.images)
@@ -525,6 +531,6 @@ def evaluate_cycle(
     metrics: dict[str, Any] = {"images_a": len(a), "images_b": len(b)}
     metrics.update(image_quality(cycle_a, real_a, "_cycle_a"))
     metrics.update(image_quality(cycle_b, real_b, "_cycle_b"))
-    metrics.update(_direction(generators.ab, a, b, Path(b_name).name, size, "a2b"))
-    metrics.update(_direction(generators.ba, b, a, Path(a_names[0]).name, size, "b2a"))
+    metrics.update(_direction(generators.ab, a, b, Path(b_name).name, size, "a2b", inception))
+    metrics.update(_direction(generators.ba, b, a, Path(a_names[0]).name, size, "b2a", inception))
     return metrics
