@@ -239,3 +239,52 @@ def test_translators_conform(kind: type, tmp_path: Path) -> None:
         kind, data=[tmp_path / "pairs.npz"], overrides=overrides, tmp_path=tmp_path
     )
     assert "transform" in report.passed and "no-pickle" in report.passed
+
+
+# -- class labels: idx, npz, folders ------------------------------------------------------------
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An MNIST-style idx file of uint8 data (magic 0x0803 for images, 0x0801 for labels)."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def squares(labels: list[int], seed: int) -> np.ndarray:
+    """Gray images whose class is where a white square sits (left, middle, right)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(labels), SIZE, SIZE), np.uint8)
+    for i, label in enumerate(labels):
+        y = int(rng.integers(0, SIZE - 5))
+        out[i, y : y + 5, label * 5 : label * 5 + 5] = 255
+    return out
+
+
+def test_class_preservation_from_idx_labels_beside_a_folder_missing_a_class(
+    tmp_path: Path,
+) -> None:
+    labels = [0, 1, 2] * 4
+    a = tmp_path / "a-images-idx3-ubyte"
+    write_idx(a, squares(labels, 0))
+    write_idx(tmp_path / "a-labels-idx1-ubyte", np.array(labels))
+    b = tmp_path / "B"
+    for i, image in enumerate(squares([0, 1] * 5, 1)):  # B has no class 2
+        (b / str(i % 2)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, "L").save(b / str(i % 2) / f"{i}.png")
+    invoke(
+        "train", "gan", *tiny("cyclegan", 2), "--data", a, "--target", b, "--out", tmp_path / "r"
+    )
+    metrics = invoke_json("evaluate", tmp_path / "r", "--data", a, "--target", b)["metrics"]
+    # one class list for both (0, 1, 2), matched by name: both ways are scored
+    for key in ("class_preservation_a2b", "class_preservation_b2a"):
+        assert 0 <= metrics[key] <= 1, key
+
+
+def test_class_preservation_from_npz_labels_of_unequal_ranges(tmp_path: Path) -> None:
+    # labels_b stops at 1: classes from the highest label alone would be 0-1 against 0-2
+    np.savez(tmp_path / "ab.npz", a=squares([0, 1, 2] * 4, 0), labels_a=[0, 1, 2] * 4,
+             b=squares([0, 1] * 5, 1), labels_b=[0, 1] * 5)  # fmt: skip
+    data = ("--data", tmp_path / "ab.npz")
+    invoke("train", "gan", *tiny("cyclegan", 2), *data, "--out", tmp_path / "r")
+    metrics = invoke_json("evaluate", tmp_path / "r", *data)["metrics"]
+    assert "class_preservation_a2b" in metrics and "class_preservation_b2a" in metrics
