@@ -4,6 +4,9 @@ and bad input."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
+from gentool import runs  # noqa: E402
 from gentool.testing import check_model  # noqa: E402
 from gentool_gan import translation  # noqa: E402
 from gentool_gan.translation import CycleTask, residual_base, scheduled_lr  # noqa: E402
@@ -288,3 +292,49 @@ def test_class_preservation_from_npz_labels_of_unequal_ranges(tmp_path: Path) ->
     invoke("train", "gan", *tiny("cyclegan", 2), *data, "--out", tmp_path / "r")
     metrics = invoke_json("evaluate", tmp_path / "r", *data)["metrics"]
     assert "class_preservation_a2b" in metrics and "class_preservation_b2a" in metrics
+
+
+# -- several processes (torchrun, gloo) ---------------------------------------------------------
+
+
+def torchrun(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("torchrun")
+    return subprocess.run(
+        [command, "--nproc-per-node", "2", "-m", "gentool", *map(str, args)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def test_paired_two_processes_reach_the_weights_of_one(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=8)
+    common = ["train", "gan", *tiny("paired", 4), "--data", a, "--target", b]
+    invoke(*common, "--out", tmp_path / "one")
+    two = torchrun(*common, "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stderr
+    # the same translations; not the same weights: a convolution's bias in front of a
+    # per-channel GroupNorm has a zero gradient up to rounding, which Adam scales up to lr
+    for run in ("one", "two"):
+        invoke("transform", tmp_path / run, a, "-o", tmp_path / f"out-{run}")
+    for file in sorted((tmp_path / "out-one").iterdir()):
+        with Image.open(file) as one, Image.open(tmp_path / "out-two" / file.name) as two_:
+            diff = np.abs(np.asarray(one, np.int16) - np.asarray(two_, np.int16))
+            assert diff.max() <= 1, file.name
+
+
+def test_cyclegan_two_processes_resume_as_they_would_have_gone_on(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=8)
+    # a constant rate (decay from the last step on), so that max_steps changes nothing else
+    settings = tiny("cyclegan", 4, **{"train.pool_size": 2, "train.lr_schedule": "linear",
+                                      "train.decay_from": 1.0, "train.min_lr": 2e-4,
+                                      "train.checkpoint_every": 2})  # fmt: skip
+    common = ["train", "gan", *settings, "--data", a, "--target", b]
+    whole = torchrun(*common, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    cut = torchrun(*common, "--set", "train.max_steps=2", "--out", tmp_path / "cut")
+    assert cut.returncode == 0, cut.stderr
+    checkpoint = runs.checkpoints(tmp_path / "cut")[-1][1]
+    assert (checkpoint / "random_states_1.pkl").is_file()
+    resumed = torchrun("train", "--resume", "--out", tmp_path / "cut", "--override",
+                       "--set", "train.max_steps=4")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-5)
