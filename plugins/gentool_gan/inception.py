@@ -13,8 +13,8 @@ What this works around, and why:
 
 - ``import torch_fidelity`` runs its package ``__init__``, which imports the CLIP, VGG16
   and DINOv2 extractors, and they import torchvision; torchvision is not installed beside
-  the CPU torch build. The Inception module itself needs only torch, so when torchvision is
-  missing it is imported as a submodule of a bare package (``_fidelity_module``).
+  the CPU torch build. The Inception module itself needs only torch, so it is imported as
+  a submodule of a bare package (``_fidelity_module``), torchvision or not.
 - torch-fidelity reads a weights file with ``torch.load(weights_only=False)`` (unpickling:
   a file can run code) and downloads when given none. gentool reads the file itself, as
   safetensors or as a tensors-only pickle (``weights_only=True``), and hands the state
@@ -84,8 +84,9 @@ def _fidelity_module() -> Any:
             f"--feature-space inception computes features with torch-fidelity, which is not "
             f"installed: {INSTALL}"
         )
-    if "torch_fidelity" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        # the package's __init__ would import torchvision; its submodules do not need it
+    if "torch_fidelity" not in sys.modules:
+        # the package's __init__ would import torchvision (missing, or built for another
+        # torch); the Inception module does not need it. Every environment takes this path.
         package = types.ModuleType("torch_fidelity")
         package.__path__ = list(spec.submodule_search_locations)
         sys.modules["torch_fidelity"] = package
