@@ -20,7 +20,12 @@ from PIL import Image  # noqa: E402
 from gentool import runs  # noqa: E402
 from gentool.testing import check_model  # noqa: E402
 from gentool_gan import translation  # noqa: E402
-from gentool_gan.translation import CycleTask, residual_base, scheduled_lr  # noqa: E402
+from gentool_gan.translation import (  # noqa: E402
+    CycleTask,
+    PairedTask,
+    residual_base,
+    scheduled_lr,
+)
 from gentool_gan.translator import CycleTranslator, PairedTranslator  # noqa: E402
 
 SIZE = 16
@@ -165,6 +170,26 @@ def test_cyclegan_resume_equals_an_uninterrupted_run(
     invoke("train", "gan", *settings, "--out", tmp_path / "whole")
     interrupt_at(monkeypatch, CycleTask, 4)
     result = invoke("train", "gan", *settings, "--out", tmp_path / "cut", ok=False)
+    assert result.exit_code == 130
+    monkeypatch.undo()
+    invoke("train", "--resume", "--out", tmp_path / "cut")
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
+
+
+def test_paired_flip_mirrors_pairs_and_resumes_as_uninterrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    a, b = silhouettes(tmp_path / "data", count=8)
+    settings = [*tiny("paired", 6), "--data", a, "--target", b]
+    invoke("train", "gan", *settings, "--out", tmp_path / "plain")
+    flipped = [*settings, "--set", "train.flip=true"]
+    invoke("train", "gan", *flipped, "--out", tmp_path / "whole")
+    plain, whole = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("plain", "whole"))
+    assert any(not torch.equal(plain[k], whole[k]) for k in plain)  # the flips took effect
+    interrupt_at(monkeypatch, PairedTask, 3)
+    result = invoke("train", "gan", *flipped, "--out", tmp_path / "cut", ok=False)
     assert result.exit_code == 130
     monkeypatch.undo()
     invoke("train", "--resume", "--out", tmp_path / "cut")

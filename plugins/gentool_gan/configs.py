@@ -111,6 +111,7 @@ class TranslatorTrainConfig(GanTrainConfig):
     batch_size: int = 16
     ema_decay: float = 0.0  # (a moving average helps little with L1/cycle terms)
     l1_weight: float = 100.0  # paired: weight of L1 to the true B
+    flip: bool = False  # paired: mirror each training pair left-right on a coin flip
     cycle_weight: float = 10.0  # cyclegan: weight of |G_BA(G_AB(a)) - a| (and B's)
     identity_weight: float = 0.5  # cyclegan: x cycle_weight, |G_AB(b) - b| (same channels)
     pool_size: int = 50  # cyclegan: generated images D sees again (0: none)

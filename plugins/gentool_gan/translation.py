@@ -130,12 +130,25 @@ class PairedPair(AdversarialPair):
 
 
 class PairedTask(AdversarialTask):
-    """Batches of stacked pairs; the held-out score is the sampling G's L1 to the true B."""
+    """Batches of stacked pairs; the held-out score is the sampling G's L1 to the true B.
+    With ``train.flip``, each training pair is mirrored left-right on a coin flip drawn per
+    batch index (so a resumed or multi-process run draws the same), pix2pix's augmentation."""
 
     def __init__(self, model: PairedPair, samples: torch.Tensor, **kw: Any) -> None:
         super().__init__(model, loss_kind=model.kind, **kw)
         self.samples = samples  # uint8 stacked pairs for the sample grids
         self.channels_a = model.channels_a
+        self.flip = bool(getattr(self.train, "flip", False))
+
+    def make_batch(
+        self, index: int, rows: slice, generator: torch.Generator, split: str = "train"
+    ) -> dict[str, Any]:
+        batch = self.real_batch(index, rows, split)
+        if self.flip and split == "train":
+            coins = self.draw(generator, rows, lambda n, g: torch.rand(n, generator=g))
+            mirror = (coins < 0.5)[:, None, None, None]
+            batch["real"] = torch.where(mirror, batch["real"].flip(-1), batch["real"])
+        return batch
 
     def evaluate(self, model: nn.Module, rows: slice, max_batches: int) -> tuple[float, int]:
         if self.val_images is None or len(self.val_images) < self.batch_items:
