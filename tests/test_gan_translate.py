@@ -196,6 +196,18 @@ def test_paired_flip_mirrors_pairs_and_resumes_as_uninterrupted(
     assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
 
 
+def test_paired_squared_error_term_is_logged_and_checked(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=6)
+    settings = [*tiny("paired", 2, **{"train.log_every": 1}), "--data", a, "--target", b]
+    invoke("train", "gan", *settings, "--set", "train.l2_weight=10", "--out", tmp_path / "r")
+    logged = (tmp_path / "r" / "metrics.jsonl").read_text()
+    assert '"l2": ' in logged and '"l1": ' in logged
+    result = invoke("train", "gan", *settings, "--set", "train.l2_weight=-1",
+                    "--out", tmp_path / "bad", ok=False)  # fmt: skip
+    assert_error(result, "train.l2_weight", "negative")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_linear_schedule_holds_then_decays() -> None:
     from gentool_gan.configs import TranslatorTrainConfig
 

@@ -4,8 +4,10 @@ they train, load or translate.
 
 paired: a U-Net G maps A to B; a PatchGAN D sees (A, B) side by side, real pairs against
 (A, G(A)); G minimises the adversarial loss plus ``l1_weight`` x L1 to the true B (Isola et
-al. 2017). The pairs travel as one image of A's and B's channels stacked, so a batch of
-pairs is a batch of the engine's ordinary images.
+al. 2017), and ``l2_weight`` x the squared error: L1 pulls an ambiguous pixel to the median
+of its colours, the squared error to their mean, which is what PSNR scores. The pairs
+travel as one image of A's and B's channels stacked, so a batch of pairs is a batch of the
+engine's ordinary images.
 
 cyclegan: G_AB and G_BA, D_A and D_B (unconditional PatchGANs); G minimises the LSGAN
 loss of both directions, ``cycle_weight`` x (|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|) and,
@@ -105,6 +107,7 @@ class PairedPair(AdversarialPair):
         super().__init__(generator, discriminator)
         self.channels_a, self.kind = channels_a, loss
         self.smoothing, self.l1_weight = train.label_smoothing, train.l1_weight
+        self.l2_weight = train.l2_weight
 
     def split(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         real = batch["real"]
@@ -122,11 +125,15 @@ class PairedPair(AdversarialPair):
         a, b = self.split(batch)
         fake = self.generator(a)
         adversarial = g_loss(self.discriminator(fake, a), self.kind)
-        l1 = (fake.float() - b.float()).abs().mean()
-        return adversarial + self.l1_weight * l1, {
-            "loss_g": adversarial.detach(),
-            "l1": l1.detach(),
-        }
+        error = fake.float() - b.float()
+        l1 = error.abs().mean()
+        loss = adversarial + self.l1_weight * l1
+        stats = {"loss_g": adversarial.detach(), "l1": l1.detach()}
+        if self.l2_weight > 0:  # the mean colour where the colour is a guess: what PSNR rewards
+            l2 = error.square().mean()
+            loss = loss + self.l2_weight * l2
+            stats["l2"] = l2.detach()
+        return loss, stats
 
 
 class PairedTask(AdversarialTask):
