@@ -215,12 +215,23 @@ def startup(work: Path) -> None:
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
         "gentool --version": [*gentool, "--version"],
+        "gentool --help (loads every plugin)": [*gentool, "--help"],
         "gentool train ngram (the embedded sample)": [
             *gentool,
             "train",
             "ngram",
             "--out",
             str(work / "startup-run"),
+            "--force",
+        ],
+        "gentool train ngram --data tinyshakespeare": [
+            *gentool,
+            "train",
+            "ngram",
+            "--data",
+            str(TINYSHAKESPEARE),
+            "--out",
+            str(work / "startup-tiny"),
             "--force",
         ],
     }

@@ -27,6 +27,8 @@ from gentool.options import (
     checked_stdout,
     complete_families,
     complete_recipes,
+    complete_runs,
+    engine_option,
     format_size,
     json_option,
     print_json,
@@ -481,6 +483,7 @@ def import_(
 )
 @click.option("--force", is_flag=True, help="Replace existing output files (images, music).")
 @threads_option
+@engine_option
 @click.option("--stream", is_flag=True, help="Text: print one sample as it is made.")
 @click.option(
     "--interactive",
@@ -512,12 +515,15 @@ def generate(
     pianoroll: Path | None,
     wav: Path | None,
     force: bool,
+    engine: str,
     stream: bool,
     interactive: bool,
     as_json: bool,
 ) -> None:
     """Sample from the model in RUN: text, images (--grid / --out-dir), or music (-o /
     --out-dir; --prompt is then a MIDI file whose first --prompt-bars bars it continues).
+    The gan's music model draws phrases from noise instead: --temperature scales the noise,
+    and it continues no --prompt.
 
     RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
     model folder (safetensors only; see docs/cli.md).
@@ -540,12 +546,18 @@ def generate(
       gentool generate runs/chorales -o piece.mid --bars 8 --seed 1 --pianoroll piece.png
       gentool generate runs/chorales -n 4 --out-dir pieces/ --temperature 0.9 --top-p 0.95
       gentool generate runs/chorales --prompt bwv10.7.mid --bars 8 -o more.mid --wav more.wav
+      gentool generate runs/chorales-gan -n 4 --out-dir phrases/ --bars 8 --temperature 0.8
       gentool generate hf:openai-community/gpt2 --prompt "Hello," --seed 1
+      gentool generate lm-ct2 --engine ct2 --prompt "ROMEO:" --temperature 0
+
+    With --engine ct2, RUN is the folder `gentool export RUN --format ct2 -o DIR` wrote
+    (greedy and beam search give the run's own samples; a sample stays within the
+    model's context length).
     """
     outputs = api.ImageOutputs(grid, out_dir, force) if grid or out_dir else None
     if outputs is not None:
         outputs.check()  # before loading: fail at once
-    model = api.load(run)
+    model = api.load_engine(run, engine)
     if isinstance(model, MusicGeneration):
         _refuse(run, "generates music", ("--grid", grid), ("--interpolate", interpolate))
         _print_music(ctx, model, run)
@@ -703,6 +715,7 @@ def _interactive(model: Any, request: GenerationRequest) -> None:
     help="Sentences translated together (stdin is read in batches of this size).",
 )
 @threads_option
+@engine_option
 @json_option
 def translate(
     run: str,
@@ -711,6 +724,7 @@ def translate(
     length_penalty: float,
     max_tokens: int | None,
     batch_size: int,
+    engine: str,
     as_json: bool,
 ) -> None:
     """Translate TEXT arguments, or stdin line by line when there are none.
@@ -723,14 +737,19 @@ def translate(
       gentool translate runs/transformer "A man is riding a bike."
       gentool translate runs/transformer --beam 5 < test.en > test.hyp.de
       gentool translate Helsinki-NLP/opus-mt-en-de "A dog runs."
+      gentool translate mt-ct2 --engine ct2 --beam 1 < test.en > test.hyp.de
+
+    With --engine ct2, RUN is the folder `gentool export RUN --format ct2 -o DIR` wrote
+    (CTranslate2: several times faster on a CPU; greedy translations are the run's own).
     """
     request = TranslationRequest(
         num_beams=num_beams, length_penalty=length_penalty, max_tokens=max_tokens
     )
+    model = api.load_engine(run, engine)
     if texts:
-        pairs: Any = zip(texts, api.translate(run, texts, request), strict=True)
+        pairs: Any = zip(texts, api.translate(model, texts, request), strict=True)
     else:
-        pairs = api.translate_stream(run, sys.stdin.buffer, request, batch_size)
+        pairs = api.translate_stream(model, sys.stdin.buffer, request, batch_size)
     for source, output in pairs:
         if as_json:
             click.echo(dumps_json({"source": source, "translation": output}, indent=None))
@@ -933,7 +952,13 @@ def evaluate(
 
 
 @cli.command()
-@run_argument
+@click.argument(
+    "run",
+    required=False,
+    type=click.Path(file_okay=False, path_type=str),
+    metavar="[RUN]",
+    shell_complete=complete_runs,
+)
 @click.option(
     "--data",
     "-d",
@@ -941,8 +966,16 @@ def evaluate(
     metavar="PATH",
     help="ngram: held-out text; shows how many of its n-grams the model never saw.",
 )
+@click.option(
+    "--system",
+    is_flag=True,
+    help="Show this machine instead: the threads --threads/GENTOOL_THREADS give torch, "
+    "numpy's BLAS and the tokenizers, torch and numpy versions, the CPU and its features "
+    "(avx2, avx512, bf16, amx), the devices and the cache folder.",
+)
+@threads_option
 @json_option
-def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
+def info(run: str | None, data: tuple[str, ...], system: bool, as_json: bool) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
     RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
@@ -952,12 +985,22 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     possible, and with --data the share of held-out n-grams never seen in training (why
     higher orders need smoothing).
 
+    With --system (and no RUN), what this machine computes with.
+
     \b
     Examples:
       gentool info runs/ngram
       gentool info hf:openai-community/gpt2
       gentool info runs/ngram --data test.txt
+      gentool info --system --threads 4
     """
+    if system:
+        if run is not None or data:
+            raise click.UsageError("--system describes this machine; give it without RUN or --data")
+        _print_system(as_json)
+        return
+    if run is None:
+        raise click.UsageError("give a RUN to describe, or --system for this machine")
     details = {**api.info(run, data), "run": run}
     if as_json:
         print_json(details)
@@ -972,6 +1015,42 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     if isinstance(details["model"].get("ngrams"), list):
         click.echo("")
         _ngram_table(details["model"]["ngrams"], details.get("heldout", {}).get("ngrams"))
+
+
+def _print_system(as_json: bool) -> None:
+    from gentool import system
+
+    details = system.describe()
+    if as_json:
+        print_json(details)
+        return
+    cpu, counts, numpy, torch = (details[k] for k in ("cpu", "threads", "numpy", "torch"))
+    asked = counts["requested"]
+    lines = [
+        ("gentool", details["gentool"]),
+        ("python", f"{details['python']} ({details['platform']})"),
+        ("cpu", f"{cpu['model']}, {cpu['usable_cores']} of {cpu['cores']} cores usable"),
+        ("cpu flags", " ".join(cpu["flags"]) or "-"),
+        ("threads asked", f"{asked} ({counts['source']})" if asked else "none (defaults)"),
+        ("torch", "not installed" if torch is None else torch["version"]),
+    ]
+    if torch is not None:
+        lines += [
+            ("torch threads", f"{torch['threads']} intra-op, {torch['interop_threads']} inter-op"),
+            ("torch kernels", f"{torch['cpu_capability']} (oneDNN: {torch['mkldnn']})"),
+            ("devices", ", ".join(f"{d['device']} ({d['name']})" for d in torch["devices"])),
+        ]
+    lines.append(("numpy", numpy["version"]))
+    for pool in numpy["blas"]:
+        lines.append(
+            (
+                "numpy BLAS",
+                f"{pool['library']} {pool['version']} ({pool['architecture']}), "
+                f"{pool['threads']} threads",
+            )
+        )
+    lines += [("tokenizer threads", counts["tokenizers"]), ("cache", details["cache"])]
+    print_table([[k, _fmt(v)] for k, v in lines], ["", "value"])
 
 
 def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | None) -> None:
@@ -1217,26 +1296,55 @@ def serve(
 
 @cli.command()
 @run_argument
-@click.option("--format", "fmt", required=True, help="Output format, e.g. arpa.")
+@click.option("--format", "fmt", required=True, help="Output format: arpa, ct2, merged.")
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
-    help="File to write (never inside a run directory).",
+    help="File (arpa) or folder (ct2, merged) to write, never inside a run directory.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing output file.")
-def export(run: str, fmt: str, output: Path, force: bool) -> None:
+@click.option(
+    "--quantization",
+    type=click.Choice(
+        [
+            "int8",
+            "int8_float32",
+            "int8_float16",
+            "int8_bfloat16",
+            "int16",
+            "float16",
+            "bfloat16",
+            "float32",
+        ]
+    ),  # fmt: skip
+    help="ct2: the weights' type [default: as trained, float32].",
+)
+@click.option("--force", is_flag=True, help="Replace an existing output (file, or export folder).")
+def export(run: str, fmt: str, output: Path, quantization: str | None, force: bool) -> None:
     """Write the model in RUN in another tool's format.
 
-    The file is written whole or not at all; an existing one is replaced only with --force.
+    \b
+    Formats:
+      arpa    ngram: the ARPA file KenLM and SRILM read
+      ct2     transformer lm and translator: a CTranslate2 model folder, for fast
+              inference (pip install 'gentool[ct2]'); run it with
+              gentool generate/translate DIR --engine ct2
+      merged  a LoRA run (train.lora_rank): its adapter merged into the base model, a
+              plain Hugging Face folder (AutoModel*.from_pretrained, gentool RUN)
+
+    The output is written whole or not at all; an existing one is replaced only with
+    --force (a folder only if gentool export wrote it).
 
     \b
-    Example (an n-gram model for KenLM):
+    Examples:
       gentool export runs/ngram --format arpa -o model.arpa
       gentool export runs/ngram --format arpa -o model.arpa --force
+      gentool export runs/mt-en-de --format ct2 --quantization int8 -o mt-ct2
+      gentool translate mt-ct2 --engine ct2 "A dog runs."
+      gentool export runs/lora --format merged -o merged/
     """
-    api.export(run, fmt, output, force)
+    api.export(run, fmt, output, force, quantization)
     log(f"wrote {output}")
 
 

@@ -141,6 +141,11 @@ def _checked(
 ) -> Pretrained:
     if is_run(path) and not (path / "config.json").is_file():  # a gentool run of any kind
         return Pretrained(source, path, {}, repo_id, revision, None)
+    if _export_format(path) == "ct2":  # (its config.json is CTranslate2's)
+        raise RunError(
+            f"'{source}' is a CTranslate2 export (gentool export --format ct2): run it with "
+            f"gentool generate/translate {source} --engine ct2"
+        )
     config_file = path / "config.json"
     if not config_file.is_file():
         raise RunError(f"'{source}' has no config.json: it is not a Hugging Face model")
@@ -168,6 +173,15 @@ def _checked(
     if repo_id is None and (path / runs.TENSOR_FILE).is_file():
         sha256 = runs.sha256_file(path / runs.TENSOR_FILE)
     return Pretrained(source, path, config, repo_id, revision, sha256)
+
+
+def _export_format(path: Path) -> str | None:
+    """The format of a folder gentool export wrote (None: not one, or unreadable)."""
+    try:
+        record = json.loads((path / runs.EXPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("format") if isinstance(record, dict) else None
 
 
 __all__ = ["PREFIX", "Pretrained", "is_pretrained", "is_run", "resolve"]

@@ -150,10 +150,24 @@ class Exportable(ABC):
     """A model that ``gentool export --format FORMAT`` can write in another tool's format."""
 
     export_formats: ClassVar[tuple[str, ...]]
+    #: Those of ``export_formats`` written as a folder (a CTranslate2 model), not one file.
+    folder_formats: ClassVar[tuple[str, ...]] = ()
+    #: Those that take ``--quantization`` (CTranslate2's weight types: int8, float16 ...).
+    quantized_formats: ClassVar[tuple[str, ...]] = ()
+    #: Those whose folder ``--engine FORMAT`` runs (``load_export``).
+    engine_formats: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def export(self, fmt: str, path: Path) -> None:
-        """Write the model in format ``fmt`` (one of ``export_formats``) to ``path``."""
+    def export(self, fmt: str, path: Path, quantization: str | None = None) -> None:
+        """Write the model in format ``fmt`` (one of ``export_formats``) to ``path``: a file,
+        or a folder that does not exist yet for ``folder_formats``; ``quantization`` only
+        for ``quantized_formats``."""
+
+    @classmethod
+    def load_export(cls, fmt: str, folder: Path) -> Model:
+        """The model of ``folder``, an export in ``fmt`` (one of ``engine_formats``) that
+        ``export`` wrote, ready to generate or translate with that engine."""
+        raise PluginError(f"'{cls.__name__}' models run no export (--engine {fmt})")
 
 
 class FromPretrained(ABC):
@@ -171,6 +185,14 @@ class FromPretrained(ABC):
     def from_pretrained(cls, directory: Path, source: str) -> Model:
         """Load the Hugging Face model in ``directory`` (checked by ``gentool.hub``);
         ``source`` is what the user named it by."""
+
+
+class FromRun(ABC):  # noqa: B024 (a marker: gentool.api.training does the work)
+    """A kind that starts from a gentool run of its own kind (``gentool train KIND --init
+    RUN``) into a new run: the run's ``[model]`` table (sizes, vocabulary) is taken as it
+    is, and its tokenizer and weights are where training starts. Its config has a ``init``
+    key (the run), which its training reads. Kinds that are ``FromPretrained`` start from
+    runs too."""
 
 
 class Importable(ABC):

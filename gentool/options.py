@@ -63,6 +63,14 @@ class ByteSize(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["run", "ct2"]),
+    default="run",
+    show_default=True,
+    help="run: the model of RUN; ct2: RUN is a CTranslate2 export (gentool export --format ct2).",
+)
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout."
 )
@@ -153,10 +161,9 @@ run_argument = click.argument(
 
 
 def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
-    if value is not None:
-        from gentool import threads
+    from gentool import threads
 
-        threads.set_threads(value)
+    threads.set_threads(value)  # None: GENTOOL_THREADS, if set
 
 
 # Every command that computes takes it; applied where torch is imported (gentool.threads).
@@ -167,9 +174,9 @@ threads_option = click.option(
     expose_value=False,
     callback=_set_threads,
     metavar="N",
-    help="Threads torch computes with (neural models) [default: $GENTOOL_THREADS, else "
-    "torch's: one per core, or $OMP_NUM_THREADS]. On a busy machine, 1 is often fastest "
-    "for small models.",
+    help="Threads torch, numpy's BLAS and the tokenizers compute with [default: "
+    "$GENTOOL_THREADS, else theirs: one per core, or $OMP_NUM_THREADS]. On a busy machine, "
+    "1 is often fastest for small models; gentool info --system shows what is used.",
 )
 
 

@@ -34,6 +34,7 @@ FORMAT_VERSION = 2  # 2: gentool.json and the recipe name the kind of model
 META_FILE = "gentool.json"
 METRICS_FILE = "metrics.jsonl"
 TRAINING_FILE = "training.json"  # present while a run trains: its recipe, for --resume
+EXPORT_FILE = "gentool-export.json"  # in a folder gentool export wrote: format, kind, run
 CHECKPOINTS = "checkpoints"
 
 # -- atomic files -----------------------------------------------------------------------
@@ -112,6 +113,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Data files' sha256 this process computed, by (path, inode, size, mtime, ctime): the run's
+# record and the token cache's key both need the digest of a (possibly large) corpus.
+_data_digests: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _data_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key not in _data_digests:
+        _data_digests[key] = sha256_file(path)
+    return _data_digests[key]
+
+
 def fingerprint(path: Path) -> dict[str, Any]:
     """Identify a data file: its path as given, size and sha256. A folder (of images) is
     identified by every file under it: the sha256 of their relative names and contents.
@@ -125,7 +139,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
         from gentool.data.files import check_regular
 
         check_regular(path)
-        return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": _data_sha256(path)}
     digest, size, count = hashlib.sha256(), 0, 0
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
@@ -458,6 +472,27 @@ def _check_replaceable(path: Path, option: str) -> None:
         raise OutputError(f"{option} '{path}' is not a regular file; name a file")
 
 
+def check_output_export(folder: Path, option: str, force: bool) -> None:
+    """Fail before any work unless a command may write the folder ``folder`` whole (an
+    export in a folder format): outside every run, not a file, and an existing folder only
+    with ``force``, and only an empty one or one that gentool export wrote (it is replaced
+    whole: --force must never remove a folder of the user's own)."""
+    check_outside_runs(folder, option)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise OutputError(f"{option} '{folder}' is not a folder; name a new folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not force:
+            raise OutputError(
+                f"'{folder}' exists; pass --force to replace it, or choose another {option}"
+            )
+        if not (folder / EXPORT_FILE).is_file():
+            raise OutputError(
+                f"{option} '{folder}' is a folder that gentool export did not write (it has "
+                f"no {EXPORT_FILE}); --force replaces only those: choose another {option}"
+            )
+    files.check_can_create(folder, option)
+
+
 def check_output_folder(folder: Path, option: str) -> None:
     """Fail before any work unless a command may write files into ``folder``."""
     check_outside_runs(folder, option)
@@ -492,6 +527,30 @@ class OutputFiles:
             ) from None
         if new:
             self.created.append(path)
+        return path
+
+    def write_folder(self, path: Path, write: Callable[[Path], None], option: str) -> Path:
+        """Write the folder ``path`` whole with ``write(folder)``: into a hidden sibling,
+        swapped in at the end (an existing folder stays until the new one is complete); a
+        failed write is one OutputError, and leaves nothing of the new folder."""
+        check_output_export(path, option, force=True)
+        for folder in reversed([p for p in path.parents if not p.exists()]):
+            folder.mkdir()
+            self.created.append(folder)
+        work = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            work.mkdir()
+            write(work)
+            _move_into_place(work, path)
+        except Exception as err:
+            failure = files.as_os_error(err, work)
+            if failure is None:
+                raise
+            raise OutputError(
+                f"cannot write '{path}': {files.reason(failure)}; {files.remedy(failure, option)}"
+            ) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # (gone once moved into place)
         return path
 
     def remove_created(self) -> None:

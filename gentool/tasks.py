@@ -129,10 +129,15 @@ class TextScoring(Capability):
     """``gentool evaluate --data TEXT``: perplexity and bits per token."""
 
     task = "score-text"
+    #: The field of a table's rows that ``evaluate_text`` reads (None: ``text``): a run's
+    #: ``data.text_field``, set when the run is loaded, so that held-out rows are read as
+    #: the training rows were.
+    text_field: str | None = None
 
     @abstractmethod
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
-        """Score the text files; the metrics dict of docs/cli.md (tokens, perplexity, ...)."""
+        """Score the text files (tables: their ``text_field``); the metrics dict of
+        docs/cli.md (tokens, perplexity, ...)."""
 
 
 class Translation(Capability):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,27 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module fixtures that train too keep the user's gentool cache (~/.cache/gentool) clean."""
+    before = os.environ.get("GENTOOL_CACHE")
+    os.environ["GENTOOL_CACHE"] = str(tmp_path_factory.mktemp("session-cache"))
+    yield
+    if before is None:
+        del os.environ["GENTOOL_CACHE"]
+    else:
+        os.environ["GENTOOL_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs in its own directory with every installed plugin loaded."""
+def _isolated(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test runs in its own directory with every installed plugin loaded, and its own
+    gentool cache (token files, tokenizers), outside that directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GENTOOL_LOAD_PLUGINS", raising=False)
+    monkeypatch.setenv("GENTOOL_CACHE", str(tmp_path_factory.mktemp("gentool-cache")))
 
 
 def interruptible() -> None:

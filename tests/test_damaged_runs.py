@@ -356,6 +356,21 @@ def test_a_config_claiming_more_than_the_weights_is_refused_before_building(
     assert "config.json" in error and "restore it from a copy, or retrain it" in error
 
 
+def test_a_translator_of_real_size_is_not_taken_for_a_lie(tmp_path: Path) -> None:
+    """The Multi30k recipe's translator: its shared 8,000 x 256 vocabulary is registered
+    under several names as it is built, 3-4x the numbers its file holds."""
+    from transformers import MarianConfig, MarianMTModel
+
+    from gentool.neural.weights import check_weights
+
+    config = MarianConfig(vocab_size=8000, d_model=256, encoder_layers=1, decoder_layers=1,
+                          encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=32,
+                          pad_token_id=0, decoder_start_token_id=0, tie_word_embeddings=True,
+                          share_encoder_decoder_embeddings=True)  # fmt: skip
+    MarianMTModel(config).save_pretrained(tmp_path)
+    check_weights(lambda: MarianMTModel(config), tmp_path / "model.safetensors")
+
+
 def test_a_lying_config_is_refused_under_a_memory_cap(rnn_run: Path, tmp_path: Path) -> None:
     """Built for real, this model would need 3 GB; the process may have 2.5 GB in all."""
     run = copy_run(rnn_run, tmp_path / "r")

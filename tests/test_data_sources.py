@@ -193,3 +193,37 @@ def test_resume_refuses_an_hf_dataset_that_changed(_hf_cache: Path) -> None:
     cache_dataset(_hf_cache, "tiny_corpus", list(reversed(ROWS * 5)), revision="4567cdef")
     result = run_gentool("train", "rnn", "--resume", "--out", "rnn")
     assert_error(result, "changed", "--override")
+
+
+@pytest.mark.parametrize("family", ["ngram", "rnn"])
+def test_evaluate_reads_the_runs_text_field_from_a_table(tmp_path: Path, family: str) -> None:
+    rows = [{"body": r["text"], "n": r["n"]} for r in ROWS * 5]
+    table = write_table(tmp_path / "rows.parquet", rows)
+    small = SMALL_RNN if family == "rnn" else []
+    invoke("train", family, "--data", table, "--set", "data.text_field=body", *small, "--out", "m")
+    text = tmp_path / "rows.txt"
+    text.write_text("".join(r["body"] + "\n" for r in rows), encoding="utf-8")
+    from_table = json.loads(invoke("evaluate", "m", "--data", table, "--json").stdout)
+    from_text = json.loads(invoke("evaluate", "m", "--data", text, "--json").stdout)
+    assert from_table["metrics"]["tokens"] == from_text["metrics"]["tokens"] > 0
+    assert from_table["metrics"]["perplexity"] == pytest.approx(from_text["metrics"]["perplexity"])
+
+
+def test_repeating_a_run_trained_on_an_hf_dataset(_hf_cache: Path) -> None:
+    cache_dataset(_hf_cache, "tiny_corpus", ROWS * 5, revision="0123abcd")
+    result = run_gentool("train", "ngram", "--data", "hf:tiny_corpus", "--out", "first")
+    assert result.returncode == 0, result.stderr
+    result = run_gentool("train", "ngram", "--recipe", "first", "--out", "again")
+    assert result.returncode == 0, result.stderr
+    first, again = (json.loads(Path(r, "gentool.json").read_text()) for r in ("first", "again"))
+    assert again["data"]["train"] == first["data"]["train"]
+    assert again["metrics"]["ngrams"] == first["metrics"]["ngrams"]
+    scored = run_gentool("evaluate", "again", "--data", "hf:tiny_corpus", "--json")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["metrics"]["tokens"] > 0
+    # A stream model reads it through the token cache, keyed by the dataset's fingerprint.
+    args = ["--data", "hf:tiny_corpus", *SMALL_RNN]
+    assert run_gentool("train", "rnn", *args, "--out", "rnn").returncode == 0
+    result = run_gentool("train", "rnn", "--recipe", "rnn", "--out", "rnn2")
+    assert result.returncode == 0, result.stderr
+    assert "read from the cache" in result.stderr

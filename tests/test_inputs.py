@@ -400,12 +400,24 @@ def test_a_gzip_larger_than_memory_is_refused(
 ) -> None:
     monkeypatch.setattr(files, "available_memory", lambda: 200)
     (tmp_path / "c.txt.gz").write_bytes(gzip.compress(corpus.read_bytes()))
-    # The rnn reads its data whole; ngram streams it, so memory does not bound it.
+    # A translator reads its sentence pairs whole; ngram and the stream models (through the
+    # token cache) stream their text, so memory does not bound them.
     pytest.importorskip("torch")
-    result = invoke("train", "rnn", "--data", "c.txt.gz", "--out", "r", ok=False)
+    pairs = ["--source", "c.txt.gz", "--target", "c.txt.gz"]
+    result = invoke("train", "transformer", *pairs, "--out", "t", ok=False)
     assert_error(result, "'c.txt.gz' decompresses to more than 100 bytes, half the memory")
     assert_nothing_written(tmp_path)
     invoke("train", "ngram", "--data", "c.txt.gz", "--out", "ng")
+    small = ["train.seq_len=8", "train.batch_size=2", "train.max_steps=1", "model.hidden_size=8"]
+    invoke(
+        "train",
+        "rnn",
+        "--data",
+        "c.txt.gz",
+        "--out",
+        "r",
+        *[a for s in small for a in ("--set", s)],
+    )
 
 
 def test_absurdly_long_lines_are_warned_about(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ KINDS = {
     "transformer-multi30k-en-de-gpu": "translator",
     "music-chorales-transformer": "music",
     "music-chorales-rnn": "music",
+    "music-chorales-gan": "music",
 }
 
 

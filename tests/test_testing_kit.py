@@ -85,6 +85,10 @@ KINDS: dict[str, tuple[str, list[str]]] = {
     "gan-restorer": ("gan", ["model.task=colorize", "model.image_size=16", *GAN]),
     "gan-paired": ("gan", ["model.task=paired", "model.image_size=16", *GAN]),
     "gan-cyclegan": ("gan", ["model.task=cyclegan", "model.image_size=16", *GAN]),
+    "gan-music": (
+        "gan",
+        ["model.width=4", "model.latent_size=8", "train.sample_every=0", *MUSIC_STEPS],
+    ),  # fmt: skip
 }
 
 

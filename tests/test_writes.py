@@ -426,7 +426,7 @@ def test_export_never_writes_into_a_run(run: Path, tmp_path: Path) -> None:
             result = invoke("export", run, "--format", "arpa", "-o", output, *force, ok=False)
             assert_error(result, "is inside the run directory", "write it outside the run")
     result = invoke("export", run, "--format", "arpa", "-o", run, "--force", ok=False)
-    assert result.exit_code == 2  # a folder: click's usage error
+    assert_error(result, "is inside the run directory")  # (-o may name a folder: ct2)
     assert snapshot(run) == before
     api.load(run)
 

@@ -18,6 +18,7 @@ from gentool.api.plotting import curves, plot
 from gentool.api.publishing import push
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
+    ENGINES,
     ImageOutputs,
     MusicOutputs,
     RunLike,
@@ -32,6 +33,7 @@ from gentool.api.using import (
     info,
     kind_of,
     load,
+    load_engine,
     require,
     restore,
     stdin_batches,
@@ -42,6 +44,7 @@ from gentool.api.using import (
 from gentool.threads import set_threads  # --threads N: torch's threads for what follows
 
 __all__ = [
+    "ENGINES",
     "ImageOutputs",
     "MusicOutputs",
     "evaluate_music",
@@ -60,6 +63,7 @@ __all__ = [
     "info",
     "kind_of",
     "load",
+    "load_engine",
     "model_card",
     "models",
     "plan",

@@ -15,7 +15,7 @@ from gentool import hub, recipes, runs
 from gentool.data import sources
 from gentool.errors import DataError, PluginError, RecipeError, RunError, TrainingError
 from gentool.kinds import MUSIC, PARALLEL, check_keys, data_kind, own_keys, route, table_fields
-from gentool.model import FromPretrained, Importable, Model, Runtime, TrainingContext
+from gentool.model import FromPretrained, FromRun, Importable, Model, Runtime, TrainingContext
 from gentool.plugins import get_registry
 from gentool.runs import is_main_process
 from gentool.tasks import GenerationRequest, TextGeneration
@@ -69,14 +69,16 @@ def plan(
     raw["family"] = name
     _check_sides(parallel or ParallelPaths())
     kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
-    if init is not None and not issubclass(kind, FromPretrained):
-        able = [k for k in get_registry().all_kinds() if issubclass(k, FromPretrained)]
+    if init is not None and not issubclass(kind, (FromPretrained, FromRun)):
+        able = [k for k in get_registry().all_kinds() if issubclass(k, (FromPretrained, FromRun))]
         names = ", ".join(f"{k.family} {k.kind_name()}" for k in able) or "none installed"
         raise RecipeError(
             f"--init: the {_name(kind)} cannot start from a pretrained model; kinds that can: "
             f"{names}"
         )
     resolved = _resolve(raw, kind, data, val, seed, parallel)
+    if init is not None and hub.is_run(Path(init)):
+        resolved.model = _parent_model(kind, resolved.model, Path(init))
     if recipe_path is not None and recipe_path.is_dir():
         _find_run_data(recipe_path, resolved, kind)
     return kind, resolved
@@ -330,8 +332,13 @@ def _parent(kind: type[Model], config: Any) -> dict[str, Any] | None:
     if not source:
         return None
     name = _name(kind)
-    if not issubclass(kind, FromPretrained):
+    if not issubclass(kind, (FromPretrained, FromRun)):
         raise RecipeError(f"the {name} cannot start from a pretrained model; drop --init")
+    if not issubclass(kind, FromPretrained) and not hub.is_run(Path(source)):
+        raise RecipeError(
+            f"--init '{source}' is not a gentool run: the {name} starts from a run of its "
+            "own kind (a folder with gentool.json)"
+        )
     pretrained = hub.resolve(source)
     parent = pretrained.lineage()
     if hub.is_run(pretrained.path):
@@ -339,7 +346,7 @@ def _parent(kind: type[Model], config: Any) -> dict[str, Any] | None:
         run.verify()
         if (run.family, run.kind) != (kind.family, kind.kind_name()):
             raise RecipeError(
-                f"--init '{source}' is a {run.family} {run.kind} run; a {name} starts from a "
+                f"--init '{source}' is a {_run_name(run)} run; a {name} starts from a "
                 f"run of its own kind (or a Hugging Face model it runs)"
             )
         train = (run.meta.get("data") or {}).get("train") or []
@@ -349,13 +356,42 @@ def _parent(kind: type[Model], config: Any) -> dict[str, Any] | None:
         )
         if run.meta.get("parent"):
             parent["parent"] = run.meta["parent"]
-    elif not kind.accepts_pretrained(pretrained.config):
+    elif issubclass(kind, FromPretrained) and not kind.accepts_pretrained(pretrained.config):
         model_type = pretrained.config.get("model_type", "unknown")
         raise RecipeError(
             f"--init '{source}' is a '{model_type}' model, which the {name} does not start "
             f"from (it takes {getattr(kind, 'auto_class', 'its own')} models)"
         )
     return parent
+
+
+def _parent_model(kind: type[Model], config: Any, parent: Path) -> Any:
+    """The ``[model]`` table of a run that starts from the run ``parent``: the parent's
+    own (its sizes and vocabulary make its weights), with ``init`` naming the parent. A
+    key set away from its default is a RecipeError: the parent fixes it."""
+    free = {"init", *kind.selected_by}
+    for f in dataclasses.fields(config):
+        if f.name not in free and getattr(config, f.name) != f.default:
+            raise RecipeError(
+                f"model.{f.name} is fixed by the run it starts from (--init {parent}): drop "
+                f"model.{f.name}, it is taken from that run"
+            )
+    run = runs.RunDirectory(parent)
+    if (run.family, run.kind) != (kind.family, kind.kind_name()):
+        raise RecipeError(
+            f"--init '{parent}' is a {_run_name(run)} run; a {_name(kind)} starts from a run "
+            "of its own kind"
+        )
+    from gentool.api.using import kind_of
+
+    _, raw = kind_of(run)
+    own = recipes.resolve(raw, kind.config_class, kind.train_config_class).model
+    return dataclasses.replace(own, init=config.init)
+
+
+def _run_name(run: runs.RunDirectory) -> str:
+    """'rnn', 'transformer lm': a run's kind as the user knows it."""
+    return run.family if run.kind in (run.family, None, "") else f"{run.family} {run.kind}"
 
 
 def _name(kind: type[Model]) -> str:

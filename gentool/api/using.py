@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -61,7 +62,10 @@ def load(run: RunLike) -> Model:
             resolved = recipes.resolve(raw, kind.config_class, kind.train_config_class)
         except RecipeError as err:
             raise _recipe_mismatch(run_dir, err) from None
-        return kind.load(run_dir.path, resolved.model)
+        model = kind.load(run_dir.path, resolved.model)
+        if isinstance(model, TextScoring):  # held-out tables are read as the training rows
+            model.text_field = resolved.data.text_field
+        return model
     except PermissionError as err:  # a run of another user, not shared with this one
         raise runs.unreadable(Path(err.filename or path), path, err) from None
 
@@ -536,21 +540,88 @@ def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -
     return found
 
 
-def export(run: RunLike, fmt: str, output: str | Path, force: bool = False) -> Path:
-    """Write the model in ``run`` in a foreign format (e.g. ARPA) to ``output``: never into
-    a run directory, an existing file only with ``force``, atomically (a failure leaves
-    the old file, or none)."""
+def export(
+    run: RunLike,
+    fmt: str,
+    output: str | Path,
+    force: bool = False,
+    quantization: str | None = None,
+) -> Path:
+    """Write the model in ``run`` in a foreign format to ``output``: a file (ARPA) or a
+    folder (a CTranslate2 model, a merged Hugging Face model); never into a run directory,
+    an existing file or export folder only with ``force``, atomically (a failure leaves the
+    old output, or none). ``quantization``: the weight type of a format that takes one
+    (CTranslate2's int8, float16 ...)."""
     output = Path(output)
-    runs.check_output_file(output, "--output", force)  # before loading: fail at once
+    with contextlib.suppress(RunError, RecipeError, PluginError, OSError):  # (load says why)
+        if isinstance(run, Model):
+            known: type = type(run)
+        else:
+            known = kind_of(run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run))[
+                0
+            ]
+        _check_export_output(known, fmt, output, force)  # before loading: fail at once
     model = load(run)
     formats = model.export_formats if isinstance(model, Exportable) else ()
     if fmt not in formats:
         valid = ", ".join(formats) or "none"
         raise PluginError(f"'{model.family}' models cannot export '{fmt}'; they export: {valid}")
     assert isinstance(model, Exportable)
+    if quantization is not None and fmt not in model.quantized_formats:
+        takes = ", ".join(model.quantized_formats) or "no format"
+        raise RecipeError(
+            f"--quantization is for {takes} ('{model.family}' models); drop it for '{fmt}'"
+        )
+    _check_export_output(type(model), fmt, output, force)
     with runs.output_files() as written:
-        written.write(output, lambda path: model.export(fmt, path), "--output")
+        if fmt in model.folder_formats:
+            write = functools.partial(model.export, fmt, quantization=quantization)
+            written.write_folder(output, write, "--output")
+        else:
+            written.write(output, lambda path: model.export(fmt, path), "--output")
     return output
+
+
+def _check_export_output(kind: type, fmt: str, output: Path, force: bool) -> None:
+    """``output`` may be written: a folder for the kind's folder formats, else a file."""
+    if fmt in getattr(kind, "folder_formats", ()):
+        runs.check_output_export(output, "--output", force)
+    else:
+        runs.check_output_file(output, "--output", force)
+
+
+ENGINES = ("run", "ct2")  # --engine: the run's own model, or its CTranslate2 export
+
+
+def load_engine(run: RunLike, engine: str = "run") -> Model:
+    """``load(run)``, or with another ``engine`` (ct2) the export folder ``run`` that
+    ``gentool export --format ENGINE`` wrote, loaded by the kind it came from."""
+    if engine == "run" or isinstance(run, Model):
+        return load(run)
+    folder = run.path if isinstance(run, runs.RunDirectory) else Path(run)
+    record = folder / runs.EXPORT_FILE
+    make = f"make one with 'gentool export RUN --format {engine} -o DIR' and pass DIR"
+    if runs.is_run_directory(folder):
+        raise RunError(f"'{folder}' is a run, not a {engine} export: {make}")
+    try:
+        meta = json.loads(record.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(
+            f"'{folder}' is not a {engine} export (it has no {runs.EXPORT_FILE}): {make}"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise RunError(f"'{record}' cannot be read ({err}): {make} again") from None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt != engine:
+        raise RunError(f"'{folder}' is an export in format '{fmt}', not {engine}: {make}")
+    try:
+        named = {"family": str(meta.get("family")), "kind": str(meta.get("kind"))}
+        kind, _ = route_record(get_registry(), named)
+    except (PluginError, RecipeError) as err:
+        raise RunError(f"export '{folder}': {err}") from None
+    if not issubclass(kind, Exportable) or engine not in kind.engine_formats:
+        raise PluginError(f"'{kind.kind_name()}' models do not run with --engine {engine}")
+    return kind.load_export(engine, folder)
 
 
 __all__ = [
@@ -561,6 +632,7 @@ __all__ = [
     "RunLike",
     "class_index",
     "evaluate",
+    "ENGINES",
     "export",
     "generate",
     "generate_images",
@@ -568,6 +640,7 @@ __all__ = [
     "info",
     "kind_of",
     "load",
+    "load_engine",
     "pretrained_kind",
     "require",
     "restore",

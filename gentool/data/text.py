@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 
-from gentool.data.files import read_data_bytes
+from gentool.data.files import read_data_blocks, read_data_bytes
 from gentool.errors import DataError
 
 DEFAULT_TEXT = "shakespeare.txt"
 # Longer than any sentence or paragraph: a file with no line breaks, or minified data.
 LONG_LINE = 100_000
+# Places where cutting a text changes no tokenizer's output: after a newline that sits between
+# two non-space characters (a byte-level BPE pre-token never crosses it, nor depends on it).
+SAFE_CUT = re.compile(r"(?<=\S)\n(?=\S)")
+BLOCK_BYTES = 1 << 22  # read at a time by corpus_texts
 
 
 def default_text_path() -> Path:
@@ -61,13 +66,65 @@ def read_corpus(paths: Sequence[str | Path], field: str | None = None) -> str:
     """The files' text as one string (what stream models train on), each file ending with
     a newline. A table or dataset (``gentool.data.sources``) gives its rows' ``field``
     (default ``text``), a row per line."""
+    return "".join(corpus_texts(paths, field))
+
+
+def corpus_texts(paths: Sequence[str | Path], field: str | None = None) -> Iterator[str]:
+    """``read_corpus``'s text in pieces (cut at line ends) that join to it, read as they
+    are needed: a corpus larger than memory streams. The same checks and errors."""
     from gentool.data import sources
 
-    parts = [
-        sources.table_text(p, field) if sources.is_table(p, sources.Fields(field)) else read_text(p)
-        for p in paths
-    ]
-    return "".join(p if p.endswith("\n") else p + "\n" for p in parts)
+    for path in paths:
+        if sources.is_table(path, sources.Fields(field)):
+            for rows in sources.text_rows(path, field):
+                yield "".join(row + "\n" for row in rows)
+        else:
+            yield from _file_texts(Path(path))
+
+
+def _file_texts(path: Path) -> Iterator[str]:
+    """A text file's pieces, as ``read_text`` would check and decode it whole, ending
+    with a newline."""
+    if not path.exists():
+        raise DataError(f"data file '{path}' does not exist; check the path")
+    if path.is_dir():
+        raise DataError(f"data path '{path}' is a directory; give a text file")
+    offset, carry, text = 0, b"", False
+    try:
+        for block in read_data_blocks(path, path.suffix == ".gz", BLOCK_BYTES):
+            text = text or bool(block.strip())
+            raw = carry + block
+            end = raw.rfind(b"\n") + 1  # a newline byte never sits inside a UTF-8 character
+            if end:
+                yield decode_text(path, raw[:end], offset)
+                offset += end
+            carry = raw[end:]
+    except (OSError, EOFError) as err:
+        raise DataError(f"data file '{path}' cannot be read: {err}") from err
+    if not text:
+        raise DataError(f"data file '{path}' is empty; give a file with some text")
+    if carry:  # the last line, without its newline
+        yield decode_text(path, carry, offset) + "\n"
+
+
+def safe_pieces(texts: Iterable[str], size: int = 1 << 22) -> Iterator[str]:
+    """The text of ``texts`` again, in pieces of about ``size`` characters cut only at
+    ``SAFE_CUT``: every tokenizer encodes the pieces one by one exactly as the whole."""
+    held: list[str] = []  # text since the last cut, none of it holding a cut past ``size``
+    length = 0
+    for text in texts:
+        held.append(text)
+        length += len(text)
+        if length <= size:
+            continue
+        buffer = "".join(held)
+        start = 0
+        while len(buffer) - start > size and (cut := SAFE_CUT.search(buffer, start + size)):
+            yield buffer[start : cut.end()]
+            start = cut.end()
+        held, length = [buffer[start:]], len(buffer) - start
+    if length:
+        yield "".join(held)
 
 
 def read_lines(path: str | Path) -> list[str]:

@@ -62,6 +62,7 @@ class HFModel(Model):
         self.tokenizer = tokenizer
         self.config = config
         self.metrics: dict[str, Any] = dict(metrics or {})
+        self.adapter = False  # loaded from a LoRA adapter (merged into its base on load)
 
     # -- the steps a kind fills in ------------------------------------------------------------
     @classmethod
@@ -172,7 +173,9 @@ class HFModel(Model):
             with warnings.catch_warnings():  # (see with_lora)
                 warnings.simplefilter("ignore", FutureWarning)
                 model = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
-            return cls(model.eval(), pretrained_tokenizer(directory), config)
+            merged = cls(model.eval(), pretrained_tokenizer(directory), config)
+            merged.adapter = True
+            return merged
         foreign = bool(getattr(config, "init", ""))  # started from (or is) a Hub model
         model, tokenizer = load_pretrained(
             getattr(transformers, cls.auto_class),
@@ -222,6 +225,10 @@ class HFModel(Model):
         a ``[model]`` key set away from its default is a RecipeError saying so."""
         import dataclasses
 
+        from gentool import hub
+
+        if hub.is_run(Path(config.init)):  # its [model] table is the run's (api.plan)
+            return
         free = {"init", *cls.selected_by}
         for f in dataclasses.fields(config):
             if f.name not in free and getattr(config, f.name) != f.default:
@@ -247,6 +254,8 @@ class HFModel(Model):
         from gentool.neural.weights import load_pretrained
 
         folder = hub.resolve(config.init).path
+        if cls.modeling_module is not None:  # a gentool architecture (the rnn's)
+            importlib.import_module(cls.modeling_module)
         auto = getattr(transformers, cls.auto_class)
         model, _ = load_pretrained(auto, folder, None, (), **cls.load_options)
         return model.train()

@@ -18,12 +18,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gentool.data.text import read_corpus
 from gentool.errors import DataError, RecipeError
 from gentool.model import TrainingContext
 from gentool.neural.config import StreamTrainConfig
 from gentool.neural.hf import HFModel
-from gentool.progress import phase
 from gentool.tasks import GenerationRequest, TextGeneration, TextScoring, sample_batches
 
 if TYPE_CHECKING:
@@ -34,51 +32,113 @@ if TYPE_CHECKING:
 LN2 = math.log(2)
 
 
-def encode_stream(tokenizer: Any, text: str, bos: int) -> torch.Tensor:
-    """``text`` as one stream of ids, ``bos`` (``<|endoftext|>``) first."""
-    import torch
+class TokenStream:
+    """Token ids (a memory-mapped token cache, or any array) read as int64 torch tensors.
 
-    from gentool.neural.tokenizers import encode_text
+    Indexing gives a new int64 tensor of just the ids asked for (``stream[a:b]``, rows
+    of windows ``stream[starts[:, None] + offsets]``), so a task that reads its windows
+    through it holds only those in memory, whatever the corpus's size. Torch index
+    tensors are taken as they are; ``part`` and ``rows`` give views, not copies.
+    """
 
-    return torch.tensor([bos, *encode_text(tokenizer, text)], dtype=torch.long)
+    def __init__(self, ids: Any) -> None:
+        import numpy as np
+
+        self.ids: np.ndarray = ids
+
+    @classmethod
+    def of(cls, ids: Any) -> TokenStream:
+        """``ids`` (a TokenStream, a torch tensor, a numpy array or a list) as a stream."""
+        import numpy as np
+
+        if isinstance(ids, TokenStream):
+            return ids
+        if hasattr(ids, "numpy"):  # a torch tensor
+            return cls(ids.detach().cpu().numpy())
+        return cls(np.asarray(ids))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.ids.shape)
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        import numpy as np
+        import torch
+
+        key = tuple(_numpy_index(k) for k in key) if isinstance(key, tuple) else _numpy_index(key)
+        return torch.from_numpy(np.array(self.ids[key], dtype=np.int64))
+
+    def part(self, start: int, stop: int | None = None) -> TokenStream:
+        """Ids ``start:stop``, without copying."""
+        return TokenStream(self.ids[start:stop])
+
+    def rows(self, count: int) -> TokenStream:
+        """The stream cut into ``count`` contiguous rows of equal length (the rest
+        dropped), without copying: (count, len // count)."""
+        length = len(self.ids) // count
+        return TokenStream(self.ids[: count * length].reshape(count, length))
+
+    def count(self, token: int, start: int = 0) -> int:
+        """How many times ``token`` occurs from ``start`` on, read in blocks."""
+        block = 1 << 24
+        return sum(
+            int((self.ids[i : i + block] == token).sum())
+            for i in range(start, len(self.ids), block)
+        )
+
+
+def _numpy_index(key: Any) -> Any:
+    return key.numpy() if hasattr(key, "numpy") else key
 
 
 def split_stream(
-    tokenizer: Any,
-    text: str,
-    bos: int,
-    val: Path | None,
-    val_fraction: float,
-    log: Callable[[str], None] = lambda message: None,
-    field: str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The training stream, and the held-out one: ``val`` when given (a table's ``field``),
-    else the last ``val_fraction`` of the text's stream (None when that is empty). ``log``
-    hears about an encoding that takes long."""
-    with phase(log, "encoding the text"):
-        ids = encode_stream(tokenizer, text, bos)
-        if val is not None:
-            return ids, encode_stream(tokenizer, read_corpus([val], field), bos)
+    ids: TokenStream, val: TokenStream | None, val_fraction: float
+) -> tuple[TokenStream, TokenStream | None]:
+    """The training stream and the held-out one: ``val`` when given, else the last
+    ``val_fraction`` of ``ids`` (None when that is empty); views, not copies."""
+    if val is not None:
+        return ids, val
     cut = len(ids) - int(len(ids) * val_fraction)
-    return ids[:cut], (ids[cut:] if cut < len(ids) else None)
+    return ids.part(0, cut), (ids.part(cut) if cut < len(ids) else None)
 
 
-def scoring_stream(tokenizer: Any, paths: Sequence[Path], bos: int) -> torch.Tensor:
+def token_stream(
+    tokenizer: Any,
+    paths: Sequence[str | Path],
+    bos: int,
+    field: str | None = None,
+    log: Callable[[str], None] = lambda message: None,
+    keep: bool = True,
+) -> TokenStream:
+    """The files (tables: their ``field``) as one stream of ids, ``bos`` first, read from
+    the token cache (``gentool.neural.tokencache``; tokenized into it on first use, or,
+    without ``keep``, into a temporary file)."""
+    from gentool.neural.tokencache import token_file
+
+    return TokenStream(token_file(paths, field, tokenizer, bos, log, keep))
+
+
+def scoring_stream(
+    tokenizer: Any, paths: Sequence[Path], bos: int, field: str | None = None
+) -> TokenStream:
     """What ``evaluate`` scores: the files read as one stream; a DataError if it is empty."""
-    ids = encode_stream(tokenizer, read_corpus(paths), bos)
+    ids = token_stream(tokenizer, paths, bos, field, keep=False)
     if len(ids) < 2:
         raise DataError(f"'{paths[0]}' has no tokens to score; give a file with text")
     return ids
 
 
-def stream_metrics(total: float, ids: torch.Tensor, unk: int, seconds: float) -> dict[str, Any]:
-    """``evaluate``'s figures for ``ids`` scored token by token from the first: ``total``
-    is the summed cross-entropy (nats) of predicting ``ids[1:]``."""
+def stream_metrics(total: float, ids: Any, unk: int, seconds: float) -> dict[str, Any]:
+    """``evaluate``'s figures for ``ids`` (a TokenStream or a tensor) scored token by token
+    from the first: ``total`` is the summed cross-entropy (nats) of predicting ``ids[1:]``."""
     count = len(ids) - 1
     loss = total / count
     return {
         "tokens": count,
-        "oov": int((ids[1:] == unk).sum()),
+        "oov": TokenStream.of(ids).count(unk, start=1),
         "cross_entropy": loss,
         "perplexity": math.exp(loss),
         "bits_per_token": loss / LN2,
@@ -119,10 +179,11 @@ class StreamModel(HFModel):
         config: Any,
         context: TrainingContext[Any],
         model: torch.nn.Module,
-        train_ids: torch.Tensor,
-        val_ids: torch.Tensor | None,
+        train_ids: TokenStream,
+        val_ids: TokenStream | None,
     ) -> TrainingTask:
-        """The TrainingTask that trains ``model`` on the stream ``train_ids``."""
+        """The TrainingTask that trains ``model`` on the stream ``train_ids`` (its windows
+        read through the TokenStream: a memory-mapped token cache for text)."""
 
     @abstractmethod
     def continue_ids(
@@ -134,16 +195,17 @@ class StreamModel(HFModel):
         one row) goes to every ``generate()`` call made."""
 
     @abstractmethod
-    def stream_loss(self, ids: torch.Tensor) -> float:
-        """The summed cross-entropy (nats) of ``ids[1:]``, each token given what precedes it."""
+    def stream_loss(self, ids: TokenStream | torch.Tensor) -> float:
+        """The summed cross-entropy (nats) of ``ids[1:]``, each token given what precedes it;
+        ``ids`` is read by slices (``ids[a:b]``, an int64 tensor)."""
 
     @classmethod
     @abstractmethod
     def streams(
         cls, config: Any, context: TrainingContext[Any], tokenizer: Any, data: Any
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Any, Any]:
         """The training stream and the held-out one (None: none), ``bos_of(tokenizer)``
-        first in each."""
+        first in each: TokenStreams, or anything ``TokenStream.of`` takes."""
 
     @classmethod
     @abstractmethod
@@ -168,6 +230,8 @@ class StreamModel(HFModel):
         train: StreamTrainConfig = context.train
         bos = cls.bos_of(tokenizer)
         train_ids, val_ids = cls.streams(config, context, tokenizer, data)
+        train_ids = TokenStream.of(train_ids)
+        val_ids = None if val_ids is None else TokenStream.of(val_ids)
         rows = cls.stream_rows(train)
         need = rows * (train.seq_len + 1)
         if len(train_ids) < need:
@@ -217,11 +281,21 @@ class StreamModel(HFModel):
         return options
 
 
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """The training text of a TextStreamModel, not yet read: its sources and the field read
+    from tables (None: ``text``)."""
+
+    paths: tuple[str | Path, ...]
+    field: str | None = None
+
+
 class TextStreamModel(StreamModel, TextGeneration, TextScoring):
     """A language model trained on its text read as one token stream.
 
-    Training reads the files as one text, learns the run's tokenizer on it
-    (``tokenizer_spec``), encodes it as one stream and holds out its end (``split_stream``);
+    Training learns the run's tokenizer on the files read as one text (``tokenizer_spec``;
+    cached), reads them as one stream of ids from the token cache (``token_stream``) and
+    holds out its end (``split_stream``);
     ``generate`` continues a text prompt, ``evaluate_text`` scores files as one stream.
     """
 
@@ -239,18 +313,15 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
 
     @classmethod
     def streams(
-        cls, config: Any, context: TrainingContext[Any], tokenizer: Any, data: str
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cls, config: Any, context: TrainingContext[Any], tokenizer: Any, data: Corpus
+    ) -> tuple[TokenStream, TokenStream | None]:
         train: StreamTrainConfig = context.train
-        return split_stream(
-            tokenizer,
-            data,
-            bos_id(tokenizer),
-            context.val,
-            train.val_fraction,
-            context.log,
-            context.fields.text,
-        )
+        bos, field = bos_id(tokenizer), context.fields.text
+        ids = token_stream(tokenizer, data.paths, bos, field, context.log)
+        val = None
+        if context.val is not None:
+            val = token_stream(tokenizer, [context.val], bos, field, context.log)
+        return split_stream(ids, val, train.val_fraction)
 
     def suppressed(self) -> list[int]:
         # The stream has one <|endoftext|>, at its start: a sample runs to max_tokens.
@@ -259,17 +330,22 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         return [self.bos] + ([unk] if unk >= 0 else [])
 
     @classmethod
-    def read_data(cls, config: Any, context: TrainingContext[Any]) -> str:
-        return read_corpus(context.data, context.fields.text)
+    def read_data(cls, config: Any, context: TrainingContext[Any]) -> Corpus:
+        # Nothing is read yet: the tokenizer and the token cache stream the files.
+        return Corpus(tuple(context.data), context.fields.text)
 
     @classmethod
-    def new_tokenizer(cls, config: Any, data: str) -> Any:
+    def new_tokenizer(cls, config: Any, data: Corpus) -> Any:
+        from gentool.neural.tokencache import cached_tokenizer, data_key, pieces_of
         from gentool.neural.tokenizers import train_tokenizer
 
         if getattr(config, "init", ""):  # fine-tuning keeps the model's own tokenizer
             return cls.init_tokenizer(config)
         tokens, vocab_size = cls.tokenizer_spec(config)
-        return train_tokenizer(tokens, [data], vocab_size=vocab_size)
+        return cached_tokenizer(
+            ("tokenizer", data_key(data.paths, data.field), tokens, vocab_size),
+            lambda: train_tokenizer(tokens, pieces_of(data.paths, data.field), vocab_size),
+        )
 
     # -- tasks --------------------------------------------------------------------------------
     @property
@@ -353,7 +429,7 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         (the first from ``<|endoftext|>``): the units of ngram's perplexity on the same
         tokenization."""
         tok = self.tokenizer
-        ids = scoring_stream(tok, paths, self.bos)
+        ids = scoring_stream(tok, paths, self.bos, self.text_field)
         started = time.perf_counter()
         total = self.stream_loss(ids)
         return stream_metrics(total, ids, self.unk, time.perf_counter() - started)

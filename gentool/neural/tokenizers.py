@@ -9,14 +9,13 @@ are ``<|endoftext|>`` (bos, eos and pad) and ``<unk>``; encoding never adds spec
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from gentool.data.text import SAFE_CUT
 from gentool.data.tokenizers import _WORD
 
 ENDOFTEXT = "<|endoftext|>"
@@ -26,9 +25,6 @@ KINDS = ("char", "word", "bpe")
 DEFAULT_BPE_VOCAB = 1000
 _KIND_KEY = "gentool_kind"  # stored in tokenizer_config.json
 
-# Places where cutting a text changes no tokenizer's output: after a newline that sits between
-# two non-space characters (a byte-level BPE pre-token never crosses it, nor depends on it).
-_SAFE_CUT = re.compile(r"(?<=\S)\n(?=\S)")
 _CHUNK_CHARS = 16384
 
 
@@ -153,14 +149,17 @@ def run_tokenizer(
 
 
 def _char_backend(texts: Iterable[str], vocab_size: int | None, min_frequency: int) -> Tokenizer:
-    """The char tokenizer, its vocabulary counted in Python: what WordLevelTrainer would learn
-    (most frequent first), many times faster than pre-tokenizing every character."""
-    counts: Counter[str] = Counter()
+    """The char tokenizer, its vocabulary counted by code point in numpy: what
+    WordLevelTrainer would learn (most frequent first), many times faster than
+    pre-tokenizing every character."""
+    import numpy as np
+
+    counts = np.zeros(0x110000, dtype=np.int64)
     for text in texts:
-        counts.update(text)
-    chars = sorted(
-        (c for c, n in counts.items() if n >= min_frequency), key=lambda c: (-counts[c], c)
-    )
+        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        counts += np.bincount(points, minlength=len(counts))
+    found = np.flatnonzero(counts >= max(min_frequency, 1))
+    chars = [chr(c) for c in found[np.lexsort((found, -counts[found]))]]
     if vocab_size is not None:
         chars = chars[: vocab_size - len(SPECIAL_TOKENS)]
     vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *chars])}
@@ -180,7 +179,7 @@ def _chunks(text: str, size: int | None = None) -> Iterator[str]:
     size = _CHUNK_CHARS if size is None else size
     start, length = 0, len(text)
     while length - start > size:
-        cut = _SAFE_CUT.search(text, start + size)
+        cut = SAFE_CUT.search(text, start + size)
         if cut is None:
             break
         yield text[start : cut.end()]

@@ -6,7 +6,9 @@
   U-Net and a PatchGAN (``gentool_gan.restorer``);
 - ``paired`` and ``cyclegan`` (model.task=paired or cyclegan): image-to-image translation
   from domain A (--data) to B (--target), pix2pix from pairs or CycleGAN without
-  (``gentool_gan.translator``).
+  (``gentool_gan.translator``);
+- ``music`` (chosen by the data: MIDI files): multi-track piano-roll phrases in the spirit
+  of MuseGAN, written as MIDI (``gentool_gan.composer``).
 
 Both train on gentool's engine (``adversarial.py``: alternating discriminator and generator
 steps) and save safetensors with a config.json. The kinds' modules import no torch, so that
@@ -17,7 +19,10 @@ registering them does not: the networks and their tasks are in ``generation.py``
 from collections.abc import Callable
 
 import gentool
+from gentool_gan.composer import PianoRollGenerator
 from gentool_gan.configs import (
+    ComposerConfig,
+    ComposerTrainConfig,
     GanTrainConfig,
     GeneratorConfig,
     RestorerConfig,
@@ -30,6 +35,9 @@ from gentool_gan.restorer import Restorer
 from gentool_gan.translator import CycleTranslator, PairedTranslator
 
 __all__ = [
+    "ComposerConfig",
+    "ComposerTrainConfig",
+    "PianoRollGenerator",
     "CycleTranslator",
     "PairedTranslator",
     "TranslatorConfig",
@@ -49,3 +57,4 @@ def register_models(register: Callable[[type], None]) -> None:
     register(Restorer)
     register(PairedTranslator)
     register(CycleTranslator)
+    register(PianoRollGenerator)  # trains on music: the data chooses it

@@ -94,7 +94,22 @@ class GanModel(Model):
         return channels
 
     @classmethod
-    def check_data(cls, config: Any, data: ImageData, context: TrainingContext[Any]) -> None:
+    def read_training_data(cls, config: Any, context: TrainingContext[Any]) -> Any:
+        """What the kind trains on, with ``counts()`` (the figures it reports): images, and
+        held-out ones, unless the kind reads other data (the music kind's phrases)."""
+        channels = cls.read_channels(config)
+        return read_data(context, config.image_size, channels, context.train.val_fraction)
+
+    @classmethod
+    def training_line(cls, config: Any, counts: dict[str, int]) -> str:
+        """The log line that says what is trained on what."""
+        return (
+            f"training a gan {cls.kind_name()} ({config.image_size} px, {config.loss} loss) on "
+            f"{counts['train_images']} images ({counts['val_images']} held out)"
+        )
+
+    @classmethod
+    def check_data(cls, config: Any, data: Any, context: TrainingContext[Any]) -> None:
         """Refuse data this kind cannot learn from (a DataError saying what to give)."""
 
     @classmethod
@@ -125,17 +140,12 @@ class GanModel(Model):
 
         cls.check_config(config, context.train)
         check_setup(context.train, context.runtime)  # before the data work, not after it
-        data = read_data(
-            context, config.image_size, cls.read_channels(config), context.train.val_fraction
-        )
+        data = cls.read_training_data(config, context)
         cls.check_data(config, data, context)
         torch.manual_seed(context.seed)
         task, spec = cls.make_task(config, context, data)
         counts = data.counts()
-        context.log(
-            f"training a gan {cls.kind_name()} ({config.image_size} px, {config.loss} loss) on "
-            f"{counts['train_images']} images ({counts['val_images']} held out)"
-        )
+        context.log(cls.training_line(config, counts))
         result = fit(
             task, context.train, context.runtime, context.run_dir, context.log, context.recipe
         )
@@ -218,6 +228,10 @@ def report_skipped(data: ImageSet, log: Callable[[str], None]) -> None:
     if data.skipped:
         first, why = next(iter(data.skipped.items()))
         log(f"skipped {len(data.skipped)} unreadable image file(s); first: {why}")
+
+
+def count_parameters(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def names(paths: Sequence[Path]) -> str:

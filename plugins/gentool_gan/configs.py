@@ -40,6 +40,9 @@ class GeneratorConfig(GanConfig):
     task: Literal["generate"] = "generate"
     latent_size: int = 100  # the noise vector z
     conditional: bool = False  # class-conditional G and D (labels from the data)
+    # a gan generator run to go on from (gentool train gan --init RUN): its [model] table
+    # is taken, and training starts from its G, D and moving average
+    init: str = ""
 
 
 @dataclass
@@ -71,6 +74,20 @@ class TranslatorConfig:
 
 
 @dataclass
+class ComposerConfig:
+    """The [model] table of the music kind: phrases of ``bars`` bars of 4/4 on a sixteenth
+    grid, one plane per track (0: as many tracks as most pieces have), pitches from the
+    data's range widened to whole octaves. MuseGAN trained with WGAN-GP, as here."""
+
+    bars: int = 4  # a phrase; longer pieces are phrases side by side
+    tracks: int = 0  # 0: as many as most pieces have (a chorale's four voices)
+    latent_size: int = 64  # the noise vector z (the first half shared by a piece's phrases)
+    width: int = 32  # feature maps of the generator's last layer and the critic's first
+    loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "wgan-gp"
+    spectral_norm: bool = False
+
+
+@dataclass
 class GanTrainConfig(TrainConfig):
     """The [train] table of every gan kind: the engine's settings plus the adversarial ones.
 
@@ -92,6 +109,19 @@ class GanTrainConfig(TrainConfig):
     gp_weight: float = 10.0  # wgan-gp: the gradient penalty's weight
     ema_decay: float = 0.999  # the generator's moving average, used for sampling (0: off)
     sample_every: int = 500  # write samples/step-N.png every N steps (0: only at the end)
+
+
+@dataclass
+class ComposerTrainConfig(GanTrainConfig):
+    """The [train] table of the music kind: MuseGAN's WGAN-GP settings (five critic steps a
+    generator step, Adam at 1e-3 with betas 0.5 and 0.9)."""
+
+    max_steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr: float = 1e-3
+    beta2: float = 0.9
+    n_critic: int = 5
 
 
 @dataclass
@@ -157,7 +187,7 @@ def check_adversarial(train: Any) -> None:
         raise RecipeError(f"train.sample_every must not be negative, got {train.sample_every}")
 
 
-def check_width(config: GanConfig | TranslatorConfig) -> None:
+def check_width(config: GanConfig | TranslatorConfig | ComposerConfig) -> None:
     if config.width < 1:
         raise RecipeError(f"model.width must be at least 1, got {config.width}")
 
@@ -168,6 +198,17 @@ def check_generator(config: GeneratorConfig) -> None:
     check_width(config)
     if config.latent_size < 1:
         raise RecipeError(f"model.latent_size must be at least 1, got {config.latent_size}")
+
+
+def check_composer(config: ComposerConfig) -> None:
+    """Reject music settings that cannot train, naming the key and a valid value."""
+    check_width(config)
+    if not 1 <= config.bars <= 16:
+        raise RecipeError(f"model.bars must be in 1-16, got {config.bars}; e.g. 4")
+    if not 0 <= config.tracks <= 16:
+        raise RecipeError(f"model.tracks must be in 0-16 (0: from the data), got {config.tracks}")
+    if config.latent_size < 2:
+        raise RecipeError(f"model.latent_size must be at least 2, got {config.latent_size}")
 
 
 def check_restorer(config: RestorerConfig) -> None:

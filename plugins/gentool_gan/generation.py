@@ -27,6 +27,7 @@ from gentool_gan.adversarial import (
     spread,
     to_uint8,
 )
+from gentool_gan.base import count_parameters
 from gentool_gan.networks import Discriminator, Generator
 
 REFERENCE_IMAGES = 1000  # training images kept in the run for the memorisation check
@@ -109,6 +110,20 @@ class GenerationTask(AdversarialTask):
     def log_extras(self) -> dict[str, float]:
         self.last_extras = super().log_extras()
         return self.last_extras
+
+
+def trained_figures(task: GenerationTask, result: Any) -> dict[str, Any]:
+    """What a generating kind reports after ``fit`` (``result``), beside the engine's
+    summary: the generator's steps, the critic's held-out loss, the last logged window's
+    means (D(x), D(G(z)), the losses, diversity) and both networks' sizes."""
+    pair = result.model
+    return {
+        "generator_steps": task.generator_steps(result.steps),
+        "val_loss_d": result.val_loss,  # the discriminator's loss on held-out images
+        **{k: v for k, v in task.last_extras.items() if not k.startswith("grad_norm")},
+        "parameters_g": count_parameters(pair.generator),
+        "parameters_d": count_parameters(pair.discriminator),
+    }
 
 
 # -- sampling ---------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gentool import runs
-from gentool.errors import DataError
-from gentool.model import TrainingContext
+from gentool.errors import DataError, RecipeError
+from gentool.model import FromRun, TrainingContext
 from gentool.tasks import GenerationRequest, ImageGeneration, ImageScoring
-from gentool_gan.base import GanModel, ImageData, names
+from gentool_gan.base import GanModel, ImageData, count_parameters, names
 from gentool_gan.configs import GanTrainConfig, GeneratorConfig, check_generator
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 REFERENCE_FILE = "reference.safetensors"
 
 
-class ImageGenerator(GanModel, ImageGeneration, ImageScoring):
+class ImageGenerator(GanModel, ImageGeneration, ImageScoring, FromRun):
     """A trained DCGAN: samples images, scores them against real ones."""
 
     kind = "generator"
@@ -132,23 +132,18 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring):
             run_dir=context.run_dir,
             loss_kind=config.loss,
         )
+        if config.init:
+            start_from(task.model, spec, Path(config.init))
         return task, spec
 
     @classmethod
     def trained(
         cls, spec: dict[str, Any], task: GenerationTask, result: FitResult, metrics: dict[str, Any]
     ) -> ImageGenerator:
-        from gentool_gan.generation import reference_images, sample_grid
+        from gentool_gan.generation import reference_images, sample_grid, trained_figures
 
         pair: GenerationPair = result.model  # type: ignore[assignment]
-        metrics.update(
-            generator_steps=task.generator_steps(result.steps),
-            val_loss_d=result.val_loss,  # the discriminator's loss on held-out images
-            # the last logged window's means: D(x), D(G(z)), the losses, diversity
-            **{k: v for k, v in task.last_extras.items() if not k.startswith("grad_norm")},
-            parameters_g=_count(pair.generator),
-            parameters_d=_count(pair.discriminator),
-        )
+        metrics.update(trained_figures(task, result))
         reference = reference_images(task.images.numpy(), task.seed)
         return cls(pair, spec, reference, metrics, samples=sample_grid(pair.sampler()))
 
@@ -207,8 +202,8 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring):
             "loss": self.spec["loss"],
             "spectral_norm": self.spec["spectral_norm"],
             "ema": self.spec["ema"],
-            "parameters": _count(self.pair.generator),
-            "parameters_d": _count(self.pair.discriminator),
+            "parameters": count_parameters(self.pair.generator),
+            "parameters_d": count_parameters(self.pair.discriminator),
             "data": self.spec.get("data", {}),
         }
 
@@ -221,5 +216,21 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring):
         return int(self.spec["channels"])
 
 
-def _count(module: Any) -> int:
-    return sum(p.numel() for p in module.parameters())
+def start_from(pair: Any, spec: dict[str, Any], parent: Path) -> None:
+    """Load the run ``parent``'s G, D (and moving average) into ``pair``: its [model] table
+    is this run's (gentool.api.training), but what the data and [train] decide (channels,
+    classes, the moving average) must agree too, else it is a RecipeError saying which."""
+    import torch
+
+    from gentool_gan.base import GanModel
+
+    theirs = GanModel.read_spec(parent)
+    for key, value in spec.items():
+        if key != "data" and theirs.get(key) != value:
+            raise RecipeError(
+                f"--init '{parent}': its networks have {key}={theirs.get(key)!r}, this run's "
+                f"{key}={value!r} (from the data or [train]); train on data like its own, or "
+                "from scratch"
+            )
+    tensors = runs.load_tensors(parent / runs.TENSOR_FILE, "gan")
+    pair.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})

@@ -175,7 +175,7 @@ class NGramBase(Model, Exportable):
             facts["model_bytes"] = (self.directory / runs.TENSOR_FILE).stat().st_size
         return facts
 
-    def export(self, fmt: str, path: Path) -> None:
+    def export(self, fmt: str, path: Path, quantization: str | None = None) -> None:
         from gentool_ngram.arpa import write_arpa
 
         with runs.atomic_path(path) as tmp:
@@ -303,7 +303,10 @@ class NGramModel(NGramBase, TextGeneration, TextScoring, Importable):
 
     def evaluate_text(self, paths: Sequence[Path]) -> dict[str, Any]:
         sums = ScoreSums()  # the text is read and scored in pieces, never held whole
-        for sentences in streaming.read_sentences(paths, self.config.tokens, SCORE_BYTES):
+        sentences_of = streaming.read_sentences(
+            paths, self.config.tokens, SCORE_BYTES, self.text_field
+        )
+        for sentences in sentences_of:
             sums += self.lm.score(sentences).sums()
         metrics = {
             "tokens": sums.tokens,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gentool.data import default_text_path
 from gentool.errors import RecipeError
-from gentool.model import TrainingContext
+from gentool.model import FromRun, TrainingContext
 from gentool.neural.config import StreamTrainConfig
 from gentool.neural.music import MusicStreamModel
 from gentool.neural.streams import StreamModel, TextStreamModel
@@ -46,6 +46,9 @@ class RnnModelConfig(RnnSizes):
 
     tokens: Literal["char", "word", "bpe"] = "char"
     vocab_size: int = 1000  # bpe: merges up to this size; char, word: the most frequent
+    # a run of this kind to start from (gentool train rnn --init RUN): its sizes and
+    # vocabulary are taken, its weights trained on
+    init: str = ""
 
 
 @dataclass
@@ -170,7 +173,7 @@ class RnnNetwork(StreamModel):
         }
 
 
-class RnnModel(RnnNetwork, TextStreamModel):
+class RnnModel(RnnNetwork, TextStreamModel, FromRun):
     """A recurrent language model (LSTM, GRU or tanh RNN) of text."""
 
     description = "LSTM/GRU/RNN language models (truncated BPTT), saved as Hugging Face models"

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from gentool.neural.engine import TrainingTask
+from gentool.neural.streams import TokenStream
 
 
 class StreamTask(TrainingTask):
@@ -25,16 +26,16 @@ class StreamTask(TrainingTask):
     def __init__(
         self,
         model: torch.nn.Module,
-        train_ids: torch.Tensor,
-        val_ids: torch.Tensor | None,
+        train_ids: TokenStream | torch.Tensor,
+        val_ids: TokenStream | torch.Tensor | None,
         rows: int,
         seq_len: int,
     ) -> None:
         self.model = model
         self.seq_len = seq_len
-        self.train = _rows(train_ids, rows)
+        self.train = TokenStream.of(train_ids).rows(rows)  # views: windows are read as needed
         self.windows = (self.train.shape[1] - 1) // seq_len  # per pass over the data
-        self.val = _rows(val_ids, rows) if val_ids is not None else None
+        self.val = TokenStream.of(val_ids).rows(rows) if val_ids is not None else None
         self.items_per_batch = rows * seq_len
         self.state: dict[str, torch.Tensor] | None = None  # this process's rows, batch first
 
@@ -64,7 +65,7 @@ class StreamTask(TrainingTask):
         windows; all when 0), carrying the state from window to window."""
         if self.val is None:
             return 0.0, 0
-        data = self.val[rows]
+        data = self.val
         device = next(model.parameters()).device
         total, count, state = 0.0, 0, None
         length = data.shape[1] - 1
@@ -72,7 +73,7 @@ class StreamTask(TrainingTask):
         for n, start in enumerate(windows):
             if max_batches and n >= max_batches:
                 break
-            chunk = data[:, start : min(start + self.seq_len, length) + 1].to(device)
+            chunk = data[rows, start : min(start + self.seq_len, length) + 1].to(device)
             out = model(input_ids=chunk[:, :-1], state=state)
             state = out.state
             loss = F.cross_entropy(
@@ -81,8 +82,3 @@ class StreamTask(TrainingTask):
             total += float(loss)
             count += chunk[:, 1:].numel()
         return total, count
-
-
-def _rows(ids: torch.Tensor, rows: int) -> torch.Tensor:
-    length = ids.numel() // rows
-    return ids[: rows * length].view(rows, length)

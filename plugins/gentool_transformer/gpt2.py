@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gentool.neural.engine import TrainingTask
+from gentool.neural.streams import TokenStream
 from gentool.tasks import GenerationRequest
 from gentool_transformer.config import TransformerLayers
 
@@ -56,19 +57,19 @@ class WindowTask(TrainingTask):
     def __init__(
         self,
         model: torch.nn.Module,
-        train_ids: torch.Tensor,
-        val_ids: torch.Tensor | None,
+        train_ids: TokenStream | torch.Tensor,
+        val_ids: TokenStream | torch.Tensor | None,
         rows: int,
         seq_len: int,
         seed: int,
     ) -> None:
         self.model = model
-        self.train = train_ids
+        self.train = TokenStream.of(train_ids)
         self.rows = rows  # per global micro-batch, over all processes
         self.seq_len = seq_len
         self.seed = seed
         self.items_per_batch = rows * seq_len
-        self.val = _windows(val_ids, seq_len) if val_ids is not None else None
+        self.val = TokenStream.of(val_ids) if val_ids is not None else None
         # Evaluation has no backward pass: read more windows per forward pass.
         self.val_scale = max(1, EVAL_WINDOWS // rows)
 
@@ -93,33 +94,26 @@ class WindowTask(TrainingTask):
         of ``val_scale * rows`` windows, all when 0); this process takes its share of each."""
         if self.val is None:
             return 0.0, 0
-        full, tail = self.val
+        seq, val = self.seq_len, self.val
+        windows = (len(val) - 1) // seq  # full windows of seq + 1 ids, overlapping by one
         device = next(model.parameters()).device
         size = self.rows * self.val_scale
         first, stop = rows.start * self.val_scale, rows.stop * self.val_scale  # this process's
+        offsets = torch.arange(seq + 1)
         total, count = 0.0, 0
-        for n, start in enumerate(range(0, len(full), size)):
+        for n, start in enumerate(range(0, windows, size)):
             if max_batches and n >= max_batches:
                 return total, count
-            chunk = full[start + first : min(start + stop, len(full))]
-            if len(chunk):
+            mine = torch.arange(start + first, min(start + stop, windows))
+            if len(mine):
+                chunk = val[mine[:, None] * seq + offsets]  # (W, seq + 1), read from the stream
                 total += _summed_loss(model, chunk.to(device))
                 count += chunk[:, 1:].numel()
-        if tail is not None and rows.start == 0:  # the last, shorter window: one process
+        if len(val) - windows * seq > 1 and rows.start == 0:  # the rest: one process
+            tail = val[windows * seq :]
             total += _summed_loss(model, tail[None].to(device))
             count += len(tail) - 1
         return total, count
-
-
-def _windows(ids: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Consecutive windows of ``seq_len + 1`` tokens overlapping by one, (W, seq_len + 1), and
-    the shorter remainder (or None), so that every token but the first is a target once."""
-    count = (len(ids) - 1) // seq_len
-    if count == 0:
-        return ids.new_empty((0, seq_len + 1)), ids
-    full = ids[: count * seq_len + 1].unfold(0, seq_len + 1, seq_len)
-    rest = ids[count * seq_len :]
-    return full, (rest if len(rest) > 1 else None)
 
 
 def _summed_loss(model: torch.nn.Module, chunk: torch.Tensor) -> float:

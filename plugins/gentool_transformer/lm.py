@@ -24,6 +24,7 @@ from gentool.neural.streams import StreamModel, TextStreamModel
 from gentool.tasks import GenerationRequest
 from gentool_transformer.attention import AttentionMap, ShowsAttention
 from gentool_transformer.config import TransformerLayers, TransformerSizes, check_sizes
+from gentool_transformer.exports import TransformerExports
 
 if TYPE_CHECKING:
     import torch
@@ -191,7 +192,7 @@ class Decoder(StreamModel):
         }
 
 
-class LanguageModel(Decoder, TextStreamModel, ShowsAttention, FromPretrained):
+class LanguageModel(Decoder, TextStreamModel, ShowsAttention, FromPretrained, TransformerExports):
     """A decoder-only transformer language model (GPT-2 architecture) of text."""
 
     kind = "lm"

@@ -27,6 +27,7 @@ from gentool.runs import is_main_process
 from gentool.tasks import Translation, TranslationRequest
 from gentool_transformer.attention import AttentionMap, ShowsAttention
 from gentool_transformer.config import TransformerSizes, check_sizes
+from gentool_transformer.exports import TransformerExports
 
 if TYPE_CHECKING:
     from gentool_transformer.marian import Pair, PairTask
@@ -61,7 +62,7 @@ class TranslatorTrainConfig(TrainConfig):
     lora_rank: int = 0
 
 
-class Translator(HFModel, Translation, ShowsAttention, FromPretrained):
+class Translator(HFModel, Translation, ShowsAttention, FromPretrained, TransformerExports):
     """An encoder-decoder Transformer that translates one language into another."""
 
     family = "transformer"
