@@ -868,6 +868,24 @@ def transform(
 @click.option(
     "--seed", type=SEED, default=0, show_default=True, help="Music models: seed of the pieces."
 )
+@click.option(
+    "--feature-space",
+    type=click.Choice(["classifier", "inception"]),
+    default="classifier",
+    show_default=True,
+    help="Image models: where FID/KID are computed. classifier: a small CNN trained on the "
+    "real images (offline); inception: the published FID's Inception-v3 (needs "
+    "--feature-weights and torch-fidelity).",
+)
+@click.option(
+    "--feature-weights",
+    type=click.Path(path_type=Path),
+    envvar="GENTOOL_INCEPTION_WEIGHTS",
+    metavar="FILE",
+    help="--feature-space inception: the Inception-v3 weights (torch-fidelity's "
+    "weights-inception-2015-12-05-6726825d.pth, or safetensors); default "
+    "$GENTOOL_INCEPTION_WEIGHTS. Its sha256 is in the metric names.",
+)
 @threads_option
 @json_option
 def evaluate(
@@ -878,6 +896,8 @@ def evaluate(
     num_samples: int,
     bars: int,
     seed: int,
+    feature_space: str,
+    feature_weights: Path | None,
     as_json: bool,
 ) -> None:
     """Score the model in RUN on held-out data, with the metrics of its task.
@@ -903,12 +923,21 @@ def evaluate(
       gentool evaluate runs/chorales --data chorales/val/ -n 16 --json
       gentool evaluate hf:openai-community/gpt2 --data test.txt
       gentool evaluate runs/emoji --data held/silhouette --target held/color
+      gentool evaluate runs/gan --data real/ --feature-space inception \\
+          --feature-weights weights-inception-2015-12-05-6726825d.pth
     """
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
     if (source is None) != (target is None) and not (data and source is None):
         raise click.UsageError("translation is scored on --source and --target together")
-    metrics = api.evaluate(run, data, source, target, num_samples, seed, bars)
+    if feature_weights is not None and feature_space != "inception":
+        source_of = click.get_current_context().get_parameter_source("feature_weights")
+        if source_of == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--feature-weights goes with --feature-space inception")
+        feature_weights = None  # (from $GENTOOL_INCEPTION_WEIGHTS: used with inception only)
+    metrics = api.evaluate(
+        run, data, source, target, num_samples, seed, bars, feature_space, feature_weights
+    )
     record: dict[str, Any] = {"run": run}
     if source is not None:
         record.update(source=str(source), target=str(target))

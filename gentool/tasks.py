@@ -174,8 +174,16 @@ class ImageScoring(Capability):
     task = "score-images"
 
     @abstractmethod
-    def evaluate_images(self, paths: Sequence[Path]) -> dict[str, Any]:
-        """Score the model against the real images in ``paths``."""
+    def evaluate_images(
+        self,
+        paths: Sequence[Path],
+        feature_space: str = "classifier",
+        feature_weights: Path | None = None,
+    ) -> dict[str, Any]:
+        """Score the model against the real images in ``paths``; ``feature_space`` names
+        where FID/KID are computed ("classifier": the plugin's offline default;
+        "inception": the published FID's network, its weights read from
+        ``feature_weights``); a model with no such scores refuses anything but the default."""
 
 
 class ImageRestoration(Capability):
@@ -227,9 +235,16 @@ class ImageTranslation(Capability):
         that goes one way only is a GentoolError saying so."""
 
     @abstractmethod
-    def evaluate_domains(self, data: Sequence[Path], target: Path | None) -> dict[str, Any]:
+    def evaluate_domains(
+        self,
+        data: Sequence[Path],
+        target: Path | None,
+        feature_space: str = "classifier",
+        feature_weights: Path | None = None,
+    ) -> dict[str, Any]:
         """Score translations of the A images ``data`` against the B images ``target``
-        (None: ``data`` is one ``.npz`` holding arrays ``a`` and ``b``)."""
+        (None: ``data`` is one ``.npz`` holding arrays ``a`` and ``b``); ``feature_space``
+        and ``feature_weights`` as for ``ImageScoring.evaluate_images``."""
 
 
 #: Every task interface, in the order ``gentool models`` lists tasks.

@@ -4,6 +4,9 @@ and bad input."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +17,15 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
+from gentool import runs  # noqa: E402
 from gentool.testing import check_model  # noqa: E402
 from gentool_gan import translation  # noqa: E402
-from gentool_gan.translation import CycleTask, residual_base, scheduled_lr  # noqa: E402
+from gentool_gan.translation import (  # noqa: E402
+    CycleTask,
+    PairedTask,
+    residual_base,
+    scheduled_lr,
+)
 from gentool_gan.translator import CycleTranslator, PairedTranslator  # noqa: E402
 
 SIZE = 16
@@ -167,6 +176,38 @@ def test_cyclegan_resume_equals_an_uninterrupted_run(
     assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
 
 
+def test_paired_flip_mirrors_pairs_and_resumes_as_uninterrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    a, b = silhouettes(tmp_path / "data", count=8)
+    settings = [*tiny("paired", 6), "--data", a, "--target", b]
+    invoke("train", "gan", *settings, "--out", tmp_path / "plain")
+    flipped = [*settings, "--set", "train.flip=true"]
+    invoke("train", "gan", *flipped, "--out", tmp_path / "whole")
+    plain, whole = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("plain", "whole"))
+    assert any(not torch.equal(plain[k], whole[k]) for k in plain)  # the flips took effect
+    interrupt_at(monkeypatch, PairedTask, 3)
+    result = invoke("train", "gan", *flipped, "--out", tmp_path / "cut", ok=False)
+    assert result.exit_code == 130
+    monkeypatch.undo()
+    invoke("train", "--resume", "--out", tmp_path / "cut")
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-6)
+
+
+def test_paired_squared_error_term_is_logged_and_checked(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=6)
+    settings = [*tiny("paired", 2, **{"train.log_every": 1}), "--data", a, "--target", b]
+    invoke("train", "gan", *settings, "--set", "train.l2_weight=10", "--out", tmp_path / "r")
+    logged = (tmp_path / "r" / "metrics.jsonl").read_text()
+    assert '"l2": ' in logged and '"l1": ' in logged
+    result = invoke("train", "gan", *settings, "--set", "train.l2_weight=-1",
+                    "--out", tmp_path / "bad", ok=False)  # fmt: skip
+    assert_error(result, "train.l2_weight", "negative")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_linear_schedule_holds_then_decays() -> None:
     from gentool_gan.configs import TranslatorTrainConfig
 
@@ -239,3 +280,98 @@ def test_translators_conform(kind: type, tmp_path: Path) -> None:
         kind, data=[tmp_path / "pairs.npz"], overrides=overrides, tmp_path=tmp_path
     )
     assert "transform" in report.passed and "no-pickle" in report.passed
+
+
+# -- class labels: idx, npz, folders ------------------------------------------------------------
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An MNIST-style idx file of uint8 data (magic 0x0803 for images, 0x0801 for labels)."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def squares(labels: list[int], seed: int) -> np.ndarray:
+    """Gray images whose class is where a white square sits (left, middle, right)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(labels), SIZE, SIZE), np.uint8)
+    for i, label in enumerate(labels):
+        y = int(rng.integers(0, SIZE - 5))
+        out[i, y : y + 5, label * 5 : label * 5 + 5] = 255
+    return out
+
+
+def test_class_preservation_from_idx_labels_beside_a_folder_missing_a_class(
+    tmp_path: Path,
+) -> None:
+    labels = [0, 1, 2] * 4
+    a = tmp_path / "a-images-idx3-ubyte"
+    write_idx(a, squares(labels, 0))
+    write_idx(tmp_path / "a-labels-idx1-ubyte", np.array(labels))
+    b = tmp_path / "B"
+    for i, image in enumerate(squares([0, 1] * 5, 1)):  # B has no class 2
+        (b / str(i % 2)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, "L").save(b / str(i % 2) / f"{i}.png")
+    invoke(
+        "train", "gan", *tiny("cyclegan", 2), "--data", a, "--target", b, "--out", tmp_path / "r"
+    )
+    metrics = invoke_json("evaluate", tmp_path / "r", "--data", a, "--target", b)["metrics"]
+    # one class list for both (0, 1, 2), matched by name: both ways are scored
+    for key in ("class_preservation_a2b", "class_preservation_b2a"):
+        assert 0 <= metrics[key] <= 1, key
+
+
+def test_class_preservation_from_npz_labels_of_unequal_ranges(tmp_path: Path) -> None:
+    # labels_b stops at 1: classes from the highest label alone would be 0-1 against 0-2
+    np.savez(tmp_path / "ab.npz", a=squares([0, 1, 2] * 4, 0), labels_a=[0, 1, 2] * 4,
+             b=squares([0, 1] * 5, 1), labels_b=[0, 1] * 5)  # fmt: skip
+    data = ("--data", tmp_path / "ab.npz")
+    invoke("train", "gan", *tiny("cyclegan", 2), *data, "--out", tmp_path / "r")
+    metrics = invoke_json("evaluate", tmp_path / "r", *data)["metrics"]
+    assert "class_preservation_a2b" in metrics and "class_preservation_b2a" in metrics
+
+
+# -- several processes (torchrun, gloo) ---------------------------------------------------------
+
+
+def torchrun(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("torchrun")
+    return subprocess.run(
+        [command, "--nproc-per-node", "2", "-m", "gentool", *map(str, args)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def test_paired_two_processes_reach_the_weights_of_one(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=8)
+    common = ["train", "gan", *tiny("paired", 4), "--data", a, "--target", b]
+    invoke(*common, "--out", tmp_path / "one")
+    two = torchrun(*common, "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stderr
+    # the same translations; not the same weights: a convolution's bias in front of a
+    # per-channel GroupNorm has a zero gradient up to rounding, which Adam scales up to lr
+    for run in ("one", "two"):
+        invoke("transform", tmp_path / run, a, "-o", tmp_path / f"out-{run}")
+    for file in sorted((tmp_path / "out-one").iterdir()):
+        with Image.open(file) as one, Image.open(tmp_path / "out-two" / file.name) as two_:
+            diff = np.abs(np.asarray(one, np.int16) - np.asarray(two_, np.int16))
+            assert diff.max() <= 1, file.name
+
+
+def test_cyclegan_two_processes_resume_as_they_would_have_gone_on(tmp_path: Path) -> None:
+    a, b = silhouettes(tmp_path / "data", count=8)
+    # a constant rate (decay from the last step on), so that max_steps changes nothing else
+    settings = tiny("cyclegan", 4, **{"train.pool_size": 2, "train.lr_schedule": "linear",
+                                      "train.decay_from": 1.0, "train.min_lr": 2e-4,
+                                      "train.checkpoint_every": 2})  # fmt: skip
+    common = ["train", "gan", *settings, "--data", a, "--target", b]
+    whole = torchrun(*common, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    cut = torchrun(*common, "--set", "train.max_steps=2", "--out", tmp_path / "cut")
+    assert cut.returncode == 0, cut.stderr
+    checkpoint = runs.checkpoints(tmp_path / "cut")[-1][1]
+    assert (checkpoint / "random_states_1.pkl").is_file()
+    resumed = torchrun("train", "--resume", "--out", tmp_path / "cut", "--override",
+                       "--set", "train.max_steps=4")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut", atol=1e-5)

@@ -435,15 +435,30 @@ def evaluate(
     num_samples: int = 16,
     seed: int = 0,
     bars: int = 16,
+    feature_space: str = "classifier",
+    feature_weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """The metrics of the model's task on held-out data: a translator on ``source`` and
     ``target``; an image model, a music model or a language model on ``data`` (a music
     model also generates ``num_samples`` pieces of ``bars`` bars with ``seed``, to compare
-    their statistics with the held-out pieces')."""
+    their statistics with the held-out pieces'). Image models compute FID/KID in
+    ``feature_space``: "classifier" (the offline default) or "inception" (weights from
+    ``feature_weights`` or $GENTOOL_INCEPTION_WEIGHTS)."""
     model = load(run)
     paths = [Path(p) for p in data]
+    # the feature space goes only to models asked for it: plugins written before it keep working
+    features: dict[str, Any] = {}
+    if feature_space != "classifier" or feature_weights is not None:
+        if not isinstance(model, ImageTranslation | ImageScoring):
+            raise RecipeError(
+                "--feature-space and --feature-weights apply to image models (FID/KID); "
+                f"this is a {model.kind_name()}: drop them"
+            )
+        weights = Path(feature_weights) if feature_weights is not None else None
+        features = {"feature_space": feature_space, "feature_weights": weights}
     if isinstance(model, ImageTranslation) and source is None and paths:
-        return model.evaluate_domains(paths, Path(target) if target is not None else None)
+        target_path = Path(target) if target is not None else None
+        return model.evaluate_domains(paths, target_path, **features)
     if source is not None or target is not None:
         if source is None or target is None:
             raise RecipeError("translation is scored on --source and --target together")
@@ -453,7 +468,7 @@ def evaluate(
         what = "--source and --target" if isinstance(model, Translation) else "--data PATH"
         raise DataError(f"nothing to evaluate on: give {what}")
     if isinstance(model, ImageScoring):
-        return model.evaluate_images(paths)
+        return model.evaluate_images(paths, **features)
     if isinstance(model, MusicGeneration):
         return evaluate_music(model, paths, num_samples, seed, bars, run)
     return require(model, TextScoring, "be evaluated on text").evaluate_text(paths)

@@ -141,6 +141,8 @@ class TranslatorTrainConfig(GanTrainConfig):
     batch_size: int = 16
     ema_decay: float = 0.0  # (a moving average helps little with L1/cycle terms)
     l1_weight: float = 100.0  # paired: weight of L1 to the true B
+    l2_weight: float = 0.0  # paired: weight of the squared error to the true B
+    flip: bool = False  # paired: mirror each training pair left-right on a coin flip
     cycle_weight: float = 10.0  # cyclegan: weight of |G_BA(G_AB(a)) - a| (and B's)
     identity_weight: float = 0.5  # cyclegan: x cycle_weight, |G_AB(b) - b| (same channels)
     pool_size: int = 50  # cyclegan: generated images D sees again (0: none)
@@ -158,7 +160,7 @@ def check_translator(config: TranslatorConfig, train: TranslatorTrainConfig) -> 
     if not 16 <= config.image_size <= 256:
         raise RecipeError(f"model.image_size must be in 16-256, got {config.image_size}; e.g. 64")
     check_width(config)
-    for key in ("l1_weight", "cycle_weight", "identity_weight"):
+    for key in ("l1_weight", "l2_weight", "cycle_weight", "identity_weight"):
         if getattr(train, key) < 0:
             raise RecipeError(f"train.{key} must not be negative, got {getattr(train, key)}")
     if train.pool_size < 0:

@@ -179,10 +179,16 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring, FromRun):
     def classes(self) -> list[str]:
         return list(self.spec["classes"])
 
-    def evaluate_images(self, paths: Sequence[Path]) -> dict[str, Any]:
+    def evaluate_images(
+        self,
+        paths: Sequence[Path],
+        feature_space: str = "classifier",
+        feature_weights: Path | None = None,
+    ) -> dict[str, Any]:
+        from gentool_gan.inception import requested
         from gentool_gan.metrics import evaluate_generator
 
-        return evaluate_generator(self, paths)
+        return evaluate_generator(self, paths, requested(feature_space, feature_weights))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -207,8 +207,12 @@ def nearest_distance(images: np.ndarray, reference: np.ndarray) -> float:
 # -- the command ----------------------------------------------------------------------------
 
 
-def evaluate_generator(model: ImageGenerator, paths: Sequence[Path]) -> dict[str, Any]:
-    """``gentool evaluate RUN --data REAL``: as many generated images as real ones."""
+def evaluate_generator(
+    model: ImageGenerator, paths: Sequence[Path], inception: Any = None
+) -> dict[str, Any]:
+    """``gentool evaluate RUN --data REAL``: as many generated images as real ones; FID/KID
+    in ``inception`` (an ``inception.InceptionSpace``) when given, else in the data's
+    classifier space."""
     started = time.perf_counter()
     channels: Literal["gray", "rgb"] = "rgb" if model.channels == 3 else "gray"
     real = read_images(list(paths), model.size, channels)
@@ -221,7 +225,7 @@ def evaluate_generator(model: ImageGenerator, paths: Sequence[Path]) -> dict[str
             f"'{paths[0]}' holds {len(real)} readable image(s); FID and KID need at least 4 "
             "(a few hundred for stable figures)"
         )
-    space = feature_space(real, Path(paths[0]).name, model.size)
+    space: Any = inception or feature_space(real, Path(paths[0]).name, model.size)
     generated = generation.random_images(model.pair, model.classes(), len(real), SEED).numpy()
     real_features, _ = space(real.images)
     fake_features, fake_probs = space(generated)

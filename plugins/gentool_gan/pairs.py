@@ -1,8 +1,10 @@
 """Reading two image domains for translation (torch-free): A (``--data``) and B (``--target``).
 
 A domain is a folder of images (recursive; the first sub-folder level is the class, as
-everywhere in gentool), or an idx/npz file; or both domains come in one ``.npz`` with
-arrays ``a`` and ``b`` (and optionally ``labels_a``/``labels_b``). Paired translation
+everywhere in gentool), or an idx file (labels from the ``…-labels-idx1-ubyte`` file beside
+it) or an npz file (``images`` and optionally ``labels``, ``classes``); or both domains
+come in one ``.npz`` with arrays ``a`` and ``b`` (and optionally ``labels_a``/``labels_b``).
+Two labelled domains share one class list, matched by name (``align_classes``). Paired translation
 matches A and B files by their relative path without the extension (``cat/01.png`` in A
 and ``cat/01.jpg`` in B are a pair); files on one side only are counted and reported, not
 an error, unless nothing matches. Each domain keeps its own channels: ``auto`` reads gray
@@ -123,6 +125,23 @@ def read_domain(path: Path, size: int, channels: str, what: str) -> Domain:
     return Domain(images, keys, labels, classes, skipped)
 
 
+def align_classes(a: Domain, b: Domain) -> None:
+    """Give two labelled domains one class list, matched by name, so that a label means the
+    same class on both sides: a held-out slice without the last digit, or a folder without
+    one class, would otherwise get a shorter list (from the highest label, or the sub-folders
+    present) and class preservation would not be scored. Names that are all integers (idx
+    and npz labels, folders 0/ ... 9/) are ordered as numbers, others alphabetically."""
+    if a.labels is None or b.labels is None or a.classes == b.classes:
+        return
+    names = set(a.classes) | set(b.classes)
+    numeric = all(name.lstrip("-").isdigit() for name in names)
+    shared = sorted(names, key=int) if numeric else sorted(names)
+    for domain in (a, b):
+        index = np.array([shared.index(name) for name in domain.classes], dtype=np.int64)
+        domain.labels = index[domain.labels]
+        domain.classes = shared
+
+
 def read_npz_pairs(path: Path, size: int, channels_a: str, channels_b: str) -> Pairs:
     """Both domains from one ``.npz``: arrays ``a`` and ``b`` (N x H x W, or N x H x W x C
     with C of 1, 3 or 4; uint8), ``labels_a``/``labels_b`` optional."""
@@ -137,10 +156,12 @@ def read_npz_pairs(path: Path, size: int, channels_a: str, channels_b: str) -> P
             f"'{path}' has no 'a' and 'b' arrays, only {sorted(arrays)}; save the two domains "
             "as np.savez(path, a=..., b=...), or give --data A/ --target B/"
         )
-    return Pairs(
+    pairs = Pairs(
         _domain_array(path, "a", arrays["a"], arrays.get("labels_a"), size, channels_a),
         _domain_array(path, "b", arrays["b"], arrays.get("labels_b"), size, channels_b),
     )
+    align_classes(pairs.a, pairs.b)
+    return pairs
 
 
 def _domain_array(
@@ -196,6 +217,7 @@ def read_domains(
         raise DataError(f"give one --data folder (domain A) beside --target, got {len(data)}")
     a = read_domain(data[0], size, channels_a, "--data")
     b = read_domain(target, size, channels_b, "--target")
+    align_classes(a, b)
     if not paired:
         return Pairs(a, b)
     index_b = {key.lower(): i for i, key in enumerate(b.keys)}

@@ -158,11 +158,21 @@ class Restorer(GanModel, ImageRestoration, ImageScoring):
 
         return restore_images(self.generator, self.config, images)
 
-    def evaluate_images(self, paths: Sequence[Path]) -> dict[str, Any]:
+    def evaluate_images(
+        self,
+        paths: Sequence[Path],
+        feature_space: str = "classifier",
+        feature_weights: Path | None = None,
+    ) -> dict[str, Any]:
         """PSNR (dB) and SSIM of the restored images and of the degraded inputs ('before')
         against the clean ones; upscale adds bicubic interpolation, the classic reference."""
         from gentool_gan.restoration import evaluate_restorer
 
+        if feature_space != "classifier" or feature_weights is not None:
+            raise RecipeError(
+                "a restorer is scored by PSNR and SSIM against the clean images, in no feature "
+                "space: drop --feature-space and --feature-weights"
+            )
         return evaluate_restorer(self.generator, self.config, paths)
 
     def describe(self) -> dict[str, Any]:

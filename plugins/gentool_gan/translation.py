@@ -4,8 +4,10 @@ they train, load or translate.
 
 paired: a U-Net G maps A to B; a PatchGAN D sees (A, B) side by side, real pairs against
 (A, G(A)); G minimises the adversarial loss plus ``l1_weight`` x L1 to the true B (Isola et
-al. 2017). The pairs travel as one image of A's and B's channels stacked, so a batch of
-pairs is a batch of the engine's ordinary images.
+al. 2017), and ``l2_weight`` x the squared error: L1 pulls an ambiguous pixel to the median
+of its colours, the squared error to their mean, which is what PSNR scores. The pairs
+travel as one image of A's and B's channels stacked, so a batch of pairs is a batch of the
+engine's ordinary images.
 
 cyclegan: G_AB and G_BA, D_A and D_B (unconditional PatchGANs); G minimises the LSGAN
 loss of both directions, ``cycle_weight`` x (|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|) and,
@@ -105,6 +107,7 @@ class PairedPair(AdversarialPair):
         super().__init__(generator, discriminator)
         self.channels_a, self.kind = channels_a, loss
         self.smoothing, self.l1_weight = train.label_smoothing, train.l1_weight
+        self.l2_weight = train.l2_weight
 
     def split(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         real = batch["real"]
@@ -122,20 +125,37 @@ class PairedPair(AdversarialPair):
         a, b = self.split(batch)
         fake = self.generator(a)
         adversarial = g_loss(self.discriminator(fake, a), self.kind)
-        l1 = (fake.float() - b.float()).abs().mean()
-        return adversarial + self.l1_weight * l1, {
-            "loss_g": adversarial.detach(),
-            "l1": l1.detach(),
-        }
+        error = fake.float() - b.float()
+        l1 = error.abs().mean()
+        loss = adversarial + self.l1_weight * l1
+        stats = {"loss_g": adversarial.detach(), "l1": l1.detach()}
+        if self.l2_weight > 0:  # the mean colour where the colour is a guess: what PSNR rewards
+            l2 = error.square().mean()
+            loss = loss + self.l2_weight * l2
+            stats["l2"] = l2.detach()
+        return loss, stats
 
 
 class PairedTask(AdversarialTask):
-    """Batches of stacked pairs; the held-out score is the sampling G's L1 to the true B."""
+    """Batches of stacked pairs; the held-out score is the sampling G's L1 to the true B.
+    With ``train.flip``, each training pair is mirrored left-right on a coin flip drawn per
+    batch index (so a resumed or multi-process run draws the same), pix2pix's augmentation."""
 
     def __init__(self, model: PairedPair, samples: torch.Tensor, **kw: Any) -> None:
         super().__init__(model, loss_kind=model.kind, **kw)
         self.samples = samples  # uint8 stacked pairs for the sample grids
         self.channels_a = model.channels_a
+        self.flip = bool(getattr(self.train, "flip", False))
+
+    def make_batch(
+        self, index: int, rows: slice, generator: torch.Generator, split: str = "train"
+    ) -> dict[str, Any]:
+        batch = self.real_batch(index, rows, split)
+        if self.flip and split == "train":
+            coins = self.draw(generator, rows, lambda n, g: torch.rand(n, generator=g))
+            mirror = (coins < 0.5)[:, None, None, None]
+            batch["real"] = torch.where(mirror, batch["real"].flip(-1), batch["real"])
+        return batch
 
     def evaluate(self, model: nn.Module, rows: slice, max_batches: int) -> tuple[float, int]:
         if self.val_images is None or len(self.val_images) < self.batch_items:
@@ -457,9 +477,11 @@ def evaluate_paired(
     b: Domain,
     colours: dict[str, list[float]] | None,
     target_name: str,
+    inception: Any = None,
 ) -> dict[str, Any]:
     """PSNR/SSIM/L1 of G(A) against the true B; the same for the mean-colour baseline;
-    FID/KID of G(A) against B in B's feature space (``_direction``)."""
+    FID/KID of G(A) against B in B's feature space (``_direction``), or in ``inception``
+    (an ``inception.InceptionSpace``) when given."""
     check_channels(generator, a.channels, b.channels)
     made = run_batches(generator, floats(a.images))
     true = floats(b.images)
@@ -467,7 +489,8 @@ def evaluate_paired(
     if colours is not None and len(colours["inside"]) == b.channels:
         metrics.update(image_quality(baseline(a.images, colours), true, "_baseline"))
     if min(len(a), len(b)) >= 4:  # (FID/KID need a few images on each side)
-        metrics.update(_direction(generator, a, b, target_name, int(a.images.shape[-1]), "a2b"))
+        size = int(a.images.shape[-1])
+        metrics.update(_direction(generator, a, b, target_name, size, "a2b", inception))
     return metrics
 
 
@@ -481,8 +504,9 @@ def _features(domain: Domain, name: str, size: int) -> Any:
 
 
 def _direction(
-    generator: nn.Module, source: Domain, target: Domain, target_name: str, size: int, tag: str
-) -> dict[str, Any]:
+    generator: nn.Module, source: Domain, target: Domain, target_name: str, size: int, tag: str,
+    inception: Any = None,
+) -> dict[str, Any]:  # fmt: skip
     """FID/KID of ``generator(source)`` against real ``target`` in the target's feature
     space, and class preservation: the share of translations that a classifier trained
     on the target domain assigns to their source image's class (both domains labelled
@@ -492,7 +516,7 @@ def _direction(
     made = to_uint8(run_batches(generator, floats(source.images))).numpy()
     if min(len(made), len(target)) < 4:
         raise DataError("FID and KID need at least 4 images in each domain; give more")
-    space = _features(target, target_name, size)
+    space = inception if inception is not None else _features(target, target_name, size)
     real_features, _ = space(target.images)
     made_features, probs = space(made)
     kid_mean, _ = kid(made_features, real_features)
@@ -512,11 +536,13 @@ def _direction(
 
 
 def evaluate_cycle(
-    generators: Any, a: Domain, b: Domain, a_names: list[str], b_name: str
-) -> dict[str, Any]:
+    generators: Any, a: Domain, b: Domain, a_names: list[str], b_name: str,
+    inception: Any = None,
+) -> dict[str, Any]:  # fmt: skip
     """Cycle reconstruction (PSNR/SSIM/L1 of G_BA(G_AB(a)) against a, and of B's cycle),
-    FID/KID of each direction against the real other domain, class preservation both ways
-    where both domains have the same labels."""
+    FID/KID of each direction against the real other domain (in each domain's classifier
+    space, or both in ``inception``), class preservation both ways where both domains have
+    the same labels (classifier spaces only)."""
     check_channels(generators.ab, a.channels, b.channels)
     size = int(a.images.shape[-1])
     real_a, real_b = floats(a.images), floats(b.images)
@@ -525,6 +551,6 @@ def evaluate_cycle(
     metrics: dict[str, Any] = {"images_a": len(a), "images_b": len(b)}
     metrics.update(image_quality(cycle_a, real_a, "_cycle_a"))
     metrics.update(image_quality(cycle_b, real_b, "_cycle_b"))
-    metrics.update(_direction(generators.ab, a, b, Path(b_name).name, size, "a2b"))
-    metrics.update(_direction(generators.ba, b, a, Path(a_names[0]).name, size, "b2a"))
+    metrics.update(_direction(generators.ab, a, b, Path(b_name).name, size, "a2b", inception))
+    metrics.update(_direction(generators.ba, b, a, Path(a_names[0]).name, size, "b2a", inception))
     return metrics

@@ -154,9 +154,14 @@ class Translator(GanModel, ImageTranslation, ImageScoring):
         )  # fmt: skip
         return pairs
 
-    def evaluate_images(self, paths: Sequence[Path]) -> dict[str, Any]:
+    def evaluate_images(
+        self,
+        paths: Sequence[Path],
+        feature_space: str = "classifier",
+        feature_weights: Path | None = None,
+    ) -> dict[str, Any]:
         """``gentool evaluate RUN --data PAIRS.npz`` (arrays a and b)."""
-        return self.evaluate_domains(paths, None)
+        return self.evaluate_domains(paths, None, feature_space, feature_weights)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -246,14 +251,22 @@ class PairedTranslator(Translator):
             )
         return translate_images(self.network, images, self.config.image_size, self.channels()[0])
 
-    def evaluate_domains(self, data: Sequence[Path], target: Path | None) -> dict[str, Any]:
+    def evaluate_domains(
+        self,
+        data: Sequence[Path],
+        target: Path | None,
+        feature_space: str = "classifier",
+        feature_weights: Path | None = None,
+    ) -> dict[str, Any]:
         """PSNR/SSIM/L1 of the translations of A against the true B (pairs matched by name),
         and of the trivial baseline: each A shape filled with the training B's mean colour."""
+        from gentool_gan.inception import requested
         from gentool_gan.translation import evaluate_paired
 
         pairs = self.read_for_scoring(data, target)
+        space = requested(feature_space, feature_weights)
         colours, name = self.spec.get("baseline_colours"), Path(target or data[0]).name
-        metrics = evaluate_paired(self.network, pairs.a, pairs.b, colours, name)
+        metrics = evaluate_paired(self.network, pairs.a, pairs.b, colours, name, space)
         metrics.update(unmatched_a=pairs.unmatched_a, unmatched_b=pairs.unmatched_b)
         return metrics
 
@@ -334,10 +347,18 @@ class CycleTranslator(Translator):
         generator, channels = (self.network.ba, cb) if reverse else (self.network.ab, ca)
         return translate_images(generator, images, self.config.image_size, channels)
 
-    def evaluate_domains(self, data: Sequence[Path], target: Path | None) -> dict[str, Any]:
+    def evaluate_domains(
+        self,
+        data: Sequence[Path],
+        target: Path | None,
+        feature_space: str = "classifier",
+        feature_weights: Path | None = None,
+    ) -> dict[str, Any]:
+        from gentool_gan.inception import requested
         from gentool_gan.translation import evaluate_cycle
 
         pairs = self.read_for_scoring(data, target)
+        space = requested(feature_space, feature_weights)
         return evaluate_cycle(
-            self.network, pairs.a, pairs.b, [str(p) for p in data], str(target or data[0])
+            self.network, pairs.a, pairs.b, [str(p) for p in data], str(target or data[0]), space
         )
