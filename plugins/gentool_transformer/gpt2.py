@@ -104,7 +104,8 @@ class WindowTask(TrainingTask):
         for n, start in enumerate(range(0, windows, size)):
             if max_batches and n >= max_batches:
                 return total, count
-            mine = torch.arange(start + first, min(start + stop, windows))
+            # the last global batch may end before this process's share begins
+            mine = torch.arange(min(start + first, windows), min(start + stop, windows))
             if len(mine):
                 chunk = val[mine[:, None] * seq + offsets]  # (W, seq + 1), read from the stream
                 total += _summed_loss(model, chunk.to(device))
