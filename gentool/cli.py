@@ -849,6 +849,33 @@ def transform(
 @click.option(
     "--seed", type=SEED, default=0, show_default=True, help="Music models: seed of the pieces."
 )
+@click.option(
+    "--gradient-flow",
+    is_flag=True,
+    help="Language models: the gradient of the loss at t w.r.t. the input at t-k, against k "
+    "(--data, or the text the run held out).",
+)
+@click.option(
+    "--max-distance",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="--gradient-flow: the largest k.",
+)
+@click.option(
+    "--windows",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="--gradient-flow: held-out windows averaged over.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="--gradient-flow: also draw the curve into this .png or .svg file.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
 @threads_option
 @json_option
 def evaluate(
@@ -859,6 +886,11 @@ def evaluate(
     num_samples: int,
     bars: int,
     seed: int,
+    gradient_flow: bool,
+    max_distance: int,
+    windows: int,
+    output: Path | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Score the model in RUN on held-out data, with the metrics of its task.
@@ -884,7 +916,19 @@ def evaluate(
       gentool evaluate runs/chorales --data chorales/val/ -n 16 --json
       gentool evaluate hf:openai-community/gpt2 --data test.txt
       gentool evaluate runs/emoji --data held/silhouette --target held/color
+      gentool evaluate runs/rnn --gradient-flow -o grad.png
+      gentool evaluate runs/rnn --gradient-flow --data test.txt --max-distance 32 --json
+
+    --gradient-flow (rnn, transformer language models): how much the loss at position t
+    depends on the input k steps earlier, the norm of its gradient with respect to the
+    input embedding at t-k averaged over held-out windows, for k = 0 .. --max-distance;
+    a tanh RNN's falls fast with k (vanishing gradients), an LSTM's slower.
     """
+    if gradient_flow:
+        _gradient_flow(run, data, source, target, max_distance, windows, output, force, as_json)
+        return
+    if output is not None:
+        raise click.UsageError("--output draws --gradient-flow; give --gradient-flow")
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
     if (source is None) != (target is None) and not (data and source is None):
@@ -901,6 +945,38 @@ def evaluate(
         print_json({**record, "metrics": metrics})
     else:
         print_table([[k, _fmt(v)] for k, v in metrics.items()], ["metric", "value"])
+
+
+def _gradient_flow(
+    run: str,
+    data: tuple[str, ...],
+    source: Path | None,
+    target: Path | None,
+    max_distance: int,
+    windows: int,
+    output: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """evaluate --gradient-flow: the series as JSON, or a table of roughly doubling k."""
+    if source is not None or target is not None:
+        raise click.UsageError("--gradient-flow reads held-out text (--data), not translations")
+    found = api.gradient_flow(run, data, max_distance, windows, output=output, force=force)
+    found["run"] = run
+    if as_json:
+        print_json({**found, "files": [str(output)] if output is not None else []})
+        return
+    shown = sorted({0, max_distance} | {k for k in GRADIENT_ROWS if k < max_distance})
+    rows = [
+        [str(k), f"{found['gradient_norm'][k]:.3g}", f"{found['relative'][k]:.3g}"] for k in shown
+    ]
+    print_table(rows, ["k", "gradient norm", "relative to k=0"])
+    if output is not None:
+        log(f"wrote {output}")
+
+
+# The distances evaluate --gradient-flow prints (--json has every k): about doubling.
+GRADIENT_ROWS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
 @cli.command()

@@ -156,6 +156,21 @@ class Exportable(ABC):
         """Write the model in format ``fmt`` (one of ``export_formats``) to ``path``."""
 
 
+class GradientFlow(ABC):
+    """A model whose loss can be differentiated with respect to its input embeddings:
+    ``gentool evaluate --gradient-flow`` (the rnn and transformer language models)."""
+
+    @abstractmethod
+    def gradient_flow(
+        self, text: str, tail: float = 1.0, max_distance: int = 64, windows: int = 64
+    ) -> dict[str, Any]:
+        """The norm of the gradient of the loss at a position with respect to the input
+        embedding ``k`` steps before it, for k = 0 .. ``max_distance``, averaged over
+        ``windows`` windows of the last ``tail`` of ``text``'s tokens:
+        ``{"distance", "gradient_norm", "relative", "windows", "tokens"}``
+        (gentool.neural.gradients)."""
+
+
 class FromPretrained(ABC):
     """A kind that can use a Hugging Face model gentool did not train (a Hub id or a local
     model folder, ``gentool.hub``) wherever a run is expected, and start training from one

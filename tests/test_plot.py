@@ -173,3 +173,55 @@ def test_info_shows_ngram_growth_and_unseen_heldout_ngrams(
     assert "possible (V^n)" in table and "held-out unseen" in table
     result = invoke("info", trained["rnn"], "--data", text, ok=False)
     assert_error(result, "no held-out statistics", "gentool evaluate")
+
+
+# -- gradient flow (gentool evaluate --gradient-flow) -----------------------------------------
+
+
+def test_gradient_flow_of_a_tanh_rnn_falls_with_the_distance(tmp_path: Path) -> None:
+    # A few dozen steps teach a tanh RNN to lean on the last characters: the gradient
+    # reaching the input k steps back then shrinks with k (vanishing gradients).
+    settings = [*TINY_RNN, "--set", "model.cell=rnn", "--set", "train.max_steps=60"]
+    invoke("train", "rnn", *settings, "--out", tmp_path / "tanh")
+    out = invoke_json("evaluate", tmp_path / "tanh", "--gradient-flow", "--max-distance", "16")
+    assert out["cell"] == "rnn" and out["distance"] == list(range(17))
+    norms, relative = out["gradient_norm"], out["relative"]
+    assert all(a > b for a, b in zip(norms[::4], norms[4::4], strict=False)), norms
+    assert relative[0] == 1.0 and relative[-1] < 0.1 * relative[1]
+    # The run's own held-out text by default: the end of its training file.
+    assert out["data"]["tail"] == 0.1 and out["windows"] == 64
+    # The table, and the figure: two panels side by side.
+    result = invoke("evaluate", tmp_path / "tanh", "--gradient-flow", "-o", "grad.png")
+    assert result.stdout.split()[:6] == ["k", "gradient", "norm", "relative", "to", "k=0"]
+    assert Image.open("grad.png").size == (1200, 420)
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text(HELD_OUT)
+    out = invoke_json("evaluate", tmp_path / "tanh", "--gradient-flow", "--data", held_out)
+    # <|endoftext|> and 75 characters: 11 windows of 65 inputs and the token they predict.
+    assert out["data"] == [str(held_out)] and out["windows"] == len(HELD_OUT) + 1 - 65
+
+
+def test_gradient_flow_of_a_transformer_and_the_refusals(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    tiny = ["--set", "model.d_model=16", "--set", "model.num_layers=1", "--set",
+            "model.num_heads=2", "--set", "model.d_ff=32", "--set", "model.context_length=16",
+            "--set", "train.batch_size=2", "--set", "train.seq_len=16", "--set",
+            "train.max_steps=2", "--set", "train.checkpoint_every=0"]  # fmt: skip
+    invoke("train", "transformer", *tiny, "--out", tmp_path / "lm")
+    out = invoke_json("evaluate", tmp_path / "lm", "--gradient-flow", "--max-distance", "15")
+    assert out["family"] == "transformer" and len(out["gradient_norm"]) == 16
+    assert all(v > 0 for v in out["gradient_norm"])  # attention reaches every position
+    result = invoke("evaluate", tmp_path / "lm", "--gradient-flow", ok=False)
+    assert_error(result, "--max-distance 64", "context of 16", "--max-distance 15")
+    # A kind that embeds no tokens, in one line; nothing is drawn.
+    invoke("train", "ngram", "--out", tmp_path / "ng")
+    result = invoke("evaluate", tmp_path / "ng", "--gradient-flow", "-o", "g.png", ok=False)
+    assert_error(result, "'ngram' models have no input embeddings", "rnn and transformer")
+    result = invoke("evaluate", trained["gan"], "--gradient-flow", ok=False)
+    assert_error(result, "'gan generator' models have no input embeddings")
+    assert not Path("g.png").exists()
+    held_out = tmp_path / "short.txt"
+    held_out.write_text("too short\n")
+    result = invoke("evaluate", trained["rnn"], "--gradient-flow", "--data", held_out, ok=False)
+    assert_error(result, "has 11 tokens", "smaller --max-distance")

@@ -380,3 +380,50 @@ def _log_scale(panel: Panel, values: list[float]) -> bool:
 def _label(run: dict[str, Any]) -> str:
     kind = run["kind"] if run["kind"] and run["kind"] != run["family"] else None
     return f"{run['run']} ({run['family']}{' ' + kind if kind else ''})"
+
+
+# -- gradient flow (gentool evaluate --gradient-flow) -----------------------------------------
+
+CELL_NAMES = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def plot_gradient_flow(
+    results: Sequence[dict[str, Any]], output: str | Path, force: bool = False
+) -> Path:
+    """Draw the curves of ``api.gradient_flow`` results (one or several runs, overlaid)
+    into ``output`` (.png or .svg): the gradient norm against the distance k, and the same
+    relative to k = 0, both on a log scale."""
+    (target,) = check_figure_output(Path(output), force)
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(
+        1, 2, figsize=(2 * PANEL_WIDTH, PANEL_HEIGHT + LEGEND_HEIGHT), dpi=DPI, layout="constrained"
+    )
+    panels = (
+        ("gradient_norm", "Gradient of the loss at t w.r.t. the input at t-k", "mean L2 norm"),
+        ("relative", "The same, relative to k = 0", "norm / norm at k = 0"),
+    )
+    for ax, (key, title, ylabel) in zip(axes, panels, strict=True):
+        for result in results:
+            values = [v if v > 0 else None for v in result[key]]
+            ax.plot(result["distance"], values, marker="o" if len(values) < 12 else None, ms=3)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("distance k (tokens back from the predicting position)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    figure.legend(
+        axes[0].get_lines(),
+        [_flow_label(r) for r in results],
+        loc="outside upper center",
+        ncols=min(len(results), 4),
+        fontsize=10,
+        frameon=False,
+    )
+    _write(figure, [target], pyplot)
+    return target
+
+
+def _flow_label(result: dict[str, Any]) -> str:
+    what = CELL_NAMES.get(result.get("cell") or "", result["family"])
+    name = result["run"] or result["family"]
+    return f"{name} ({what}, {result['windows']} windows)"

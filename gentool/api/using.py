@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gentool import hub, recipes, runs
+from gentool.api import plotting
+from gentool.data.text import read_corpus
 from gentool.errors import DataError, OutputError, PluginError, RecipeError, RunError
 from gentool.kinds import route_record
-from gentool.model import Exportable, FromPretrained, Model
+from gentool.model import Exportable, FromPretrained, GradientFlow, Model
 from gentool.plugins import get_registry
 from gentool.tasks import (
     Capability,
@@ -455,6 +457,77 @@ def evaluate(
     return require(model, TextScoring, "be evaluated on text").evaluate_text(paths)
 
 
+def gradient_flow(
+    run: RunLike,
+    data: Sequence[str | Path] = (),
+    max_distance: int = 64,
+    windows: int = 64,
+    output: str | Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """``gentool evaluate --gradient-flow``: how much the loss at a position depends on the
+    input ``k`` steps before it, k = 0 .. ``max_distance`` (``GradientFlow``), averaged
+    over ``windows`` windows of held-out text: ``data``, else the text the run held out in
+    training (``--val``, or the last ``train.val_fraction`` of its training files). Raises
+    ``PluginError`` for a kind without input embeddings (ngram, gan). With ``output`` (a
+    .png or .svg, checked before any work) the curve is drawn there too
+    (``plot_gradient_flow``; several runs overlaid: call that with each result)."""
+    if output is not None:
+        plotting.check_figure_output(Path(output), force)
+    model = load(run)
+    if not isinstance(model, GradientFlow):
+        kind = model.kind_name()
+        name = model.family if kind == model.family else f"{model.family} {kind}"
+        raise PluginError(
+            f"'{name}' models have no input embeddings to measure gradient flow at; "
+            "--gradient-flow measures the rnn and transformer language models"
+        )
+    if data:
+        held_out, text, tail = [str(p) for p in data], read_corpus(list(data)), 1.0
+    else:
+        held_out, text, tail = _held_out_text(run)
+    found = model.gradient_flow(text, tail, max_distance, windows)
+    where = run.path if isinstance(run, runs.RunDirectory) else run
+    result = {
+        "run": None if isinstance(where, Model) else str(where),
+        "family": model.family,
+        "kind": model.kind_name(),
+        "cell": model.describe().get("cell"),  # the rnn's: lstm, gru or rnn (tanh)
+        "data": held_out,
+        **found,
+    }
+    if output is not None:
+        plotting.plot_gradient_flow([result], output, force=True)  # (checked above)
+    return result
+
+
+def _held_out_text(run: RunLike) -> tuple[Any, str, float]:
+    """The text a run held out in training, as (what it is, text, the share at its end)."""
+    if isinstance(run, Model) or (
+        not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run)
+    ):
+        raise DataError("this model records no held-out text: give held-out text with --data")
+    run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
+    recipe = run_dir.recipe
+    data, train = recipe.get("data", {}), recipe.get("train", {})
+    field = data.get("text_field")
+    paths = [Path(data["val"])] if data.get("val") else [Path(p) for p in data.get("train", [])]
+    tail = 1.0 if data.get("val") else float(train.get("val_fraction", 0.0))
+    if not paths or tail <= 0:
+        raise DataError(
+            f"'{run_dir.path}' held out no text in training (train.val_fraction = 0); "
+            "give held-out text with --data"
+        )
+    for path in paths:
+        if not path.is_file():
+            raise DataError(
+                f"the run's held-out text is in '{path}', which is no longer there; "
+                "give held-out text with --data"
+            )
+    held_out = {"files": [str(p) for p in paths], "tail": tail}
+    return held_out, read_corpus(paths, field), tail
+
+
 def evaluate_music(
     run: RunLike,
     paths: Sequence[Path],
@@ -550,6 +623,7 @@ __all__ = [
     "generate",
     "generate_images",
     "generate_stream",
+    "gradient_flow",
     "info",
     "kind_of",
     "load",

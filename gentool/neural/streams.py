@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from gentool.data.text import read_corpus
 from gentool.errors import DataError, RecipeError
-from gentool.model import TrainingContext
+from gentool.model import GradientFlow, TrainingContext
 from gentool.neural.config import StreamTrainConfig
 from gentool.neural.hf import HFModel
 from gentool.progress import phase
@@ -217,7 +217,7 @@ class StreamModel(HFModel):
         return options
 
 
-class TextStreamModel(StreamModel, TextGeneration, TextScoring):
+class TextStreamModel(StreamModel, TextGeneration, TextScoring, GradientFlow):
     """A language model trained on its text read as one token stream.
 
     Training reads the files as one text, learns the run's tokenizer on it
@@ -357,6 +357,17 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         started = time.perf_counter()
         total = self.stream_loss(ids)
         return stream_metrics(total, ids, self.unk, time.perf_counter() - started)
+
+    def gradient_flow(
+        self, text: str, tail: float = 1.0, max_distance: int = 64, windows: int = 64
+    ) -> dict[str, Any]:
+        """How far back the loss reaches (gentool.neural.gradients), on the last ``tail``
+        of ``text``'s stream cut as training held it out (``split_stream``)."""
+        from gentool.neural.gradients import gradient_flow
+
+        ids = encode_stream(self.tokenizer, text, self.bos)
+        ids = ids[len(ids) - int(len(ids) * tail) :]
+        return gradient_flow(self.model, ids, max_distance, windows)
 
     @property
     def unk(self) -> int:
