@@ -1010,6 +1010,8 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
         print_json(details)
         return
     for key, value in details.items():
+        if key == "equilibrium":
+            continue  # its own table, below
         if isinstance(value, dict):
             click.echo(f"{key}:")
             for k, v in value.items():
@@ -1019,6 +1021,9 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     if isinstance(details["model"].get("ngrams"), list):
         click.echo("")
         _ngram_table(details["model"]["ngrams"], details.get("heldout", {}).get("ngrams"))
+    if "equilibrium" in details:
+        click.echo("")
+        _equilibrium_table(details["equilibrium"])
 
 
 def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | None) -> None:
@@ -1039,6 +1044,33 @@ def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | Non
             row.append("-" if share is None else f"{share:.1%}")
         rows.append(row)
     print_table(rows, header)
+
+
+def _equilibrium_table(found: dict[str, Any]) -> None:
+    """A GAN's D(x), D(G(z)) and diversity: the first third of training against the last."""
+    click.echo("GAN equilibrium (the last third of the logged values against the first):")
+    rows = []
+    for key, name in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        judged = found[key] or {"verdict": None, "early": None, "late": None}
+        early, late = judged["early"] or {}, judged["late"] or {}
+        rows.append(
+            [
+                name,
+                judged["verdict"] or "-",
+                *(_short(third.get(k)) for third in (early, late) for k in ("mean", "std")),
+                _short(late.get("trend")),
+            ]
+        )
+    header = ["series", "verdict", "early mean", "early std", "late mean", "late std", "drift"]
+    print_table(rows, header)
+    diversity = found["diversity"]
+    if diversity is not None:
+        said = "collapsed" if diversity["collapsed"] else "did not collapse"
+        click.echo(
+            f"diversity {said}: early {diversity['early']:.3g}, highest {diversity['peak']:.3g}, "
+            f"late {diversity['late']:.3g} (1: as varied as the data)"
+        )
+    click.echo(f"verdict: {found['verdict'] or 'unknown'} ({found['reason']})")
 
 
 @cli.command()
@@ -1396,6 +1428,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
+
+
+def _short(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _interrupt(signum: int, frame: object) -> None:

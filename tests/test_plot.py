@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import assert_error, invoke, invoke_json
+
+from gentool import runs
 
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
@@ -225,3 +230,89 @@ def test_gradient_flow_of_a_transformer_and_the_refusals(
     held_out.write_text("too short\n")
     result = invoke("evaluate", trained["rnn"], "--gradient-flow", "--data", held_out, ok=False)
     assert_error(result, "has 11 tokens", "smaller --max-distance")
+
+
+# -- GAN equilibrium (gentool info on a GAN run) ----------------------------------------------
+
+
+def _with_metrics(run: Path, out: Path, records: list[dict[str, float]]) -> Path:
+    """A copy of ``run`` whose metrics.jsonl holds ``records`` (listed again in gentool.json,
+    so the run still verifies): a GAN that trained as the records say."""
+    shutil.copytree(run, out)
+    metrics = out / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = json.loads((out / "gentool.json").read_text())
+    meta["files"]["metrics.jsonl"] = {
+        "bytes": metrics.stat().st_size,
+        "sha256": runs.sha256_file(metrics),
+    }
+    (out / "gentool.json").write_text(json.dumps(meta))
+    return out
+
+
+Curve = Callable[[int], float]  # the value logged at the i-th record
+
+
+def _gan_log(d_real: Curve, d_fake: Curve, diversity: Curve) -> list[dict[str, float]]:
+    """30 records of a GAN's log, a step of 10 apart."""
+    return [
+        {"step": 10 * (i + 1), "d_real": d_real(i), "d_fake": d_fake(i), "diversity": diversity(i)}
+        for i in range(30)
+    ]
+
+
+def test_gan_equilibrium_settled_oscillating_diverged_collapsed(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    calm = [0.0, 0.01, -0.01, 0.005, -0.005]  # late noise, well under the tolerance
+    settled = _gan_log(
+        lambda i: 0.7 + (0.2 - 0.01 * i if i < 10 else calm[i % 5]),
+        lambda i: 0.3 - (0.2 - 0.01 * i if i < 10 else calm[i % 5]),
+        lambda i: 0.9 + calm[i % 5],
+    )
+    swinging = _gan_log(
+        lambda i: 0.6 + 0.2 * math.sin(i * math.pi / 2),
+        lambda i: 0.4 - 0.2 * math.sin(i * math.pi / 2),
+        lambda i: 0.9,
+    )
+    won = _gan_log(lambda i: min(0.99, 0.6 + 0.05 * i), lambda i: max(0.01, 0.4 - 0.05 * i),
+                   lambda i: 0.9)  # fmt: skip
+    collapsed = _gan_log(lambda i: 0.7, lambda i: 0.3, lambda i: 0.9 if i < 15 else 0.1)
+    found = {}
+    for name, records in [("settled", settled), ("swinging", swinging), ("won", won),
+                          ("collapsed", collapsed)]:  # fmt: skip
+        run = _with_metrics(trained["gan"], tmp_path / name, records)
+        found[name] = invoke_json("info", run)["equilibrium"]
+    assert found["settled"]["verdict"] == "settled"
+    assert found["settled"]["d_real"]["early"]["std"] > found["settled"]["d_real"]["late"]["std"]
+    assert found["settled"]["diversity"]["collapsed"] is False
+    assert found["swinging"]["verdict"] == "oscillating"
+    assert found["swinging"]["d_real"]["verdict"] == "oscillating"
+    assert found["won"]["verdict"] == "diverged" and "pinned" in found["won"]["reason"]
+    assert found["collapsed"]["verdict"] == "settled"
+    diversity = found["collapsed"]["diversity"]
+    assert diversity["collapsed"] is True and diversity["late"] == pytest.approx(0.1)
+    assert diversity["peak"] == pytest.approx(0.9)
+    # The text output: one table, the diversity and the verdict.
+    text = invoke("info", tmp_path / "collapsed").stdout
+    assert "GAN equilibrium" in text and "diversity collapsed" in text
+    assert "verdict: settled" in text
+
+
+def test_gan_equilibrium_of_a_tiny_real_run(trained: dict[str, Path], tmp_path: Path) -> None:
+    # Logged every 2 steps (a discriminator and a generator step: diversity needs both).
+    settings = [*TINY_GAN, "--set", "train.max_steps=24"]
+    invoke("train", "gan", *settings, "--out", tmp_path / "gan")
+    found = invoke_json("info", tmp_path / "gan")["equilibrium"]
+    assert found["verdict"] in ("settled", "oscillating", "diverged")
+    for key in ("d_real", "d_fake"):
+        late = found[key]["late"]
+        assert 0 < late["mean"] < 1 and late["std"] >= 0
+    assert found["diversity"]["late"] > 0
+    # Too few values logged to tell (2): said, not guessed.
+    few = invoke_json("info", trained["gan"])["equilibrium"]
+    assert few["verdict"] is None and "too few logged values" in few["reason"]
+    assert few["diversity"] is None
+    # Non-GAN runs have no such summary.
+    invoke("train", "ngram", "--out", tmp_path / "ng")
+    assert "equilibrium" not in invoke_json("info", tmp_path / "ng")

@@ -100,7 +100,7 @@ def curves(run_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     curve (ngram trains in one pass)."""
     if not run_paths:
         raise GentoolError("give at least one run directory to plot")
-    found = [_read_run(Path(p)) for p in run_paths]
+    found = [read_run(Path(p)) for p in run_paths]
     if not any(run["series"] for run in found):
         names = ", ".join(f"'{r['run']}' ({r['family']})" for r in found)
         raise runs.RunError(
@@ -110,7 +110,8 @@ def curves(run_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return found
 
 
-def _read_run(path: Path) -> dict[str, Any]:
+def read_run(path: Path) -> dict[str, Any]:
+    """One run's entry of ``curves`` (``series`` empty when it logged nothing)."""
     if (path / runs.TRAINING_FILE).is_file() and not (path / runs.META_FILE).is_file():
         family, kind = _training_run(path)  # unfinished: plot what it has logged so far
     else:

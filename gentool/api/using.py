@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gentool import hub, recipes, runs
-from gentool.api import plotting
+from gentool.api import equilibrium, plotting
 from gentool.data.text import read_corpus
 from gentool.errors import DataError, OutputError, PluginError, RecipeError, RunError
 from gentool.kinds import route_record
@@ -565,7 +565,8 @@ def evaluate_music(
 def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -> dict[str, Any]:
     """What the run is: gentool.json (without the file list) and the model's own facts;
     for a Hugging Face model, where it comes from (``source``, ``revision`` or ``sha256``);
-    with ``data``, what the model says of held-out data under ``"heldout"``."""
+    with ``data``, what the model says of held-out data under ``"heldout"``; for a GAN,
+    whether its training settled under ``"equilibrium"`` (gentool.api.equilibrium)."""
     if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
         pretrained = hub.resolve(run)
         if hub.is_run(pretrained.path):
@@ -588,6 +589,10 @@ def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -
 
         facts["music_tokenizer"] = music_facts(model.music_tokenizer())
     found = {"run": str(run_dir.path), **details, "model": facts}
+    logged = plotting.read_run(run_dir.path)["series"]
+    if "d_real" in logged:  # a GAN: did D(x) and D(G(z)) settle, did diversity collapse?
+        loss = run_dir.recipe.get("model", {}).get("loss", "nonsaturating")
+        found["equilibrium"] = equilibrium.summary(logged, probabilities=loss == "nonsaturating")
     if data:
         paths = [Path(p) for p in data]
         found["heldout"] = {"data": [str(p) for p in paths], **model.describe_heldout(paths)}
