@@ -988,8 +988,15 @@ GRADIENT_ROWS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 38
     metavar="PATH",
     help="ngram: held-out text; shows how many of its n-grams the model never saw.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="ngram: draw the growth of the n-grams with the order (and --data's unseen share) "
+    "into this .png or .svg file.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --plot file.")
 @json_option
-def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
+def info(run: str, data: tuple[str, ...], plot: Path | None, force: bool, as_json: bool) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
     RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
@@ -1004,8 +1011,12 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
       gentool info runs/ngram
       gentool info hf:openai-community/gpt2
       gentool info runs/ngram --data test.txt
+      gentool info runs/ngram --data test.txt --plot growth.png
+
+    For a GAN run, whether D(x) and D(G(z)) settled, oscillate or diverged over training,
+    and whether the diversity of its samples collapsed (rules: docs/cli.md).
     """
-    details = {**api.info(run, data), "run": run}
+    details = {**api.info(run, data, plot=plot, force=force), "run": run}
     if as_json:
         print_json(details)
         return
@@ -1024,6 +1035,8 @@ def info(run: str, data: tuple[str, ...], as_json: bool) -> None:
     if "equilibrium" in details:
         click.echo("")
         _equilibrium_table(details["equilibrium"])
+    if plot is not None:
+        log(f"wrote {plot}")
 
 
 def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | None) -> None:

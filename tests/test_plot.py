@@ -316,3 +316,24 @@ def test_gan_equilibrium_of_a_tiny_real_run(trained: dict[str, Path], tmp_path: 
     # Non-GAN runs have no such summary.
     invoke("train", "ngram", "--out", tmp_path / "ng")
     assert "equilibrium" not in invoke_json("info", tmp_path / "ng")
+
+
+def test_info_plot_draws_the_ngram_growth(
+    trained: dict[str, Path], corpus: Path, tmp_path: Path
+) -> None:
+    args = ["--set", "model.tokens=char", "--set", "model.order=3", "--data", corpus]
+    invoke("train", "ngram", *args, "--out", tmp_path / "c3")
+    text = tmp_path / "new.txt"
+    text.write_text("the cow sat on a hat .\nzebras ate the mat .\n")
+    found = invoke_json("info", tmp_path / "c3", "--data", text, "--plot", "growth.png")
+    assert [o["order"] for o in found["heldout"]["ngrams"]] == [1, 2, 3]
+    # Two panels: the growth against V^n, and the unseen share of the held-out n-grams.
+    assert Image.open("growth.png").size == (1200, 420)
+    # Without held-out data, the growth alone.
+    invoke("info", tmp_path / "c3", "--plot", "alone.png")
+    assert Image.open("alone.png").size == (600, 420)
+    result = invoke("info", tmp_path / "c3", "--plot", "alone.png", ok=False)
+    assert_error(result, "--force")
+    result = invoke("info", trained["rnn"], "--plot", "rnn.png", ok=False)
+    assert_error(result, "'rnn' models have no n-gram table", "ngram run")
+    assert not Path("rnn.png").exists()

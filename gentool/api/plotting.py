@@ -428,3 +428,62 @@ def _flow_label(result: dict[str, Any]) -> str:
     what = CELL_NAMES.get(result.get("cell") or "", result["family"])
     name = result["run"] or result["family"]
     return f"{name} ({what}, {result['windows']} windows)"
+
+
+# -- n-gram growth (gentool info --plot) ------------------------------------------------------
+
+
+def plot_ngram_growth(found: dict[str, Any], output: str | Path, force: bool = False) -> Path:
+    """Draw an ngram run's growth from ``api.info``'s result into ``output``: the distinct
+    n-grams of each order against the V^n possible (log scale); with held-out data
+    (``found["heldout"]``), beside it the share of held-out n-grams never seen."""
+    (target,) = check_figure_output(Path(output), force)
+    seen = found["model"]["ngrams"]
+    heldout = found.get("heldout", {}).get("ngrams")
+    pyplot = _pyplot()
+    columns = 2 if heldout else 1
+    figure, axes = pyplot.subplots(
+        1,
+        columns,
+        figsize=(columns * PANEL_WIDTH, PANEL_HEIGHT + LEGEND_HEIGHT),
+        dpi=DPI,
+        squeeze=False,
+        layout="constrained",
+    )
+    orders = [o["order"] for o in seen]
+    vocab = found["model"]["vocab_size"]
+    ax = axes[0][0]
+    ax.plot(
+        orders, [o["possible"] for o in seen], "--", marker="o", ms=4, label=f"V^n (V = {vocab:,})"
+    )
+    ax.plot(orders, [o["distinct"] for o in seen], marker="o", ms=4, label="distinct n-grams seen")
+    for o in seen:
+        ax.annotate(f"{o['distinct']:,}", (o["order"], o["distinct"]), textcoords="offset points",
+                    xytext=(0, -13), ha="center", fontsize=8)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=min(o["distinct"] for o in seen) / 5)  # room for the lowest label
+    ax.set_title("Distinct n-grams in training against the V^n possible", fontsize=11)
+    ax.set_xlabel("order n")
+    ax.set_ylabel("n-grams (log scale)")
+    ax.set_xticks(orders)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left")
+    if heldout:
+        ax = axes[0][1]
+        shares = [100 * (o["unseen_fraction"] or 0.0) for o in heldout]
+        ax.bar([o["order"] for o in heldout], shares, color="tab:red", alpha=0.8)
+        for o, share in zip(heldout, shares, strict=True):
+            ax.annotate(f"{share:.1f}%", (o["order"], share), textcoords="offset points",
+                        xytext=(0, 3), ha="center", fontsize=9)  # fmt: skip
+        ax.set_title("Held-out n-grams never seen in training", fontsize=11)
+        ax.set_xlabel("order n")
+        ax.set_ylabel("unseen share (%)")
+        ax.set_xticks([o["order"] for o in heldout])
+        ax.set_ylim(0, max(max(shares) * 1.15, 1.0))
+        ax.grid(True, axis="y", alpha=0.3)
+    tokens = found["model"].get("tokens", "")
+    figure.suptitle(
+        f"{found['run']}: order-{found['model']['order']} {tokens} n-gram model", fontsize=11
+    )
+    _write(figure, [target], pyplot)
+    return target

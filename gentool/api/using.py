@@ -562,11 +562,28 @@ def evaluate_music(
     return metrics
 
 
-def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -> dict[str, Any]:
+def info(
+    run: str | Path | runs.RunDirectory,
+    data: Sequence[str | Path] = (),
+    plot: str | Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """What the run is: gentool.json (without the file list) and the model's own facts;
     for a Hugging Face model, where it comes from (``source``, ``revision`` or ``sha256``);
     with ``data``, what the model says of held-out data under ``"heldout"``; for a GAN,
-    whether its training settled under ``"equilibrium"`` (gentool.api.equilibrium)."""
+    whether its training settled under ``"equilibrium"`` (gentool.api.equilibrium).
+    ``plot`` (a .png or .svg, checked first): an ngram run's growth drawn there
+    (``plotting.plot_ngram_growth``); any other kind is a PluginError."""
+    if plot is not None:
+        plotting.check_figure_output(Path(plot), force)
+        found = info(run, data)
+        if not isinstance(found.get("model", {}).get("ngrams"), list):
+            raise PluginError(
+                f"'{found['family']}' models have no n-gram table to draw; "
+                "--plot draws an ngram run's growth with the order"
+            )
+        plotting.plot_ngram_growth(found, plot, force=True)  # (checked above)
+        return found
     if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
         pretrained = hub.resolve(run)
         if hub.is_run(pretrained.path):
