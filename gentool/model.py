@@ -158,7 +158,8 @@ class Exportable(ABC):
 
 class GradientFlow(ABC):
     """A model whose loss can be differentiated with respect to its input embeddings:
-    ``gentool evaluate --gradient-flow`` (the rnn and transformer language models)."""
+    ``gentool evaluate --gradient-flow`` (the rnn and transformer language models of text,
+    through ``gentool.neural.streams.TextStreamModel``)."""
 
     @abstractmethod
     def gradient_flow(

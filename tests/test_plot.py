@@ -222,9 +222,9 @@ def test_gradient_flow_of_a_transformer_and_the_refusals(
     # A kind that embeds no tokens, in one line; nothing is drawn.
     invoke("train", "ngram", "--out", tmp_path / "ng")
     result = invoke("evaluate", tmp_path / "ng", "--gradient-flow", "-o", "g.png", ok=False)
-    assert_error(result, "'ngram' models have no input embeddings", "rnn and transformer")
+    assert_error(result, "'ngram' models have no gradient flow", "rnn and transformer")
     result = invoke("evaluate", trained["gan"], "--gradient-flow", ok=False)
-    assert_error(result, "'gan generator' models have no input embeddings")
+    assert_error(result, "'gan generator' models have no gradient flow", "input embeddings")
     assert not Path("g.png").exists()
     held_out = tmp_path / "short.txt"
     held_out.write_text("too short\n")

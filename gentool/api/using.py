@@ -479,8 +479,9 @@ def gradient_flow(
         kind = model.kind_name()
         name = model.family if kind == model.family else f"{model.family} {kind}"
         raise PluginError(
-            f"'{name}' models have no input embeddings to measure gradient flow at; "
-            "--gradient-flow measures the rnn and transformer language models"
+            f"'{name}' models have no gradient flow to measure: --gradient-flow "
+            "differentiates a text language model's loss with respect to its input "
+            "embeddings (the rnn and transformer language models)"
         )
     if data:
         held_out, text, tail = [str(p) for p in data], read_corpus(list(data)), 1.0
