@@ -355,6 +355,8 @@ def draw(found: Sequence[dict[str, Any]], pyplot: Any) -> Any:
             if max(values) / min(values) < 30:  # within a decade or so: label the minor ticks
                 ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 ax.tick_params(axis="y", which="minor", labelsize=8)
+        elif values and min(values) == max(values) > 0:
+            ax.set_ylim(0, 2 * values[0])  # a constant (a GAN's learning rate): no 1e-9 ticks
         ax.grid(True, alpha=0.3)
         if len(styles) > 1:  # which line is which: the styles, in black
             handles = [Line2D([], [], color="black", ls=s.style) for s in styles.values()]
