@@ -429,7 +429,7 @@ def plot_gradient_flow(
 def _flow_label(result: dict[str, Any]) -> str:
     what = CELL_NAMES.get(result.get("cell") or "", result["family"])
     name = result["run"] or result["family"]
-    return f"{name} ({what}, {result['windows']} windows)"
+    return f"{name} ({what})"
 
 
 # -- n-gram growth (gentool info --plot) ------------------------------------------------------
