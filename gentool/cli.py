@@ -886,6 +886,33 @@ def transform(
     "weights-inception-2015-12-05-6726825d.pth, or safetensors); default "
     "$GENTOOL_INCEPTION_WEIGHTS. Its sha256 is in the metric names.",
 )
+@click.option(
+    "--gradient-flow",
+    is_flag=True,
+    help="Language models: the gradient of the loss at t w.r.t. the input at t-k, against k "
+    "(--data, or the text the run held out).",
+)
+@click.option(
+    "--max-distance",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="--gradient-flow: the largest k.",
+)
+@click.option(
+    "--windows",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="--gradient-flow: held-out windows averaged over.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="--gradient-flow: also draw the curve into this .png or .svg file.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
 @threads_option
 @json_option
 def evaluate(
@@ -898,6 +925,11 @@ def evaluate(
     seed: int,
     feature_space: str,
     feature_weights: Path | None,
+    gradient_flow: bool,
+    max_distance: int,
+    windows: int,
+    output: Path | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Score the model in RUN on held-out data, with the metrics of its task.
@@ -925,7 +957,19 @@ def evaluate(
       gentool evaluate runs/emoji --data held/silhouette --target held/color
       gentool evaluate runs/gan --data real/ --feature-space inception \\
           --feature-weights weights-inception-2015-12-05-6726825d.pth
+      gentool evaluate runs/rnn --gradient-flow -o grad.png
+      gentool evaluate runs/rnn --gradient-flow --data test.txt --max-distance 32 --json
+
+    --gradient-flow (rnn, transformer language models): how much the loss at position t
+    depends on the input k steps earlier, the norm of its gradient with respect to the
+    input embedding at t-k averaged over held-out windows, for k = 0 .. --max-distance;
+    a tanh RNN's falls fast with k (vanishing gradients), an LSTM's slower.
     """
+    if gradient_flow:
+        _gradient_flow(run, data, source, target, max_distance, windows, output, force, as_json)
+        return
+    if output is not None:
+        raise click.UsageError("--output draws --gradient-flow; give --gradient-flow")
     if not data and source is None and target is None:
         raise click.UsageError("give --data PATH (or --source/--target for a translator)")
     if (source is None) != (target is None) and not (data and source is None):
@@ -951,6 +995,38 @@ def evaluate(
         print_table([[k, _fmt(v)] for k, v in metrics.items()], ["metric", "value"])
 
 
+def _gradient_flow(
+    run: str,
+    data: tuple[str, ...],
+    source: Path | None,
+    target: Path | None,
+    max_distance: int,
+    windows: int,
+    output: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """evaluate --gradient-flow: the series as JSON, or a table of roughly doubling k."""
+    if source is not None or target is not None:
+        raise click.UsageError("--gradient-flow reads held-out text (--data), not translations")
+    found = api.gradient_flow(run, data, max_distance, windows, output=output, force=force)
+    found["run"] = run
+    if as_json:
+        print_json({**found, "files": [str(output)] if output is not None else []})
+        return
+    shown = sorted({0, max_distance} | {k for k in GRADIENT_ROWS if k < max_distance})
+    rows = [
+        [str(k), f"{found['gradient_norm'][k]:.3g}", f"{found['relative'][k]:.3g}"] for k in shown
+    ]
+    print_table(rows, ["k", "gradient norm", "relative to k=0"])
+    if output is not None:
+        log(f"wrote {output}")
+
+
+# The distances evaluate --gradient-flow prints (--json has every k): about doubling.
+GRADIENT_ROWS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
 @cli.command()
 @click.argument(
     "run",
@@ -973,9 +1049,23 @@ def evaluate(
     "numpy's BLAS and the tokenizers, torch and numpy versions, the CPU and its features "
     "(avx2, avx512, bf16, amx), the devices and the cache folder.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="ngram: draw the growth of the n-grams with the order (and --data's unseen share) "
+    "into this .png or .svg file.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --plot file.")
 @threads_option
 @json_option
-def info(run: str | None, data: tuple[str, ...], system: bool, as_json: bool) -> None:
+def info(
+    run: str | None,
+    data: tuple[str, ...],
+    system: bool,
+    plot: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Show what RUN is: family, recipe, data, versions, metrics and model statistics.
 
     RUN may also be a Hugging Face model: hf:ORG/NAME[@REVISION], ORG/NAME, or a local
@@ -992,20 +1082,26 @@ def info(run: str | None, data: tuple[str, ...], system: bool, as_json: bool) ->
       gentool info runs/ngram
       gentool info hf:openai-community/gpt2
       gentool info runs/ngram --data test.txt
+      gentool info runs/ngram --data test.txt --plot growth.png
       gentool info --system --threads 4
+
+    For a GAN run, whether D(x) and D(G(z)) settled, oscillate or diverged over training,
+    and whether the diversity of its samples collapsed (rules: docs/cli.md).
     """
     if system:
-        if run is not None or data:
+        if run is not None or data or plot is not None:
             raise click.UsageError("--system describes this machine; give it without RUN or --data")
         _print_system(as_json)
         return
     if run is None:
         raise click.UsageError("give a RUN to describe, or --system for this machine")
-    details = {**api.info(run, data), "run": run}
+    details = {**api.info(run, data, plot=plot, force=force), "run": run}
     if as_json:
         print_json(details)
         return
     for key, value in details.items():
+        if key == "equilibrium":
+            continue  # its own table, below
         if isinstance(value, dict):
             click.echo(f"{key}:")
             for k, v in value.items():
@@ -1015,6 +1111,11 @@ def info(run: str | None, data: tuple[str, ...], system: bool, as_json: bool) ->
     if isinstance(details["model"].get("ngrams"), list):
         click.echo("")
         _ngram_table(details["model"]["ngrams"], details.get("heldout", {}).get("ngrams"))
+    if "equilibrium" in details:
+        click.echo("")
+        _equilibrium_table(details["equilibrium"])
+    if plot is not None:
+        log(f"wrote {plot}")
 
 
 def _print_system(as_json: bool) -> None:
@@ -1071,6 +1172,33 @@ def _ngram_table(seen: list[dict[str, Any]], heldout: list[dict[str, Any]] | Non
             row.append("-" if share is None else f"{share:.1%}")
         rows.append(row)
     print_table(rows, header)
+
+
+def _equilibrium_table(found: dict[str, Any]) -> None:
+    """A GAN's D(x), D(G(z)) and diversity: the first third of training against the last."""
+    click.echo("GAN equilibrium (the last third of the logged values against the first):")
+    rows = []
+    for key, name in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        judged = found[key] or {"verdict": None, "early": None, "late": None}
+        early, late = judged["early"] or {}, judged["late"] or {}
+        rows.append(
+            [
+                name,
+                judged["verdict"] or "-",
+                *(_short(third.get(k)) for third in (early, late) for k in ("mean", "std")),
+                _short(late.get("trend")),
+            ]
+        )
+    header = ["series", "verdict", "early mean", "early std", "late mean", "late std", "drift"]
+    print_table(rows, header)
+    diversity = found["diversity"]
+    if diversity is not None:
+        said = "collapsed" if diversity["collapsed"] else "did not collapse"
+        click.echo(
+            f"diversity {said}: early {diversity['early']:.3g}, highest {diversity['peak']:.3g}, "
+            f"late {diversity['late']:.3g} (1: as varied as the data)"
+        )
+    click.echo(f"verdict: {found['verdict'] or 'unknown'} ({found['reason']})")
 
 
 @cli.command()
@@ -1457,6 +1585,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
+
+
+def _short(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -170,6 +170,22 @@ class Exportable(ABC):
         raise PluginError(f"'{cls.__name__}' models run no export (--engine {fmt})")
 
 
+class GradientFlow(ABC):
+    """A model whose loss can be differentiated with respect to its input embeddings:
+    ``gentool evaluate --gradient-flow`` (the rnn and transformer language models of text,
+    through ``gentool.neural.streams.TextStreamModel``)."""
+
+    @abstractmethod
+    def gradient_flow(
+        self, text: str, tail: float = 1.0, max_distance: int = 64, windows: int = 64
+    ) -> dict[str, Any]:
+        """The norm of the gradient of the loss at a position with respect to the input
+        embedding ``k`` steps before it, for k = 0 .. ``max_distance``, averaged over
+        ``windows`` windows of the last ``tail`` of ``text``'s tokens:
+        ``{"distance", "gradient_norm", "relative", "windows", "tokens"}``
+        (gentool.neural.gradients)."""
+
+
 class FromPretrained(ABC):
     """A kind that can use a Hugging Face model gentool did not train (a Hub id or a local
     model folder, ``gentool.hub``) wherever a run is expected, and start training from one

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import assert_error, invoke, invoke_json
+
+from gentool import runs
 
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
@@ -173,3 +178,162 @@ def test_info_shows_ngram_growth_and_unseen_heldout_ngrams(
     assert "possible (V^n)" in table and "held-out unseen" in table
     result = invoke("info", trained["rnn"], "--data", text, ok=False)
     assert_error(result, "no held-out statistics", "gentool evaluate")
+
+
+# -- gradient flow (gentool evaluate --gradient-flow) -----------------------------------------
+
+
+def test_gradient_flow_of_a_tanh_rnn_falls_with_the_distance(tmp_path: Path) -> None:
+    # A few dozen steps teach a tanh RNN to lean on the last characters: the gradient
+    # reaching the input k steps back then shrinks with k (vanishing gradients).
+    settings = [*TINY_RNN, "--set", "model.cell=rnn", "--set", "train.max_steps=60"]
+    invoke("train", "rnn", *settings, "--out", tmp_path / "tanh")
+    out = invoke_json("evaluate", tmp_path / "tanh", "--gradient-flow", "--max-distance", "16")
+    assert out["cell"] == "rnn" and out["distance"] == list(range(17))
+    norms, relative = out["gradient_norm"], out["relative"]
+    assert all(a > b for a, b in zip(norms[::4], norms[4::4], strict=False)), norms
+    assert relative[0] == 1.0 and relative[-1] < 0.1 * relative[1]
+    # The run's own held-out text by default: the end of its training file.
+    assert out["data"]["tail"] == 0.1 and out["windows"] == 64
+    # The table, and the figure: two panels side by side.
+    result = invoke("evaluate", tmp_path / "tanh", "--gradient-flow", "-o", "grad.png")
+    assert result.stdout.split()[:6] == ["k", "gradient", "norm", "relative", "to", "k=0"]
+    assert Image.open("grad.png").size == (1200, 420)
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text(HELD_OUT)
+    out = invoke_json("evaluate", tmp_path / "tanh", "--gradient-flow", "--data", held_out)
+    # <|endoftext|> and 75 characters: 11 windows of 65 inputs and the token they predict.
+    assert out["data"] == [str(held_out)] and out["windows"] == len(HELD_OUT) + 1 - 65
+
+
+def test_gradient_flow_of_a_transformer_and_the_refusals(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    tiny = ["--set", "model.d_model=16", "--set", "model.num_layers=1", "--set",
+            "model.num_heads=2", "--set", "model.d_ff=32", "--set", "model.context_length=16",
+            "--set", "train.batch_size=2", "--set", "train.seq_len=16", "--set",
+            "train.max_steps=2", "--set", "train.checkpoint_every=0"]  # fmt: skip
+    invoke("train", "transformer", *tiny, "--out", tmp_path / "lm")
+    out = invoke_json("evaluate", tmp_path / "lm", "--gradient-flow", "--max-distance", "15")
+    assert out["family"] == "transformer" and len(out["gradient_norm"]) == 16
+    assert all(v > 0 for v in out["gradient_norm"])  # attention reaches every position
+    result = invoke("evaluate", tmp_path / "lm", "--gradient-flow", ok=False)
+    assert_error(result, "--max-distance 64", "context of 16", "--max-distance 15")
+    # A kind that embeds no tokens, in one line; nothing is drawn.
+    invoke("train", "ngram", "--out", tmp_path / "ng")
+    result = invoke("evaluate", tmp_path / "ng", "--gradient-flow", "-o", "g.png", ok=False)
+    assert_error(result, "'ngram' models have no gradient flow", "rnn and transformer")
+    result = invoke("evaluate", trained["gan"], "--gradient-flow", ok=False)
+    assert_error(result, "'gan generator' models have no gradient flow", "input embeddings")
+    assert not Path("g.png").exists()
+    held_out = tmp_path / "short.txt"
+    held_out.write_text("too short\n")
+    result = invoke("evaluate", trained["rnn"], "--gradient-flow", "--data", held_out, ok=False)
+    assert_error(result, "has 11 tokens", "smaller --max-distance")
+
+
+# -- GAN equilibrium (gentool info on a GAN run) ----------------------------------------------
+
+
+def _with_metrics(run: Path, out: Path, records: list[dict[str, float]]) -> Path:
+    """A copy of ``run`` whose metrics.jsonl holds ``records`` (listed again in gentool.json,
+    so the run still verifies): a GAN that trained as the records say."""
+    shutil.copytree(run, out)
+    metrics = out / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = json.loads((out / "gentool.json").read_text())
+    meta["files"]["metrics.jsonl"] = {
+        "bytes": metrics.stat().st_size,
+        "sha256": runs.sha256_file(metrics),
+    }
+    (out / "gentool.json").write_text(json.dumps(meta))
+    return out
+
+
+Curve = Callable[[int], float]  # the value logged at the i-th record
+
+
+def _gan_log(d_real: Curve, d_fake: Curve, diversity: Curve) -> list[dict[str, float]]:
+    """30 records of a GAN's log, a step of 10 apart."""
+    return [
+        {"step": 10 * (i + 1), "d_real": d_real(i), "d_fake": d_fake(i), "diversity": diversity(i)}
+        for i in range(30)
+    ]
+
+
+def test_gan_equilibrium_settled_oscillating_diverged_collapsed(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    calm = [0.0, 0.01, -0.01, 0.005, -0.005]  # late noise, well under the tolerance
+    settled = _gan_log(
+        lambda i: 0.7 + (0.2 - 0.01 * i if i < 10 else calm[i % 5]),
+        lambda i: 0.3 - (0.2 - 0.01 * i if i < 10 else calm[i % 5]),
+        lambda i: 0.9 + calm[i % 5],
+    )
+    swinging = _gan_log(
+        lambda i: 0.6 + 0.2 * math.sin(i * math.pi / 2),
+        lambda i: 0.4 - 0.2 * math.sin(i * math.pi / 2),
+        lambda i: 0.9,
+    )
+    won = _gan_log(lambda i: min(0.99, 0.6 + 0.05 * i), lambda i: max(0.01, 0.4 - 0.05 * i),
+                   lambda i: 0.9)  # fmt: skip
+    collapsed = _gan_log(lambda i: 0.7, lambda i: 0.3, lambda i: 0.9 if i < 15 else 0.1)
+    found = {}
+    for name, records in [("settled", settled), ("swinging", swinging), ("won", won),
+                          ("collapsed", collapsed)]:  # fmt: skip
+        run = _with_metrics(trained["gan"], tmp_path / name, records)
+        found[name] = invoke_json("info", run)["equilibrium"]
+    assert found["settled"]["verdict"] == "settled"
+    assert found["settled"]["d_real"]["early"]["std"] > found["settled"]["d_real"]["late"]["std"]
+    assert found["settled"]["diversity"]["collapsed"] is False
+    assert found["swinging"]["verdict"] == "oscillating"
+    assert found["swinging"]["d_real"]["verdict"] == "oscillating"
+    assert found["won"]["verdict"] == "diverged" and "pinned" in found["won"]["reason"]
+    assert found["collapsed"]["verdict"] == "settled"
+    diversity = found["collapsed"]["diversity"]
+    assert diversity["collapsed"] is True and diversity["late"] == pytest.approx(0.1)
+    assert diversity["peak"] == pytest.approx(0.9)
+    # The text output: one table, the diversity and the verdict.
+    text = invoke("info", tmp_path / "collapsed").stdout
+    assert "GAN equilibrium" in text and "diversity collapsed" in text
+    assert "verdict: settled" in text
+
+
+def test_gan_equilibrium_of_a_tiny_real_run(trained: dict[str, Path], tmp_path: Path) -> None:
+    # Logged every 2 steps (a discriminator and a generator step: diversity needs both).
+    settings = [*TINY_GAN, "--set", "train.max_steps=24"]
+    invoke("train", "gan", *settings, "--out", tmp_path / "gan")
+    found = invoke_json("info", tmp_path / "gan")["equilibrium"]
+    assert found["verdict"] in ("settled", "oscillating", "diverged")
+    for key in ("d_real", "d_fake"):
+        late = found[key]["late"]
+        assert 0 < late["mean"] < 1 and late["std"] >= 0
+    assert found["diversity"]["late"] > 0
+    # Too few values logged to tell (2): said, not guessed.
+    few = invoke_json("info", trained["gan"])["equilibrium"]
+    assert few["verdict"] is None and "too few logged values" in few["reason"]
+    assert few["diversity"] is None
+    # Non-GAN runs have no such summary.
+    invoke("train", "ngram", "--out", tmp_path / "ng")
+    assert "equilibrium" not in invoke_json("info", tmp_path / "ng")
+
+
+def test_info_plot_draws_the_ngram_growth(
+    trained: dict[str, Path], corpus: Path, tmp_path: Path
+) -> None:
+    args = ["--set", "model.tokens=char", "--set", "model.order=3", "--data", corpus]
+    invoke("train", "ngram", *args, "--out", tmp_path / "c3")
+    text = tmp_path / "new.txt"
+    text.write_text("the cow sat on a hat .\nzebras ate the mat .\n")
+    found = invoke_json("info", tmp_path / "c3", "--data", text, "--plot", "growth.png")
+    assert [o["order"] for o in found["heldout"]["ngrams"]] == [1, 2, 3]
+    # Two panels: the growth against V^n, and the unseen share of the held-out n-grams.
+    assert Image.open("growth.png").size == (1200, 420)
+    # Without held-out data, the growth alone.
+    invoke("info", tmp_path / "c3", "--plot", "alone.png")
+    assert Image.open("alone.png").size == (600, 420)
+    result = invoke("info", tmp_path / "c3", "--plot", "alone.png", ok=False)
+    assert_error(result, "--force")
+    result = invoke("info", trained["rnn"], "--plot", "rnn.png", ok=False)
+    assert_error(result, "'rnn' models have no n-gram table", "ngram run")
+    assert not Path("rnn.png").exists()

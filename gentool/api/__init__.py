@@ -14,7 +14,7 @@ caller answering many requests (a server) loads each model once.
 
 from gentool.api.catalog import models, plugins, recipes
 from gentool.api.comparing import compare
-from gentool.api.plotting import curves, plot
+from gentool.api.plotting import curves, plot, plot_gradient_flow
 from gentool.api.publishing import push
 from gentool.api.training import ParallelPaths, import_model, model_card, plan, train
 from gentool.api.using import (
@@ -30,6 +30,7 @@ from gentool.api.using import (
     generate_images,
     generate_music,
     generate_stream,
+    gradient_flow,
     info,
     kind_of,
     load,
@@ -59,6 +60,7 @@ __all__ = [
     "generate",
     "generate_images",
     "generate_stream",
+    "gradient_flow",
     "import_model",
     "info",
     "kind_of",
@@ -68,6 +70,7 @@ __all__ = [
     "models",
     "plan",
     "plot",
+    "plot_gradient_flow",
     "plugins",
     "push",
     "recipes",

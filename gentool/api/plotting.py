@@ -100,7 +100,7 @@ def curves(run_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     curve (ngram trains in one pass)."""
     if not run_paths:
         raise GentoolError("give at least one run directory to plot")
-    found = [_read_run(Path(p)) for p in run_paths]
+    found = [read_run(Path(p)) for p in run_paths]
     if not any(run["series"] for run in found):
         names = ", ".join(f"'{r['run']}' ({r['family']})" for r in found)
         raise runs.RunError(
@@ -110,7 +110,8 @@ def curves(run_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return found
 
 
-def _read_run(path: Path) -> dict[str, Any]:
+def read_run(path: Path) -> dict[str, Any]:
+    """One run's entry of ``curves`` (``series`` empty when it logged nothing)."""
     if (path / runs.TRAINING_FILE).is_file() and not (path / runs.META_FILE).is_file():
         family, kind = _training_run(path)  # unfinished: plot what it has logged so far
     else:
@@ -354,6 +355,8 @@ def draw(found: Sequence[dict[str, Any]], pyplot: Any) -> Any:
             if max(values) / min(values) < 30:  # within a decade or so: label the minor ticks
                 ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 ax.tick_params(axis="y", which="minor", labelsize=8)
+        elif values and min(values) == max(values) > 0:
+            ax.set_ylim(0, 2 * values[0])  # a constant (a GAN's learning rate): no 1e-9 ticks
         ax.grid(True, alpha=0.3)
         if len(styles) > 1:  # which line is which: the styles, in black
             handles = [Line2D([], [], color="black", ls=s.style) for s in styles.values()]
@@ -380,3 +383,109 @@ def _log_scale(panel: Panel, values: list[float]) -> bool:
 def _label(run: dict[str, Any]) -> str:
     kind = run["kind"] if run["kind"] and run["kind"] != run["family"] else None
     return f"{run['run']} ({run['family']}{' ' + kind if kind else ''})"
+
+
+# -- gradient flow (gentool evaluate --gradient-flow) -----------------------------------------
+
+CELL_NAMES = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def plot_gradient_flow(
+    results: Sequence[dict[str, Any]], output: str | Path, force: bool = False
+) -> Path:
+    """Draw the curves of ``api.gradient_flow`` results (one or several runs, overlaid)
+    into ``output`` (.png or .svg): the gradient norm against the distance k, and the same
+    relative to k = 0, both on a log scale."""
+    (target,) = check_figure_output(Path(output), force)
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(
+        1, 2, figsize=(2 * PANEL_WIDTH, PANEL_HEIGHT + LEGEND_HEIGHT), dpi=DPI, layout="constrained"
+    )
+    panels = (
+        ("gradient_norm", "Gradient of the loss at t w.r.t. the input at t-k", "mean L2 norm"),
+        ("relative", "The same, relative to k = 0", "norm / norm at k = 0"),
+    )
+    for ax, (key, title, ylabel) in zip(axes, panels, strict=True):
+        for result in results:
+            values = [v if v > 0 else None for v in result[key]]
+            ax.plot(result["distance"], values, marker="o" if len(values) < 12 else None, ms=3)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("distance k (tokens back from the predicting position)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    figure.legend(
+        axes[0].get_lines(),
+        [_flow_label(r) for r in results],
+        loc="outside upper center",
+        ncols=min(len(results), 4),
+        fontsize=10,
+        frameon=False,
+    )
+    _write(figure, [target], pyplot)
+    return target
+
+
+def _flow_label(result: dict[str, Any]) -> str:
+    what = CELL_NAMES.get(result.get("cell") or "", result["family"])
+    name = result["run"] or result["family"]
+    return f"{name} ({what})"
+
+
+# -- n-gram growth (gentool info --plot) ------------------------------------------------------
+
+
+def plot_ngram_growth(found: dict[str, Any], output: str | Path, force: bool = False) -> Path:
+    """Draw an ngram run's growth from ``api.info``'s result into ``output``: the distinct
+    n-grams of each order against the V^n possible (log scale); with held-out data
+    (``found["heldout"]``), beside it the share of held-out n-grams never seen."""
+    (target,) = check_figure_output(Path(output), force)
+    seen = found["model"]["ngrams"]
+    heldout = found.get("heldout", {}).get("ngrams")
+    pyplot = _pyplot()
+    columns = 2 if heldout else 1
+    figure, axes = pyplot.subplots(
+        1,
+        columns,
+        figsize=(columns * PANEL_WIDTH, PANEL_HEIGHT + LEGEND_HEIGHT),
+        dpi=DPI,
+        squeeze=False,
+        layout="constrained",
+    )
+    orders = [o["order"] for o in seen]
+    vocab = found["model"]["vocab_size"]
+    ax = axes[0][0]
+    ax.plot(
+        orders, [o["possible"] for o in seen], "--", marker="o", ms=4, label=f"V^n (V = {vocab:,})"
+    )
+    ax.plot(orders, [o["distinct"] for o in seen], marker="o", ms=4, label="distinct n-grams seen")
+    for o in seen:
+        ax.annotate(f"{o['distinct']:,}", (o["order"], o["distinct"]), textcoords="offset points",
+                    xytext=(0, -13), ha="center", fontsize=8)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=min(o["distinct"] for o in seen) / 5)  # room for the lowest label
+    ax.set_title("Distinct n-grams in training against the V^n possible", fontsize=11)
+    ax.set_xlabel("order n")
+    ax.set_ylabel("n-grams (log scale)")
+    ax.set_xticks(orders)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left")
+    if heldout:
+        ax = axes[0][1]
+        shares = [100 * (o["unseen_fraction"] or 0.0) for o in heldout]
+        ax.bar([o["order"] for o in heldout], shares, color="tab:red", alpha=0.8)
+        for o, share in zip(heldout, shares, strict=True):
+            ax.annotate(f"{share:.1f}%", (o["order"], share), textcoords="offset points",
+                        xytext=(0, 3), ha="center", fontsize=9)  # fmt: skip
+        ax.set_title("Held-out n-grams never seen in training", fontsize=11)
+        ax.set_xlabel("order n")
+        ax.set_ylabel("unseen share (%)")
+        ax.set_xticks([o["order"] for o in heldout])
+        ax.set_ylim(0, max(max(shares) * 1.15, 1.0))
+        ax.grid(True, axis="y", alpha=0.3)
+    tokens = found["model"].get("tokens", "")
+    figure.suptitle(
+        f"{found['run']}: order-{found['model']['order']} {tokens} n-gram model", fontsize=11
+    )
+    _write(figure, [target], pyplot)
+    return target

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gentool import hub, recipes, runs
+from gentool.api import equilibrium, plotting
+from gentool.data.text import read_corpus
 from gentool.errors import DataError, OutputError, PluginError, RecipeError, RunError
 from gentool.kinds import route_record
-from gentool.model import Exportable, FromPretrained, Model
+from gentool.model import Exportable, FromPretrained, GradientFlow, Model
 from gentool.plugins import get_registry
 from gentool.tasks import (
     Capability,
@@ -474,6 +476,78 @@ def evaluate(
     return require(model, TextScoring, "be evaluated on text").evaluate_text(paths)
 
 
+def gradient_flow(
+    run: RunLike,
+    data: Sequence[str | Path] = (),
+    max_distance: int = 64,
+    windows: int = 64,
+    output: str | Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """``gentool evaluate --gradient-flow``: how much the loss at a position depends on the
+    input ``k`` steps before it, k = 0 .. ``max_distance`` (``GradientFlow``), averaged
+    over ``windows`` windows of held-out text: ``data``, else the text the run held out in
+    training (``--val``, or the last ``train.val_fraction`` of its training files). Raises
+    ``PluginError`` for a kind without input embeddings (ngram, gan). With ``output`` (a
+    .png or .svg, checked before any work) the curve is drawn there too
+    (``plot_gradient_flow``; several runs overlaid: call that with each result)."""
+    if output is not None:
+        plotting.check_figure_output(Path(output), force)
+    model = load(run)
+    if not isinstance(model, GradientFlow):
+        kind = model.kind_name()
+        name = model.family if kind == model.family else f"{model.family} {kind}"
+        raise PluginError(
+            f"'{name}' models have no gradient flow to measure: --gradient-flow "
+            "differentiates a text language model's loss with respect to its input "
+            "embeddings (the rnn and transformer language models)"
+        )
+    if data:
+        held_out, text, tail = [str(p) for p in data], read_corpus(list(data)), 1.0
+    else:
+        held_out, text, tail = _held_out_text(run)
+    found = model.gradient_flow(text, tail, max_distance, windows)
+    where = run.path if isinstance(run, runs.RunDirectory) else run
+    result = {
+        "run": None if isinstance(where, Model) else str(where),
+        "family": model.family,
+        "kind": model.kind_name(),
+        "cell": model.describe().get("cell"),  # the rnn's: lstm, gru or rnn (tanh)
+        "data": held_out,
+        **found,
+    }
+    if output is not None:
+        plotting.plot_gradient_flow([result], output, force=True)  # (checked above)
+    return result
+
+
+def _held_out_text(run: RunLike) -> tuple[Any, str, float]:
+    """The text a run held out in training, as (what it is, text, the share at its end)."""
+    if isinstance(run, Model) or (
+        not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run)
+    ):
+        raise DataError("this model records no held-out text: give held-out text with --data")
+    run_dir = run if isinstance(run, runs.RunDirectory) else runs.RunDirectory(run)
+    recipe = run_dir.recipe
+    data, train = recipe.get("data", {}), recipe.get("train", {})
+    field = data.get("text_field")
+    paths = [Path(data["val"])] if data.get("val") else [Path(p) for p in data.get("train", [])]
+    tail = 1.0 if data.get("val") else float(train.get("val_fraction", 0.0))
+    if not paths or tail <= 0:
+        raise DataError(
+            f"'{run_dir.path}' held out no text in training (train.val_fraction = 0); "
+            "give held-out text with --data"
+        )
+    for path in paths:
+        if not path.is_file():
+            raise DataError(
+                f"the run's held-out text is in '{path}', which is no longer there; "
+                "give held-out text with --data"
+            )
+    held_out = {"files": [str(p) for p in paths], "tail": tail}
+    return held_out, read_corpus(paths, field), tail
+
+
 def evaluate_music(
     run: RunLike,
     paths: Sequence[Path],
@@ -508,10 +582,28 @@ def evaluate_music(
     return metrics
 
 
-def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -> dict[str, Any]:
+def info(
+    run: str | Path | runs.RunDirectory,
+    data: Sequence[str | Path] = (),
+    plot: str | Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """What the run is: gentool.json (without the file list) and the model's own facts;
     for a Hugging Face model, where it comes from (``source``, ``revision`` or ``sha256``);
-    with ``data``, what the model says of held-out data under ``"heldout"``."""
+    with ``data``, what the model says of held-out data under ``"heldout"``; for a GAN,
+    whether its training settled under ``"equilibrium"`` (gentool.api.equilibrium).
+    ``plot`` (a .png or .svg, checked first): an ngram run's growth drawn there
+    (``plotting.plot_ngram_growth``); any other kind is a PluginError."""
+    if plot is not None:
+        plotting.check_figure_output(Path(plot), force)
+        found = info(run, data)
+        if not isinstance(found.get("model", {}).get("ngrams"), list):
+            raise PluginError(
+                f"'{found['family']}' models have no n-gram table to draw; "
+                "--plot draws an ngram run's growth with the order"
+            )
+        plotting.plot_ngram_growth(found, plot, force=True)  # (checked above)
+        return found
     if not isinstance(run, runs.RunDirectory) and hub.is_pretrained(run):
         pretrained = hub.resolve(run)
         if hub.is_run(pretrained.path):
@@ -534,6 +626,10 @@ def info(run: str | Path | runs.RunDirectory, data: Sequence[str | Path] = ()) -
 
         facts["music_tokenizer"] = music_facts(model.music_tokenizer())
     found = {"run": str(run_dir.path), **details, "model": facts}
+    logged = plotting.read_run(run_dir.path)["series"]
+    if "d_real" in logged:  # a GAN: did D(x) and D(G(z)) settle, did diversity collapse?
+        loss = run_dir.recipe.get("model", {}).get("loss", "nonsaturating")
+        found["equilibrium"] = equilibrium.summary(logged, probabilities=loss == "nonsaturating")
     if data:
         paths = [Path(p) for p in data]
         found["heldout"] = {"data": [str(p) for p in paths], **model.describe_heldout(paths)}
@@ -637,6 +733,7 @@ __all__ = [
     "generate",
     "generate_images",
     "generate_stream",
+    "gradient_flow",
     "info",
     "kind_of",
     "load",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gentool.errors import DataError, RecipeError
-from gentool.model import TrainingContext
+from gentool.model import GradientFlow, TrainingContext
 from gentool.neural.config import StreamTrainConfig
 from gentool.neural.hf import HFModel
 from gentool.tasks import GenerationRequest, TextGeneration, TextScoring, sample_batches
@@ -290,7 +290,7 @@ class Corpus:
     field: str | None = None
 
 
-class TextStreamModel(StreamModel, TextGeneration, TextScoring):
+class TextStreamModel(StreamModel, TextGeneration, TextScoring, GradientFlow):
     """A language model trained on its text read as one token stream.
 
     Training learns the run's tokenizer on the files read as one text (``tokenizer_spec``;
@@ -433,6 +433,20 @@ class TextStreamModel(StreamModel, TextGeneration, TextScoring):
         started = time.perf_counter()
         total = self.stream_loss(ids)
         return stream_metrics(total, ids, self.unk, time.perf_counter() - started)
+
+    def gradient_flow(
+        self, text: str, tail: float = 1.0, max_distance: int = 64, windows: int = 64
+    ) -> dict[str, Any]:
+        """How far back the loss reaches (gentool.neural.gradients), on the last ``tail``
+        of ``text``'s stream cut as training held it out (``split_stream``)."""
+        import torch
+
+        from gentool.neural.gradients import gradient_flow
+        from gentool.neural.tokenizers import encode_text
+
+        ids = torch.tensor([self.bos, *encode_text(self.tokenizer, text)], dtype=torch.long)
+        ids = ids[len(ids) - int(len(ids) * tail) :]
+        return gradient_flow(self.model, ids, max_distance, windows)
 
     @property
     def unk(self) -> int:
