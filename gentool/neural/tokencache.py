@@ -27,6 +27,10 @@ One process tokenizes a corpus at a time (a lock file beside it); the others, su
 ``~/.cache/gentool``, the Hugging Face / XDG convention); deleting it is always safe.
 Learned tokenizers are cached the same way (``tokenizers/KEY.json``), so a second run on
 the same data starts without reading it at all.
+
+A translator's sentence pairs (``pair_ids``) are cached the same way (same key, lock,
+atomic writes and checks): each side as a token file of the sentences' ids end to end and
+one of int64 offsets where each starts, so pair ``i`` is a slice of each (``PairIds``).
 """
 
 from __future__ import annotations
@@ -407,13 +411,17 @@ class PairIds:
         sides: tuple[np.ndarray, np.ndarray],
         offsets: tuple[np.ndarray, np.ndarray],
         index: np.ndarray | None = None,
+        lengths: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         import numpy as np
 
         self.sides, self.offsets = sides, offsets
         self.index = np.arange(len(offsets[0]) - 1) if index is None else index
-        self.source_lengths = np.diff(offsets[0])[self.index]
-        self.target_lengths = np.diff(offsets[1])[self.index]
+        if lengths is None:  # (int32: half the memory of int64; no sentence is 2**31 long)
+            lengths = (np.diff(offsets[0]).astype(np.int32), np.diff(offsets[1]).astype(np.int32))
+            if index is not None:
+                lengths = (lengths[0][index], lengths[1][index])
+        self.source_lengths, self.target_lengths = lengths
 
     @classmethod
     def of(cls, pairs: Sequence[tuple[Sequence[int], Sequence[int]]] | PairIds) -> PairIds:
@@ -442,7 +450,8 @@ class PairIds:
             return tuple(
                 self.sides[s][self.offsets[s][j] : self.offsets[s][j + 1]].tolist() for s in (0, 1)
             )
-        return PairIds(self.sides, self.offsets, self.index[key])
+        lengths = (self.source_lengths[key], self.target_lengths[key])
+        return PairIds(self.sides, self.offsets, self.index[key], lengths)
 
     def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
         for i in range(len(self)):

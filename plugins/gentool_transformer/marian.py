@@ -11,7 +11,8 @@ the decoder.
 
 Training batches hold ``train.batch_size`` sentence pairs of similar length (little
 padding): each epoch shuffles the pairs with a generator seeded by (seed, epoch), sorts
-pools of them by length, cuts the pools into batches and shuffles the batches. Batch ``i``
+pools of them by length, cuts the pools into batches and shuffles the batches, all on the
+pairs' lengths (``tokencache.PairIds``: memory-mapped, read a batch at a time). Batch ``i``
 is thus a pure function of ``i``, so a resumed run equals an uninterrupted one. The loss is
 the label-smoothed cross-entropy per target token.
 """
