@@ -222,3 +222,105 @@ def test_processes_tokenizing_the_same_corpus_at_once_build_it_once(corpus: Path
         )
     assert tokencache.built["tokens"] == built + 1
     assert all(r.tolist() == results[0].tolist() for r in results)
+
+
+# -- a translator's sentence pairs ------------------------------------------------------------
+TRANSLATOR = [
+    "--set", "model.d_model=16",
+    "--set", "model.num_layers=1",
+    "--set", "model.num_heads=2",
+    "--set", "model.d_ff=32",
+    "--set", "model.vocab_size=300",
+    "--set", "model.context_length=32",
+    "--set", "train.batch_size=4",
+    "--set", "train.max_steps=3",
+    "--set", "train.warmup_steps=1",
+    "--set", "train.eval_every=0",
+    "--set", "train.checkpoint_every=0",
+    "--set", "train.bleu_pairs=2",
+]  # fmt: skip
+WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "log", "very", "long"]
+
+
+def write_pairs(folder: Path, count: int = 60) -> tuple[Path, Path]:
+    """Aligned files: a few pairs with an empty side, one too long for context_length."""
+    source, target = folder / "pairs.en", folder / "pairs.xx"
+    lines = [" ".join(WORDS[(i + k) % len(WORDS)] for k in range(1 + i % 6)) for i in range(count)]
+    lines[7] = " ".join(WORDS * 6)  # over 32 tokens
+    source.write_text("".join(f"{line}\n" for line in lines))
+    target.write_text(
+        "".join("  \n" if i % 13 == 5 else f"{line[::-1]} !\n" for i, line in enumerate(lines))
+    )
+    return source, target
+
+
+def train_translator(source: Path, target: Path, out: str, *extra: str) -> str:
+    pairs = ["--source", str(source), "--target", str(target)]
+    return invoke("train", "transformer", *pairs, "--out", out, *TRANSLATOR, *extra).output
+
+
+def test_a_translator_encodes_its_pairs_once_and_trains_the_same_model(tmp_path: Path) -> None:
+    from conftest import assert_same_weights
+
+    source, target = write_pairs(tmp_path)
+    built = dict(tokencache.built)
+    train_translator(source, target, "a")
+    assert tokencache.built == {k: v + 1 for k, v in built.items()}  # the BPE, the pairs
+    output = train_translator(source, target, "b")
+    assert tokencache.built == {k: v + 1 for k, v in built.items()}  # neither again
+    assert "sentence pairs: read from the cache" in output
+    assert_same_weights(Path("a"), Path("b"))
+    facts = [json.loads(Path(run, "gentool.json").read_text())["metrics"] for run in ("a", "b")]
+    assert facts[0]["dropped_pairs"] == facts[1]["dropped_pairs"] == {"empty": 5, "too_long": 1}
+
+
+def test_changed_pairs_or_tokenizer_encode_the_pairs_again(tmp_path: Path) -> None:
+    source, target = write_pairs(tmp_path)
+    train_translator(source, target, "a")
+    built = tokencache.built["tokens"]
+    train_translator(source, target, "b", "--set", "model.vocab_size=320")
+    assert tokencache.built["tokens"] == built + 1
+    target.write_text(target.read_text().replace("!", "?"))
+    train_translator(source, target, "c")
+    assert tokencache.built["tokens"] == built + 2
+    train_translator(target, source, "d")  # the sides swapped: other pairs
+    assert tokencache.built["tokens"] == built + 3
+
+
+def test_cached_pairs_are_the_in_memory_encoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gentool.data.parallel import read_pairs, read_parallel
+    from gentool.data.sources import Fields
+    from gentool_transformer.marian import encode_pairs, train_joint_bpe
+    from gentool_transformer.translator import PairSource
+
+    monkeypatch.setattr(tokencache, "PAIR_BATCH", 7)  # many batches, and a short last one
+    source, target = write_pairs(tmp_path)
+    corpus = read_parallel(source, target)
+    tokenizer = train_joint_bpe(corpus.sources + corpus.targets, 300)
+    expected = encode_pairs(tokenizer, corpus)
+    pairs, empty = PairSource.parallel(source, target, Fields()).encoded(tokenizer, print)
+    assert list(pairs) == expected and empty == corpus.dropped["empty"] == 5
+    assert pairs.source_lengths.tolist() == [len(s) for s, _ in expected]
+    assert pairs[3:9][2] == expected[5] and len(pairs[::2]) == 28
+    # The same pairs as one TSV, and as a table with named fields.
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{s}\t{t}\n" for s, t in corpus.pairs))
+    table = tmp_path / "pairs.jsonl"
+    table.write_text("".join(json.dumps({"en": s, "xx": t}) + "\n" for s, t in corpus.pairs))
+    fields = Fields(source="en", target="xx")
+    for path, read_with in ((tsv, Fields()), (table, fields)):
+        pairs, empty = PairSource.files([path], read_with).encoded(tokenizer, print)
+        assert list(pairs) == encode_pairs(tokenizer, read_pairs(path, read_with)) == expected
+        assert empty == 0
+
+
+def test_misaligned_pairs_are_one_error_and_cache_nothing(tmp_path: Path) -> None:
+    source, target = write_pairs(tmp_path)
+    target.write_text(target.read_text() + "one more\n")
+    pairs = ["--source", str(source), "--target", str(target)]
+    result = invoke("train", "transformer", *pairs, "--out", "a", *TRANSLATOR, ok=False)
+    assert_error(result, "not aligned", "has 60 lines", "has 61")
+    assert not Path("a").exists()
+    assert not list((tokencache.cache_root() / "tokens").glob("*.tokens*"))

@@ -278,12 +278,14 @@ def table_text(source: str | Path, field: str | None = None) -> str:
     return "".join(row + "\n" for rows in text_rows(source, field) for row in rows)
 
 
-def table_pairs(source: str | Path, fields: Fields) -> list[tuple[str, str]]:
+def table_pairs(source: str | Path, fields: Fields) -> Iterator[tuple[str, str]]:
     """The (source, target) pairs of the rows: ``data.source_field`` and
-    ``data.target_field`` (default ``source`` and ``target``), checked."""
+    ``data.target_field`` (default ``source`` and ``target``), checked, then streamed."""
+    from itertools import chain
+
     data = load(source)
     sides = [
-        _column(data, source, name or default).to_pylist()
+        chain.from_iterable(_lines(_column(data, source, name or default)))
         for name, default in ((fields.source, "source"), (fields.target, "target"))
     ]
-    return list(zip(sides[0], sides[1], strict=True))
+    return zip(sides[0], sides[1], strict=True)

@@ -127,6 +127,13 @@ def safe_pieces(texts: Iterable[str], size: int = 1 << 22) -> Iterator[str]:
         yield "".join(held)
 
 
+def stream_lines(path: str | Path) -> Iterator[str]:
+    """``read_lines``'s lines, read as they are needed (``corpus_texts``), with its checks."""
+    for piece in _file_texts(Path(path)):
+        for line in piece.split("\n")[:-1]:  # (each piece ends with a newline)
+            yield line.removesuffix("\r")
+
+
 def read_lines(path: str | Path) -> list[str]:
     """The file's lines, without line endings; a trailing newline adds no empty line.
 

@@ -27,6 +27,10 @@ One process tokenizes a corpus at a time (a lock file beside it); the others, su
 ``~/.cache/gentool``, the Hugging Face / XDG convention); deleting it is always safe.
 Learned tokenizers are cached the same way (``tokenizers/KEY.json``), so a second run on
 the same data starts without reading it at all.
+
+A translator's sentence pairs (``pair_ids``) are cached the same way (same key, lock,
+atomic writes and checks): each side as a token file of the sentences' ids end to end and
+one of int64 offsets where each starts, so pair ``i`` is a slice of each (``PairIds``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +59,8 @@ FORMAT = 1  # bump when what a token file holds changes
 PIECE_CHARS = 1 << 22  # characters encoded at a time (a few MB of text and ids in memory)
 _HASH_BLOCK = 1 << 22
 
-#: How many token files and tokenizers this process built (not reused): tests read it.
+#: How many token files (a corpus, or sentence pairs) and tokenizers this process built
+#: (not reused): tests read it.
 built = {"tokens": 0, "tokenizers": 0}
 
 
@@ -208,36 +214,21 @@ def _build(
 
     from gentool.progress import phase
 
-    dtype = np.dtype(np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32)
+    dtype = id_dtype(tokenizer)
     encode = _encoder(tokenizer, dtype)
-    tmp = data.with_name(f"{data.name}.tmp-{os.getpid()}")
-    digest, count, chars, shown = hashlib.sha256(), 0, 0, 0
+    count, chars, shown = 0, 0, 0
     started = time.perf_counter()
-    try:
-        with tmp.open("wb") as f, phase(log, "tokenizing", _megabytes(paths), "MB") as advance:
+    with _Writer(data, meta, dtype) as out:
+        with phase(log, "tokenizing", _megabytes(paths), "MB") as advance:
             pieces = pieces_of(paths, field)
             for length, ids in _in_order(encode, pieces, [(0, np.array([bos], dtype=dtype))]):
-                block = ids.tobytes()
-                f.write(block)
-                digest.update(block)
+                out.write(ids)
                 count += len(ids)
                 chars += length
                 advance(chars // 1_000_000 - shown)  # (characters: bytes of ASCII text)
                 shown = chars // 1_000_000
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, data)
-        info = {
-            "format": FORMAT,
-            "dtype": dtype.name,
-            "count": count,
-            "sha256": digest.hexdigest(),
-            "written": _identity(data),
-        }
-        _write_atomic(meta, json.dumps(info))
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        out.finish()
+        out.publish()
     built["tokens"] += 1  # (tests count the builds)
     seconds = time.perf_counter() - started
     log(
@@ -246,6 +237,57 @@ def _build(
         f"cached in {data}"
     )
     return np.memmap(data, dtype=dtype, mode="r")
+
+
+def id_dtype(tokenizer: Any) -> np.dtype[Any]:
+    """uint16 when every id fits, else uint32."""
+    import numpy as np
+
+    return np.dtype(np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32)
+
+
+class _Writer:
+    """One cached array, written beside its final name: ``write`` blocks, ``finish``
+    (fsync, rename into place), then ``publish`` its metadata (``extra`` added), which
+    makes it readable; leaving the block before ``finish`` removes what was written."""
+
+    def __init__(self, data: Path, meta: Path, dtype: Any, extra: dict[str, Any] | None = None):
+        self.data, self.meta, self.dtype = data, meta, dtype
+        self.extra = extra if extra is not None else {}
+        self.tmp = data.with_name(f"{data.name}.tmp-{os.getpid()}")
+        self.digest, self.count = hashlib.sha256(), 0
+
+    def __enter__(self) -> _Writer:
+        self.file = self.tmp.open("wb")
+        return self
+
+    def write(self, ids: np.ndarray) -> None:
+        block = ids.astype(self.dtype, copy=False).tobytes()
+        self.file.write(block)
+        self.digest.update(block)
+        self.count += len(ids)
+
+    def finish(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.data)
+
+    def publish(self) -> None:
+        info = {
+            "format": FORMAT,
+            "dtype": self.dtype.name,
+            "count": self.count,
+            "sha256": self.digest.hexdigest(),
+            "written": _identity(self.data),
+            **self.extra,
+        }
+        _write_atomic(self.meta, json.dumps(info))
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
 
 
 def _in_order(
@@ -350,3 +392,180 @@ def pieces_of(paths: Sequence[str | Path], field: str | None) -> Iterator[str]:
     from gentool.data.text import corpus_texts, safe_pieces
 
     return safe_pieces(corpus_texts(paths, field), PIECE_CHARS)
+
+
+# -- sentence pairs ------------------------------------------------------------------------
+PAIR_BATCH = 8192  # pairs encoded at a time (the fast tokenizer's batch runs on all cores)
+_PAIR_PARTS = ("source", "target", "source-offsets", "target-offsets")
+
+
+class PairIds:
+    """Encoded sentence pairs (a translator's data), read from memory-mapped arrays: each
+    side's ids end to end and the offsets where each sentence starts (pair ``i`` is
+    ``ids[offsets[i]:offsets[i + 1]]``), with ``index`` choosing and ordering the pairs
+    seen. Pair ``i`` is read as lists of ints when asked for; the lengths are arrays, so
+    batches are made without holding the pairs in Python."""
+
+    def __init__(
+        self,
+        sides: tuple[np.ndarray, np.ndarray],
+        offsets: tuple[np.ndarray, np.ndarray],
+        index: np.ndarray | None = None,
+        lengths: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        import numpy as np
+
+        self.sides, self.offsets = sides, offsets
+        self.index = np.arange(len(offsets[0]) - 1) if index is None else index
+        if lengths is None:  # (int32: half the memory of int64; no sentence is 2**31 long)
+            lengths = (np.diff(offsets[0]).astype(np.int32), np.diff(offsets[1]).astype(np.int32))
+            if index is not None:
+                lengths = (lengths[0][index], lengths[1][index])
+        self.source_lengths, self.target_lengths = lengths
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[Sequence[int], Sequence[int]]] | PairIds) -> PairIds:
+        """``pairs`` (a list of (source ids, target ids)) as PairIds, held in memory."""
+        import numpy as np
+
+        if isinstance(pairs, PairIds):
+            return pairs
+        sides, offsets = [], []
+        for side in (0, 1):
+            lengths = [len(p[side]) for p in pairs]
+            offsets.append(np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
+            flat = [i for p in pairs for i in p[side]]
+            sides.append(np.asarray(flat, dtype=np.int64))
+        return cls((sides[0], sides[1]), (offsets[0], offsets[1]))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: Any) -> Any:
+        """Pair ``key`` as (source ids, target ids); a slice or an index array: PairIds."""
+        import numpy as np
+
+        if isinstance(key, (int, np.integer)):
+            j = int(self.index[key])
+            return tuple(
+                self.sides[s][self.offsets[s][j] : self.offsets[s][j + 1]].tolist() for s in (0, 1)
+            )
+        lengths = (self.source_lengths[key], self.target_lengths[key])
+        return PairIds(self.sides, self.offsets, self.index[key], lengths)
+
+    def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def pair_ids(
+    data_parts: Sequence[object],
+    rows: Callable[[], Iterator[tuple[str, str]]],
+    name: str,
+    tokenizer: Any,
+    log: Callable[[str], None] = lambda message: None,
+) -> tuple[PairIds, int]:
+    """Sentence pairs encoded as ``tokenizer(texts)`` encodes them (eos included), and how
+    many were dropped for an empty side; read from the cache, else encoded into it first.
+
+    ``rows()`` streams the raw (source, target) rows (``gentool.data.parallel``) of the data
+    ``data_parts`` identifies (its sources' ``data_key``s); ``name`` names it in errors.
+    Each side is one token file of ids and one of offsets, cached as ``token_file``'s."""
+    # (the probe catches what the vocabulary does not say: an eos the call appends)
+    probe = tokenizer(["a b"])["input_ids"][0]
+    key = _key("pairs", *data_parts, tokenizer_hash(tokenizer), probe)
+    folder = _folder("tokens")
+    files = [
+        (folder / f"{key}.{part}.tokens", folder / f"{key}.{part}.json") for part in _PAIR_PARTS
+    ]
+    if (found := _open_pairs(files)) is not None:
+        log(f"sentence pairs: read from the cache ({len(found[0]):,} pairs, {files[0][0]})")
+        return found
+    with _locked(folder / f"{key}.lock"):
+        if (found := _open_pairs(files)) is not None:
+            log(f"sentence pairs: read from the cache ({len(found[0]):,} pairs, {files[0][0]})")
+            return found
+        _build_pairs(rows, name, tokenizer, files, log)
+    found = _open_pairs(files)
+    assert found is not None  # (just written)
+    return found
+
+
+def _open_pairs(files: list[tuple[Path, Path]]) -> tuple[PairIds, int] | None:
+    arrays = [_open(data, meta) for data, meta in files]
+    if any(a is None for a in arrays):
+        return None
+    source, target, source_offsets, target_offsets = arrays
+    try:
+        dropped = int(json.loads(files[2][1].read_text())["dropped"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    assert source is not None and target is not None  # (mypy)
+    assert source_offsets is not None and target_offsets is not None
+    return PairIds((source, target), (source_offsets, target_offsets)), dropped
+
+
+def _build_pairs(
+    rows: Callable[[], Iterator[tuple[str, str]]],
+    name: str,
+    tokenizer: Any,
+    files: list[tuple[Path, Path]],
+    log: Callable[[str], None],
+) -> None:
+    import numpy as np
+
+    from gentool.data.parallel import clean_pair, no_pairs
+    from gentool.progress import phase
+
+    dtype = id_dtype(tokenizer)
+    extra: dict[str, Any] = {}  # (the drop count, known at the end)
+    started = time.perf_counter()
+    writers = [
+        _Writer(data, meta, dtype if n < 2 else np.dtype(np.int64), extra if n == 2 else None)
+        for n, (data, meta) in enumerate(files)
+    ]
+    with contextlib.ExitStack() as stack:
+        ids, offsets = writers[:2], writers[2:]
+        for writer in writers:
+            stack.enter_context(writer)
+        ends = [0, 0]
+        for n in (0, 1):
+            offsets[n].write(np.zeros(1, dtype=np.int64))
+        kept, dropped = 0, 0
+
+        def flush(batch: list[tuple[str, str]]) -> None:
+            for n in (0, 1):
+                encoded = tokenizer([pair[n] for pair in batch])["input_ids"]
+                lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+                ids[n].write(np.fromiter(chain.from_iterable(encoded), dtype=dtype))
+                offsets[n].write(ends[n] + np.cumsum(lengths))
+                ends[n] += int(lengths.sum())
+
+        with phase(log, "encoding the sentence pairs", unit="pairs") as advance:
+            batch: list[tuple[str, str]] = []
+            for s, t in rows():
+                if (pair := clean_pair(s, t)) is None:
+                    dropped += 1
+                    continue
+                batch.append(pair)
+                if len(batch) == PAIR_BATCH:
+                    flush(batch)
+                    kept, batch = kept + len(batch), []
+                    advance(PAIR_BATCH)
+            if batch:
+                flush(batch)
+                kept += len(batch)
+        if not kept:
+            from gentool.errors import DataError
+
+            raise DataError(no_pairs(name))
+        extra["dropped"] = dropped
+        for writer in writers:
+            writer.finish()
+        for writer in writers:
+            writer.publish()
+    built["tokens"] += 1  # (tests count the builds)
+    log(
+        f"sentence pairs: {kept:,} pairs encoded into {ends[0] + ends[1]:,} {dtype.name} ids "
+        f"in {time.perf_counter() - started:.2f} s, cached in {files[0][0]}"
+    )

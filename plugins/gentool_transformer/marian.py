@@ -11,7 +11,8 @@ the decoder.
 
 Training batches hold ``train.batch_size`` sentence pairs of similar length (little
 padding): each epoch shuffles the pairs with a generator seeded by (seed, epoch), sorts
-pools of them by length, cuts the pools into batches and shuffles the batches. Batch ``i``
+pools of them by length, cuts the pools into batches and shuffles the batches, all on the
+pairs' lengths (``tokencache.PairIds``: memory-mapped, read a batch at a time). Batch ``i``
 is thus a pure function of ``i``, so a resumed run equals an uninterrupted one. The loss is
 the label-smoothed cross-entropy per target token.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,8 @@ from transformers import (
 
 from gentool.data.parallel import ParallelCorpus, read_parallel
 from gentool.neural.engine import TrainingTask
+from gentool.neural.tokencache import PairIds
 from gentool.neural.tokenizers import ENDOFTEXT, UNK, train_tokenizer
-from gentool.progress import phase
 from gentool.tasks import TranslationRequest
 from gentool_transformer.config import TransformerSizes
 
@@ -50,11 +51,16 @@ Pair = tuple[list[int], list[int]]  # (source ids, target ids), each ending with
 # -- tokens ----------------------------------------------------------------------------------
 
 
-def train_joint_bpe(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE vocabulary learned on source and target text together; encoding
-    appends ``<|endoftext|>`` (the eos every sentence ends with) and pads on the right (the
+def train_joint_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE vocabulary learned on source and target text together
+    (``joint_bpe``)."""
+    return joint_bpe(train_tokenizer("bpe", texts, vocab_size=vocab_size))
+
+
+def joint_bpe(bpe: PreTrainedTokenizerBase) -> PreTrainedTokenizerFast:
+    """The translator's tokenizer of a learned BPE ``bpe``: encoding appends
+    ``<|endoftext|>`` (the eos every sentence ends with) and pads on the right (the
     positions are absolute, so padding must come after the text)."""
-    bpe = train_tokenizer("bpe", texts, vocab_size=vocab_size)
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe.backend_tokenizer,
         eos_token=ENDOFTEXT,
@@ -82,8 +88,14 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, corpus: ParallelCorpus) -> 
     )
 
 
-def filter_long(pairs: list[Pair], limit: int) -> tuple[list[Pair], int]:
-    """The pairs whose sides both fit ``limit`` tokens, and how many did not."""
+def filter_long(pairs: Any, limit: int) -> tuple[Any, int]:
+    """The pairs whose sides both fit ``limit`` tokens, and how many did not: a list of
+    pairs, or PairIds (read from their lengths)."""
+    if isinstance(pairs, PairIds):
+        import numpy as np
+
+        fits = (pairs.source_lengths <= limit) & (pairs.target_lengths <= limit)
+        return pairs[np.flatnonzero(fits)], int(len(pairs) - fits.sum())
     kept = [p for p in pairs if len(p[0]) <= limit and len(p[1]) <= limit]
     return kept, len(pairs) - len(kept)
 
@@ -178,28 +190,24 @@ def build_model(config: TransformerSizes, tokenizer: PreTrainedTokenizerBase) ->
 
 
 def prepare(
-    tokenizer: PreTrainedTokenizerBase,
-    corpus: ParallelCorpus,
-    val_corpus: ParallelCorpus | None,
+    pairs: PairIds,
+    val_pairs: PairIds | None,
+    dropped: dict[str, int],
+    val_dropped: dict[str, int],
     limit: int,
     val_fraction: float,
     log: Any,
-) -> tuple[list[Pair], list[Pair], dict[str, int], dict[str, int]]:
-    """Encoded training and validation pairs (the last ``val_fraction`` of the training
-    pairs without a held-out corpus), those over ``limit`` tokens dropped; the drops of each,
-    by reason, also logged."""
-    with phase(log, "encoding the sentence pairs"):
-        pairs = encode_pairs(tokenizer, corpus)
-        val_pairs = encode_pairs(tokenizer, val_corpus) if val_corpus is not None else []
-    if val_corpus is None:
+) -> tuple[PairIds, PairIds, dict[str, int], dict[str, int]]:
+    """The training and validation pairs (the last ``val_fraction`` of the training pairs
+    without held-out ones), those over ``limit`` tokens dropped; ``dropped`` and
+    ``val_dropped`` (by reason: those dropped while reading) are added to, and logged."""
+    if val_pairs is None:
         cut = len(pairs) - int(len(pairs) * val_fraction)
         pairs, val_pairs = pairs[:cut], pairs[cut:]
     pairs, too_long = filter_long(pairs, limit)
     val_pairs, val_too_long = filter_long(val_pairs, limit)
-    dropped = {**corpus.dropped, **({"too_long": too_long} if too_long else {})}
-    val_dropped = dict(val_corpus.dropped) if val_corpus is not None else {}
-    if val_too_long:
-        val_dropped["too_long"] = val_too_long
+    dropped = {**dropped, **({"too_long": too_long} if too_long else {})}
+    val_dropped = {**val_dropped, **({"too_long": val_too_long} if val_too_long else {})}
     for name, counts in (("training", dropped), ("validation", val_dropped)):
         if counts:
             log(f"dropped {sum(counts.values())} {name} pairs: {_describe_drops(counts, limit)}")
@@ -215,53 +223,63 @@ def _describe_drops(counts: dict[str, int], limit: int) -> str:
 
 
 class PairTask(TrainingTask):
-    """Sentence pairs in length-bucketed batches of ``rows``; see the module docstring."""
+    """Sentence pairs in length-bucketed batches of ``rows``; see the module docstring.
+    The pairs (PairIds, or a list of (source ids, target ids)) are read a batch at a time;
+    batches are made from their lengths."""
 
     def __init__(
         self,
         model: torch.nn.Module,
-        train: list[Pair],
-        val: list[Pair],
+        train: Sequence[Pair] | PairIds,
+        val: Sequence[Pair] | PairIds,
         rows: int,
         seed: int,
         pad: int,
         smoothing: float,
         start: int | None = None,
     ) -> None:
+        import numpy as np
+
         self.model = model
         self.start = pad if start is None else start  # what the decoder starts from
-        self.train = train
+        self.train = PairIds.of(train)
+        val = PairIds.of(val)
         self.val_pairs = val  # as given: a translator's BLEU after training takes the first
-        self.val = sorted(val, key=lambda p: (len(p[1]), len(p[0])))  # little padding
+        # little padding: by target, then source length (a stable sort, as sorted() is)
+        self.val = val[np.lexsort((val.source_lengths, val.target_lengths))]
         self.rows = rows
         self.seed = seed
         self.pad = pad
         self.smoothing = smoothing
-        self.batches_per_epoch = len(train) // rows
-        mean_target = sum(len(t) for _, t in train) / len(train)
-        self.items_per_batch = round(rows * mean_target)  # target tokens, on average
+        self.batches_per_epoch = len(self.train) // rows
+        self.items_per_batch = round(rows * float(self.train.target_lengths.mean()))
 
-    @functools.lru_cache(maxsize=2)  # noqa: B019  (one task per training run)
     def epoch(self, number: int) -> list[list[int]]:
         """The batches of epoch ``number``: lists of pair indices, similar lengths together."""
+        return self._epoch(number).tolist()
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019  (one task per training run)
+    def _epoch(self, number: int) -> Any:
+        """``epoch``'s batches as an array (batches, rows): no Python list per pair."""
+        import numpy as np
+
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + number)
-        order = torch.randperm(len(self.train), generator=generator).tolist()
+        order = torch.randperm(len(self.train), generator=generator).numpy()
         order = order[: self.batches_per_epoch * self.rows]  # the rest comes in other epochs
-        pool = self.rows * POOL_BATCHES
-        batches = []
+        targets, sources = self.train.target_lengths, self.train.source_lengths
+        pool = self.rows * POOL_BATCHES  # (a multiple of rows, as is len(order))
+        chunks = []
         for start in range(0, len(order), pool):
-            chunk = sorted(
-                order[start : start + pool],
-                key=lambda i: (len(self.train[i][1]), len(self.train[i][0])),
-            )
-            batches += [chunk[k : k + self.rows] for k in range(0, len(chunk), self.rows)]
-        shuffle = torch.randperm(len(batches), generator=generator).tolist()
-        return [batches[i] for i in shuffle]
+            chunk = order[start : start + pool]
+            chunks.append(chunk[np.lexsort((sources[chunk], targets[chunk]))])
+        batches = np.concatenate(chunks).reshape(-1, self.rows) if chunks else order.reshape(0, 1)
+        shuffle = torch.randperm(len(batches), generator=generator).numpy()
+        return batches[shuffle]
 
     def train_batch(self, index: int, rows: slice) -> dict[str, torch.Tensor]:
         number, position = divmod(index, self.batches_per_epoch)
-        indices = self.epoch(number)[position][rows]
-        return collate([self.train[i] for i in indices], self.pad, self.start)
+        indices = self._epoch(number)[position][rows]
+        return collate([self.train[int(i)] for i in indices], self.pad, self.start)
 
     def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         total, count = token_losses(model, batch, self.smoothing)

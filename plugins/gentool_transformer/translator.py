@@ -2,22 +2,25 @@
 Transformer ("Attention Is All You Need") as a Hugging Face ``MarianMTModel`` built from
 scratch, trained on sentence pairs with gentool's engine.
 
-It follows ``HFModel``'s steps: read the pairs (``--source/--target``, or ``--data`` TSV
-files), learn one byte-level BPE vocabulary on both sides, encode and bucket the pairs by
-length (``marian.PairTask``), train, and score BLEU on held-out pairs after training. The
+It follows ``HFModel``'s steps: name the pairs (``--source/--target``, or ``--data`` TSV
+files or tables; ``PairSource``), learn one byte-level BPE vocabulary on both sides (cached),
+encode the pairs once into the token cache (``tokencache.pair_ids``: memory-mapped, reused
+by the next run on the same data and tokenizer), bucket them by length (``marian.PairTask``),
+train, and score BLEU on held-out pairs after training. The
 torch side is ``marian``, imported when needed: this module imports no torch at its top.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gentool import runs
-from gentool.data.parallel import ParallelCorpus, read_pairs, read_parallel
+from gentool.data.parallel import clean_pair, pair_rows, parallel_rows
+from gentool.data.sources import Fields
 from gentool.errors import DataError, RecipeError
 from gentool.model import FromPretrained, TrainingContext
 from gentool.neural.config import TrainConfig
@@ -30,9 +33,10 @@ from gentool_transformer.config import TransformerSizes, check_sizes
 from gentool_transformer.exports import TransformerExports
 
 if TYPE_CHECKING:
-    from gentool_transformer.marian import Pair, PairTask
+    from gentool.neural.tokencache import PairIds
+    from gentool_transformer.marian import PairTask
 
-Pairs = tuple[ParallelCorpus, ParallelCorpus | None]  # training pairs, held-out pairs
+Pairs = tuple["PairSource", "PairSource | None"]  # training pairs, held-out pairs
 
 
 @dataclass
@@ -105,30 +109,38 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained, Transform
 
     @classmethod
     def read_data(cls, config: TranslatorConfig, context: TrainingContext[Any]) -> Pairs:
-        """Training pairs (--source/--target, else --data TSV files) and held-out pairs."""
+        """Training pairs (--source/--target, else --data TSV files or tables) and held-out
+        pairs, not yet read: the tokenizer and the token cache stream them."""
         fields = context.fields
         if context.source is not None and context.target is not None:
-            corpus = read_parallel(context.source, context.target, fields.text)
+            corpus = PairSource.parallel(context.source, context.target, fields)
         elif context.data:
-            corpus = _merge([read_pairs(path, fields) for path in context.data])
+            corpus = PairSource.files(context.data, fields)
         else:
             raise DataError(
                 "a translator needs sentence pairs: --source/--target files or a --data TSV"
             )
         if context.val_source is not None and context.val_target is not None:
-            return corpus, read_parallel(context.val_source, context.val_target, fields.text)
+            return corpus, PairSource.parallel(context.val_source, context.val_target, fields)
         if context.val is not None:
-            return corpus, read_pairs(context.val, fields)
+            return corpus, PairSource.files([context.val], fields)
         return corpus, None
 
     @classmethod
     def new_tokenizer(cls, config: TranslatorConfig, data: Pairs) -> Any:
-        from gentool_transformer.marian import train_joint_bpe
+        from gentool.neural.tokencache import cached_tokenizer
+        from gentool.neural.tokenizers import train_tokenizer
+        from gentool_transformer.marian import joint_bpe
 
         if config.init:  # fine-tuning keeps the model's own tokenizer
             return cls.init_tokenizer(config)
         corpus = data[0]
-        return train_joint_bpe(corpus.sources + corpus.targets, config.vocab_size)
+        # Learned on every source sentence, then every target one, streamed (twice); cached.
+        bpe = cached_tokenizer(
+            ("translator-bpe", *corpus.key, config.vocab_size),
+            lambda: train_tokenizer("bpe", corpus.sentences(), vocab_size=config.vocab_size),
+        )
+        return joint_bpe(bpe)
 
     @classmethod
     def make_task(
@@ -143,8 +155,18 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained, Transform
         torch.manual_seed(context.seed)
         model = cls.init_model(config) if config.init else build_model(config, tokenizer)
         limit = positions(model) if config.init else config.context_length
+        read, empty = corpus.encoded(tokenizer, context.log)
+        val_read, val_empty = None, 0
+        if val_corpus is not None:
+            val_read, val_empty = val_corpus.encoded(tokenizer, context.log)
         pairs, val_pairs, dropped, val_dropped = prepare(
-            tokenizer, corpus, val_corpus, limit, train.val_fraction, context.log
+            read,
+            val_read,
+            {"empty": empty} if empty else {},
+            {"empty": val_empty} if val_empty else {},
+            limit,
+            train.val_fraction,
+            context.log,
         )
         rows = train.batch_size // train.grad_accum
         if len(pairs) < rows:
@@ -178,7 +200,7 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained, Transform
             return {}
         return self.validation_bleu(scored, context.log)
 
-    def validation_bleu(self, pairs: list[Pair], log: Any) -> dict[str, Any]:
+    def validation_bleu(self, pairs: PairIds, log: Any) -> dict[str, Any]:
         """BLEU (beam search) of ``pairs`` after training, with its progress shown.
 
         An undertrained model may never end a sentence, and would generate up to the
@@ -253,9 +275,56 @@ class Translator(HFModel, Translation, ShowsAttention, FromPretrained, Transform
         }
 
 
-def _merge(corpora: list[ParallelCorpus]) -> ParallelCorpus:
-    dropped: dict[str, int] = {}
-    for corpus in corpora:
-        for reason, n in corpus.dropped.items():
-            dropped[reason] = dropped.get(reason, 0) + n
-    return ParallelCorpus([p for c in corpora for p in c.pairs], dropped)
+@dataclass(frozen=True)
+class PairSource:
+    """Sentence pairs not yet read: two aligned files (``sides``), or files of pairs
+    (TSV, or tables with source and target fields), and the fields read. ``key`` identifies
+    them for the caches: the sources' fingerprints and the fields."""
+
+    paths: tuple[str | Path, ...]
+    fields: Fields
+    sides: bool  # paths are (source, target), aligned line by line
+
+    @classmethod
+    def parallel(cls, source: str | Path, target: str | Path, fields: Fields) -> PairSource:
+        return cls((source, target), fields, True)
+
+    @classmethod
+    def files(cls, paths: Sequence[str | Path], fields: Fields) -> PairSource:
+        return cls(tuple(paths), fields, False)
+
+    @property
+    def name(self) -> str:
+        """The sources as errors name them."""
+        return " / ".join(f"'{path}'" for path in self.paths)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        from gentool.neural.tokencache import data_key
+
+        fields = self.fields
+        if self.sides:
+            return ("sides", *(data_key([path], fields.text) for path in self.paths))
+        return ("pairs", data_key(self.paths, f"{fields.text}\0{fields.source}\0{fields.target}"))
+
+    def rows(self) -> Iterator[tuple[str, str]]:
+        """The raw (source, target) rows, streamed (``gentool.data.parallel``)."""
+        if self.sides:
+            yield from parallel_rows(self.paths[0], self.paths[1], self.fields.text)
+        else:
+            for path in self.paths:
+                yield from pair_rows(path, self.fields)
+
+    def sentences(self) -> Iterator[str]:
+        """Every source sentence kept, then every target one: what the BPE is learned on."""
+        for side in (0, 1):
+            for s, t in self.rows():
+                if (pair := clean_pair(s, t)) is not None:
+                    yield pair[side]
+
+    def encoded(self, tokenizer: Any, log: Any) -> tuple[PairIds, int]:
+        """The pairs encoded (``tokencache.pair_ids``: cached), and how many had an empty
+        side."""
+        from gentool.neural.tokencache import pair_ids
+
+        return pair_ids(self.key, self.rows, self.name, tokenizer, log)
