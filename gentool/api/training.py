@@ -68,7 +68,10 @@ def plan(
         )
     raw["family"] = name
     _check_sides(parallel or ParallelPaths())
-    kind, raw = route_recipe(recipes.with_overrides(raw, overrides), data, parallel)
+    raw = recipes.with_overrides(raw, overrides)
+    if init is not None and hub.is_run(Path(init)):
+        raw = _parent_selection(raw, Path(init))
+    kind, raw = route_recipe(raw, data, parallel)
     if init is not None and not issubclass(kind, (FromPretrained, FromRun)):
         able = [k for k in get_registry().all_kinds() if issubclass(k, (FromPretrained, FromRun))]
         names = ", ".join(f"{k.family} {k.kind_name()}" for k in able) or "none installed"
@@ -387,6 +390,23 @@ def _parent_model(kind: type[Model], config: Any, parent: Path) -> Any:
     _, raw = kind_of(run)
     own = recipes.resolve(raw, kind.config_class, kind.train_config_class).model
     return dataclasses.replace(own, init=config.init)
+
+
+def _parent_selection(raw: dict[str, Any], parent: Path) -> dict[str, Any]:
+    """``raw`` with the ``[model]`` keys that select the kind of the run ``parent``
+    (``model.task`` of a gan restorer) taken from its recipe where ``raw`` does not set
+    them: a run started from another is of its kind unless the recipe says otherwise."""
+    run = runs.RunDirectory(parent)
+    if run.family != raw.get("family"):
+        return raw  # (refused once routed, naming both kinds)
+    from gentool.api.using import kind_of
+
+    parent_kind, recorded = kind_of(run)
+    model, theirs = dict(raw.get("model") or {}), recorded.get("model") or {}
+    for key in parent_kind.selected_by:
+        if key not in model and key in theirs:
+            model[key] = theirs[key]
+    return {**raw, "model": model}
 
 
 def _run_name(run: runs.RunDirectory) -> str:

@@ -257,7 +257,8 @@ class HFModel(Model):
         if cls.modeling_module is not None:  # a gentool architecture (the rnn's)
             importlib.import_module(cls.modeling_module)
         auto = getattr(transformers, cls.auto_class)
-        model, _ = load_pretrained(auto, folder, None, (), **cls.load_options)
+        loader = cls.tokenizer_loader(folder)  # (a music run's tokenizer is not Hugging Face's)
+        model, _ = load_pretrained(auto, folder, None, (), loader, **cls.load_options)
         return model.train()
 
     def describe_pretrained(self) -> dict[str, Any]:

@@ -54,6 +54,8 @@ class MusicStreamModel(StreamModel, MusicGeneration, MusicScoring):
 
     @classmethod
     def new_tokenizer(cls, config: Any, data: Any) -> MusicTokenizer:
+        if getattr(config, "init", ""):  # a run started from another keeps its tokenizer
+            return MusicTokenizer.load(Path(config.init))
         return MusicTokenizer(MusicTokenizerConfig(programs=config.programs))
 
     @classmethod

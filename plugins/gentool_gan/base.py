@@ -32,6 +32,7 @@ import numpy as np
 
 from gentool import runs
 from gentool.data.images import Channels, ImageSet, default_images_path, read_images
+from gentool.errors import RecipeError
 from gentool.model import Model, TrainingContext
 from gentool.neural import require_neural
 from gentool_gan.configs import GanTrainConfig, check_adversarial
@@ -144,6 +145,8 @@ class GanModel(Model):
         cls.check_data(config, data, context)
         torch.manual_seed(context.seed)
         task, spec = cls.make_task(config, context, data)
+        if config.init:
+            start_from(task.model, spec, Path(config.init))
         counts = data.counts()
         context.log(cls.training_line(config, counts))
         result = fit(
@@ -193,6 +196,39 @@ class GanModel(Model):
         tensors = runs.load_tensors(path, cls.family)
         network.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
         return network.eval()
+
+
+# config.json keys that do not shape the networks: what the data was, what the run was
+# started from, figures calibrated after training
+NOT_SHAPING = frozenset({"data", "init", "baseline_colours", "thresholds"})
+
+
+def start_from(pair: Any, spec: dict[str, Any], parent: Path) -> None:
+    """Load the run ``parent``'s networks into ``pair`` (an AdversarialPair), the start of
+    a run of its kind (gentool train gan --init RUN). Its [model] table is this run's
+    (gentool.api.training), but what the data and [train] decide (channels, classes, the
+    pitch range, the moving average) must agree too, else it is a RecipeError saying which.
+
+    A run that saved the whole pair (generator, composer: G, D and the moving average) gives
+    all three; one that saved only the generator it samples with (restorer, translators:
+    for cyclegan both directions) gives G and its average, and D starts afresh."""
+    import torch
+
+    theirs = GanModel.read_spec(parent)
+    for key, value in spec.items():
+        if key not in NOT_SHAPING and theirs.get(key) != value:
+            raise RecipeError(
+                f"--init '{parent}': its networks have {key}={theirs.get(key)!r}, this run's "
+                f"{key}={value!r} (from the data or [train]); train on data like its own, or "
+                "from scratch"
+            )
+    tensors = runs.load_tensors(parent / runs.TENSOR_FILE, "gan")
+    weights = {k: torch.from_numpy(v.copy()) for k, v in tensors.items()}
+    if weights.keys() == pair.state_dict().keys():
+        pair.load_state_dict(weights)
+    else:
+        pair.generator.load_state_dict(weights)
+        pair.ema.load_state_dict(weights)
 
 
 def read_data(

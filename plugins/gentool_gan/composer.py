@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from gentool.data.music import Decoded, MusicTokenizer, MusicTokenizerConfig, read_music
 from gentool.errors import GentoolError
 from gentool.kinds import MUSIC
-from gentool.model import TrainingContext
+from gentool.model import FromRun, TrainingContext
 from gentool.runs import is_main_process
 from gentool.tasks import MusicGeneration, MusicRequest
 from gentool_gan.base import GanModel, count_parameters
@@ -59,7 +59,7 @@ class PhraseData:
         }
 
 
-class PianoRollGenerator(GanModel, MusicGeneration):
+class PianoRollGenerator(GanModel, MusicGeneration, FromRun):
     """A trained piano-roll GAN: draws phrases of music, writes them as MIDI."""
 
     kind = "music"

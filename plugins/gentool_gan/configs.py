@@ -31,6 +31,9 @@ class GanConfig:
     width: int = 64  # feature maps of the first/last layer (DCGAN's ngf/ndf)
     loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
     spectral_norm: bool = False  # spectral normalisation on D's layers
+    # a run of this kind to go on from (gentool train gan --init RUN): its [model] table is
+    # taken, and training starts from its networks
+    init: str = ""
 
 
 @dataclass
@@ -40,9 +43,6 @@ class GeneratorConfig(GanConfig):
     task: Literal["generate"] = "generate"
     latent_size: int = 100  # the noise vector z
     conditional: bool = False  # class-conditional G and D (labels from the data)
-    # a gan generator run to go on from (gentool train gan --init RUN): its [model] table
-    # is taken, and training starts from its G, D and moving average
-    init: str = ""
 
 
 @dataclass
@@ -71,6 +71,9 @@ class TranslatorConfig:
     width: int = 32  # feature maps of the first/last layer
     loss: Literal["nonsaturating", "hinge", "lsgan"] = "nonsaturating"
     spectral_norm: bool = False
+    # a run of this kind to go on from (gentool train gan --init RUN): its [model] table is
+    # taken, and training starts from its networks
+    init: str = ""
 
 
 @dataclass
@@ -85,6 +88,9 @@ class ComposerConfig:
     width: int = 32  # feature maps of the generator's last layer and the critic's first
     loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "wgan-gp"
     spectral_norm: bool = False
+    # a run of this kind to go on from (gentool train gan --init RUN): its [model] table is
+    # taken, and training starts from its networks
+    init: str = ""
 
 
 @dataclass

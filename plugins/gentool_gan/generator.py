@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gentool import runs
-from gentool.errors import DataError, RecipeError
+from gentool.errors import DataError
 from gentool.model import FromRun, TrainingContext
 from gentool.tasks import GenerationRequest, ImageGeneration, ImageScoring
 from gentool_gan.base import GanModel, ImageData, count_parameters, names
@@ -132,8 +132,6 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring, FromRun):
             run_dir=context.run_dir,
             loss_kind=config.loss,
         )
-        if config.init:
-            start_from(task.model, spec, Path(config.init))
         return task, spec
 
     @classmethod
@@ -214,23 +212,3 @@ class ImageGenerator(GanModel, ImageGeneration, ImageScoring, FromRun):
     @property
     def channels(self) -> int:
         return int(self.spec["channels"])
-
-
-def start_from(pair: Any, spec: dict[str, Any], parent: Path) -> None:
-    """Load the run ``parent``'s G, D (and moving average) into ``pair``: its [model] table
-    is this run's (gentool.api.training), but what the data and [train] decide (channels,
-    classes, the moving average) must agree too, else it is a RecipeError saying which."""
-    import torch
-
-    from gentool_gan.base import GanModel
-
-    theirs = GanModel.read_spec(parent)
-    for key, value in spec.items():
-        if key != "data" and theirs.get(key) != value:
-            raise RecipeError(
-                f"--init '{parent}': its networks have {key}={theirs.get(key)!r}, this run's "
-                f"{key}={value!r} (from the data or [train]); train on data like its own, or "
-                "from scratch"
-            )
-    tensors = runs.load_tensors(parent / runs.TENSOR_FILE, "gan")
-    pair.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})

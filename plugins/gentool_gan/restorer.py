@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gentool import runs
 from gentool.data.images import Channels
 from gentool.errors import RecipeError
-from gentool.model import TrainingContext
+from gentool.model import FromRun, TrainingContext
 from gentool.tasks import ImageRestoration, ImageScoring
 from gentool_gan.base import GanModel, ImageData, names
 from gentool_gan.configs import (
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 SAMPLES = 8  # images in a sample grid
 
 
-class Restorer(GanModel, ImageRestoration, ImageScoring):
+class Restorer(GanModel, ImageRestoration, ImageScoring, FromRun):
     """A trained restorer: its generator (the moving average when train.ema_decay > 0).
 
     ``gentool restore RUN IMAGE -o OUT`` by task: colorize gives an RGB image of the input's

@@ -26,10 +26,10 @@ import numpy as np
 
 from gentool import runs
 from gentool.errors import DataError, RecipeError
-from gentool.model import TrainingContext
+from gentool.model import FromRun, TrainingContext
 from gentool.neural import require_neural
 from gentool.tasks import ImageScoring, ImageTranslation
-from gentool_gan.base import GanModel, report_skipped
+from gentool_gan.base import GanModel, report_skipped, start_from
 from gentool_gan.configs import TranslatorConfig, TranslatorTrainConfig, check_translator
 from gentool_gan.pairs import CHANNELS, Domain, Pairs, read_domains, unmatched_note
 
@@ -40,7 +40,7 @@ SAMPLES = 8
 MODES: dict[int, Any] = {1: "gray", 3: "rgb", 4: "rgba"}
 
 
-class Translator(GanModel, ImageTranslation, ImageScoring):
+class Translator(GanModel, ImageTranslation, ImageScoring, FromRun):
     """What the two translators share: reading A and B, training on the engine, the run's
     files, translating a PIL image (resized to image_size and back)."""
 
@@ -97,6 +97,8 @@ class Translator(GanModel, ImageTranslation, ImageScoring):
             )
         torch.manual_seed(context.seed)
         task, spec = cls.make_task(config, context, pairs)  # type: ignore[arg-type]
+        if config.init:
+            start_from(task.model, spec, Path(config.init))
         counts = pairs.counts()
         context.log(
             f"training a gan {cls.kind_name()} translator ({config.image_size} px, "

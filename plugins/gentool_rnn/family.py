@@ -56,6 +56,9 @@ class RnnMusicConfig(RnnSizes):
     """The recipe's [model] table, on music (MIDI): REMI tokens."""
 
     programs: bool = True  # REMI+: a Program token before each note (tracks kept apart)
+    # a run of this kind to start from (gentool train rnn --init RUN): its sizes and music
+    # tokenizer are taken, its weights trained on
+    init: str = ""
 
 
 @dataclass
@@ -181,7 +184,7 @@ class RnnModel(RnnNetwork, TextStreamModel, FromRun):
     default_data = default_text_path()
 
 
-class RnnMusic(RnnNetwork, MusicStreamModel):
+class RnnMusic(RnnNetwork, MusicStreamModel, FromRun):
     """A recurrent language model of music (REMI tokens of MIDI files)."""
 
     kind = "music"
