@@ -208,6 +208,24 @@ def test_paired_squared_error_term_is_logged_and_checked(tmp_path: Path) -> None
     assert not (tmp_path / "bad").exists()
 
 
+def test_disc_layers_shrinks_the_patch_and_is_checked(tmp_path: Path) -> None:
+    from gentool_gan.configs import TranslatorConfig
+    from gentool_gan.translation import CycleDiscriminators
+
+    default = CycleDiscriminators(1, 1, TranslatorConfig(image_size=28, width=4)).a
+    small = CycleDiscriminators(1, 1, TranslatorConfig(image_size=28, width=4, disc_layers=1)).a
+    image = torch.zeros(1, 1, 28, 28)
+    assert default(image, image[:, :0]).shape[-1] == 7  # two halvings: a patch per 4 pixels
+    assert small(image, image[:, :0]).shape[-1] == 14  # one: a patch per 2 pixels
+    a, b = silhouettes(tmp_path / "data", count=6)
+    settings = [*tiny("cyclegan", 2), "--data", a, "--target", b]
+    invoke("train", "gan", *settings, "--set", "model.disc_layers=1", "--out", tmp_path / "r")
+    result = invoke("train", "gan", *settings, "--set", "model.disc_layers=-1",
+                    "--out", tmp_path / "bad", ok=False)  # fmt: skip
+    assert_error(result, "model.disc_layers", "negative")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_linear_schedule_holds_then_decays() -> None:
     from gentool_gan.configs import TranslatorTrainConfig
 

@@ -74,6 +74,9 @@ class TranslatorConfig:
     # a run of this kind to go on from (gentool train gan --init RUN): its [model] table is
     # taken, and training starts from its networks
     init: str = ""
+    # D's stride-2 layers (0: min(3, the U-Net's depth)); fewer give D a smaller patch, so it
+    # judges stroke texture rather than a whole digit's shape (1 at 28 px: 12-pixel patches)
+    disc_layers: int = 0
 
 
 @dataclass
@@ -166,6 +169,8 @@ def check_translator(config: TranslatorConfig, train: TranslatorTrainConfig) -> 
     if not 16 <= config.image_size <= 256:
         raise RecipeError(f"model.image_size must be in 16-256, got {config.image_size}; e.g. 64")
     check_width(config)
+    if config.disc_layers < 0:
+        raise RecipeError(f"model.disc_layers must not be negative, got {config.disc_layers}")
     for key in ("l1_weight", "l2_weight", "cycle_weight", "identity_weight"):
         if getattr(train, key) < 0:
             raise RecipeError(f"train.{key} must not be negative, got {getattr(train, key)}")

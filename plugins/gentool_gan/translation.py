@@ -80,9 +80,15 @@ class CycleGenerators(nn.Module):
 class CycleDiscriminators(nn.Module):
     def __init__(self, channels_a: int, channels_b: int, config: TranslatorConfig) -> None:
         super().__init__()
-        layers = min(3, unet_depth(config.image_size))
+        layers = disc_layers(config)
         self.a = PatchDiscriminator(channels_a, config.width, layers, config.spectral_norm)
         self.b = PatchDiscriminator(channels_b, config.width, layers, config.spectral_norm)
+
+
+def disc_layers(config: TranslatorConfig) -> int:
+    """D's stride-2 layers: ``model.disc_layers``, or by default as many as the U-Net has,
+    at most 3 (pix2pix's PatchGAN)."""
+    return config.disc_layers or min(3, unet_depth(config.image_size))
 
 
 def _none(images: torch.Tensor) -> torch.Tensor:

@@ -189,7 +189,12 @@ class PairedTranslator(Translator):
     def make_task(cls, config: TranslatorConfig, context: TrainingContext[Any], data: Any) -> Any:
         import torch
 
-        from gentool_gan.translation import PairedPair, PairedTask, build_generator
+        from gentool_gan.translation import (
+            PairedPair,
+            PairedTask,
+            build_generator,
+            disc_layers,
+        )
         from gentool_gan.unet import PatchDiscriminator, unet_depth
 
         pairs: Pairs = data
@@ -199,7 +204,7 @@ class PairedTranslator(Translator):
         depth = unet_depth(config.image_size)
         generator = build_generator(ca, cb, config.width, depth)
         discriminator = PatchDiscriminator(
-            ca + cb, config.width, min(3, depth), config.spectral_norm
+            ca + cb, config.width, disc_layers(config), config.spectral_norm
         )
         pair = PairedPair(generator, discriminator, ca, config.loss, context.train)
         task = PairedTask(
