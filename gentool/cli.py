@@ -1090,7 +1090,9 @@ def info(
     """
     if system:
         if run is not None or data or plot is not None:
-            raise click.UsageError("--system describes this machine; give it without RUN or --data")
+            raise click.UsageError(
+                "--system describes this machine; give it without RUN, --data or --plot"
+            )
         _print_system(as_json)
         return
     if run is None:
